@@ -1,0 +1,155 @@
+"""The `streamlearn` command: a thin shell over the stage modules, one subcommand per stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from streamlearn import __version__, console
+from streamlearn.errors import StreamlearnError
+
+
+class Group(click.Group):
+    """Turns StreamlearnError into a one-line `error: ...` and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StreamlearnError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+CORPUS_ARG = click.argument("corpus", required=False, type=click.Path(path_type=Path))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="streamlearn")
+@click.option("-v", "--verbose", is_flag=True, help="More detail (per-item debug lines).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and final results.")
+def cli(verbose: bool, quiet: bool):
+    """Turn a long first-person video stream into a training corpus, continually pretrain a VLM
+    on it, and measure what it learned.
+
+    CORPUS arguments default to $STREAMLEARN_DATA_ROOT.
+
+    Example: streamlearn init ./corpus --subject "my stream"
+    """
+    console.set_verbosity(2 if verbose else 0 if quiet else 1)
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--subject", default=None, help="Who the stream is about.")
+@click.option("--timezone", "tz", default=None, help="Default IANA timezone of the videos, e.g. America/New_York.")
+@click.option("--storage", default=None, help="Chunk store URI (local path, s3://bucket/prefix, gs://...).")
+def init(corpus, subject, tz, storage):
+    """Create a corpus folder with its config and empty layout.
+
+    Example: streamlearn init ./corpus --subject "IRL tour" --timezone America/New_York
+    """
+    from streamlearn.config import Config, CorpusSection, StorageSection
+    from streamlearn.corpus import Corpus
+
+    cfg = Config()
+    if subject or tz:
+        cfg.corpus = CorpusSection(subject=subject or cfg.corpus.subject, timezone=tz or cfg.corpus.timezone)
+    if storage:
+        cfg.storage = StorageSection(uri=storage)
+    c, created = Corpus.init(corpus, cfg)
+    click.echo(f"{'created' if created else 'already a corpus:'} {c.root}")
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(corpus, as_json):
+    """Per-stage counts (done/failed/pending), hours and bytes; failed rows with their reasons.
+
+    Example: streamlearn status ./corpus --json
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.status import corpus_status, format_status
+
+    report = corpus_status(Corpus.open(corpus))
+    click.echo(json.dumps(report, indent=1) if as_json else format_status(report))
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not WxH, e.g. 640x360") from None
+    if w % 2 or h % 2 or w < 64 or h < 64:
+        raise click.BadParameter("width and height must be even and >= 64")
+    return w, h
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--days", default=3, show_default=True, help="Days (one video each).")
+@click.option("--minutes", default=2.0, show_default=True, help="Length of each day's video.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--speakers", default=2, show_default=True, help="Distinct voices (2-4).")
+@click.option("--scene-seconds", default=30.0, show_default=True, help="Mean scene length.")
+@click.option("--size", default="640x360", show_default=True, help="Frame size WxH.")
+@click.option("--fps", default=30, show_default=True)
+@click.option("--gop-seconds", default=2.0, show_default=True, help="Keyframe interval.")
+@click.option("--variants", default="mkv,mp4", show_default=True, help="mkv (VP9+Opus) and/or mp4 (H.264+AAC).")
+@click.option("--captions", "caption_days", default="even", show_default=True,
+              type=click.Choice(["even", "odd", "all", "none"]), help="Which days get platform captions.")
+@click.option("--serve", is_flag=True, help="After rendering (or if OUT already holds a tour), serve it on 127.0.0.1.")
+@click.option("--port", default=0, show_default=True, help="Port for --serve (0 = any free port).")
+def synth(out, days, minutes, seed, speakers, scene_seconds, size, fps, gop_seconds, variants, caption_days,
+          serve, port):
+    """Make a synthetic multi-day IRL tour (the project's test and demo data).
+
+    Example: streamlearn synth ./tour --days 3 --minutes 2 --seed 0 --serve
+    """
+    from streamlearn.synth import synthesize
+
+    if not (out / "ground_truth.json").exists():
+        try:
+            synthesize(out, days=days, minutes=minutes, seed=seed, speakers=speakers, scene_seconds=scene_seconds,
+                       size=_size(size), fps=fps, gop_seconds=gop_seconds,
+                       variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+                       caption_days=caption_days)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        click.echo(f"tour written to {out}")
+    elif not serve:
+        raise StreamlearnError(f"{out} already holds a synthetic tour; pick an empty folder or add --serve")
+    if serve:
+        from streamlearn.loopback import LoopbackServer
+
+        srv = LoopbackServer(out, port=port)
+        click.echo(f"serving {out} at {srv.base_url}/ (playlist: {srv.url('playlist.rss')}); Ctrl-C stops")
+        try:
+            srv.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("stopped")
+
+
+@cli.command()
+@click.argument("workdir", required=False, default="demo-corpus", type=click.Path(path_type=Path))
+@click.option("--days", default=3, show_default=True)
+@click.option("--minutes", default=2.0, show_default=True)
+def demo(workdir, days, minutes):
+    """Run the whole chain on embedded defaults: a synthetic tour, then every stage.
+
+    Example: streamlearn demo ./demo-corpus
+    """
+    from streamlearn.demo import run_demo
+
+    run_demo(workdir, days=days, minutes=minutes)
+
+
+def main():
+    cli(prog_name="streamlearn")
+
+
+if __name__ == "__main__":
+    main()

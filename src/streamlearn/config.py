@@ -1,0 +1,205 @@
+"""`streamlearn.toml`: the corpus's typed configuration, validated when loaded.
+
+Each section is a small dataclass checked in `__post_init__`; unknown keys and wrong types are
+errors that name the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomli_w
+
+from streamlearn.errors import ConfigError
+
+CONFIG_NAME = "streamlearn.toml"
+SCHEMA_VERSION = 1
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{CONFIG_NAME}: {key} {msg}")
+
+
+def check_timezone(name: str, key: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{CONFIG_NAME}: {key} = {name!r} is not an IANA timezone; "
+                          "use a name like 'America/New_York' or 'UTC'") from None
+
+
+@dataclass
+class CorpusSection:
+    subject: str = "unnamed subject"
+    timezone: str = "UTC"  # default IANA timezone of videos with none of their own
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        _check(bool(self.subject.strip()), "corpus.subject", "must not be empty")
+        check_timezone(self.timezone, "corpus.timezone")
+        _check(self.schema_version == SCHEMA_VERSION, "corpus.schema_version",
+               f"is {self.schema_version}, this streamlearn reads {SCHEMA_VERSION}")
+
+
+@dataclass
+class OperatingPoint:
+    """How a chunk becomes vision tokens. The defaults are the seed's 20 min / 1 fps point with
+    the budget pinned explicitly (~14K vision tokens), not left to a library's defaults."""
+
+    chunk_seconds: float = 1200.0
+    fps: float = 1.0
+    max_frames: int = 1200
+    total_pixels: int = 14400 * 28 * 28  # whole-chunk pixel budget: total vision tokens x 28^2
+    frame_min_pixels: int = 4 * 28 * 28
+    frame_max_pixels: int = 768 * 28 * 28
+
+    def __post_init__(self):
+        _check(self.chunk_seconds > 0, "operating_point.chunk_seconds", "must be > 0")
+        _check(0 < self.fps <= 60, "operating_point.fps", "must be in (0, 60]")
+        _check(self.max_frames >= 2, "operating_point.max_frames", "must be >= 2")
+        _check(self.frame_min_pixels >= 4 * 28 * 28, "operating_point.frame_min_pixels",
+               "must be >= 3136 (one 28x28 merged patch pair)")
+        _check(self.frame_max_pixels >= self.frame_min_pixels, "operating_point.frame_max_pixels",
+               "must be >= frame_min_pixels")
+        _check(self.total_pixels >= self.frame_min_pixels, "operating_point.total_pixels",
+               "must be >= frame_min_pixels")
+
+
+@dataclass
+class ModelsSection:
+    asr: str = "tiny.en"  # a faster-whisper size/name, a local CTranslate2 folder, or "tiny.en" (bundled offline)
+    asr_device: str = "auto"  # auto | cpu | cuda
+    asr_compute_type: str = "default"
+    asr_batch_size: int = 8
+    describe: str = "signals"
+    train: str = "tiny"
+
+    def __post_init__(self):
+        _check(self.asr_device in ("auto", "cpu", "cuda"), "models.asr_device", "must be auto, cpu or cuda")
+        _check(self.asr_batch_size >= 0, "models.asr_batch_size", "must be >= 0 (0 = sequential)")
+
+
+@dataclass
+class StorageSection:
+    uri: str = ""  # chunk store; "" = <corpus>/store, or file://, s3://bucket/prefix, gs://bucket/prefix
+
+    def __post_init__(self):
+        scheme = self.uri.split("://", 1)[0] if "://" in self.uri else ""
+        _check(scheme in ("", "file", "s3", "gs", "gcs", "memory"), "storage.uri",
+               f"has unsupported scheme {scheme!r}; use a local path, file://, s3:// or gs://")
+
+
+@dataclass
+class AcquireSection:
+    format: str = ""  # yt-dlp format selector; "" = the archival chain in streamlearn.acquire
+    merge_output_format: str = "mkv"
+    sub_langs: list[str] = field(default_factory=lambda: ["en.*", "orig"])
+    retries: int = 10
+    train_rendition_height: int = 0  # > 0: also keep a low-resolution copy for training
+
+    def __post_init__(self):
+        _check(self.retries >= 0, "acquire.retries", "must be >= 0")
+        _check(self.train_rendition_height >= 0, "acquire.train_rendition_height", "must be >= 0")
+
+
+@dataclass
+class DiarizeSection:
+    backend: str = "auto"  # auto | embedded | pyannote
+    threshold: float = 0.3  # cosine distance for agglomerative clustering (embedded backend)
+    window_s: float = 600.0
+
+    def __post_init__(self):
+        _check(self.backend in ("auto", "embedded", "pyannote"), "diarize.backend",
+               "must be auto, embedded or pyannote")
+        _check(0 < self.threshold < 2, "diarize.threshold", "must be in (0, 2)")
+        _check(self.window_s >= 30, "diarize.window_s", "must be >= 30")
+
+
+@dataclass
+class Config:
+    corpus: CorpusSection = field(default_factory=CorpusSection)
+    operating_point: OperatingPoint = field(default_factory=OperatingPoint)
+    models: ModelsSection = field(default_factory=ModelsSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    acquire: AcquireSection = field(default_factory=AcquireSection)
+    diarize: DiarizeSection = field(default_factory=DiarizeSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value, typ, key: str):
+    origin = typing.get_origin(typ)
+    if typ is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+               f"must be a number, got {value!r}")
+        return float(value)
+    if typ is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        return value
+    if typ is bool:
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if typ is str:
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    if origin is list:
+        (item_type,) = typing.get_args(typ)
+        _check(isinstance(value, list), key, f"must be a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    raise AssertionError(f"unsupported config type {typ}")
+
+
+def _build(cls, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for k in data:
+        if k not in names:
+            where = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(f"{CONFIG_NAME}: unknown key {where!r}; known keys here: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            _check(isinstance(data[name], dict), key, "must be a table ([section])")
+            kwargs[name] = _build(typ, data[name], key)
+        else:
+            kwargs[name] = _coerce(data[name], typ, key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    return _build(Config, data, "")
+
+
+def load_config(path: Path) -> Config:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{CONFIG_NAME}: not valid TOML ({exc}); fix the syntax") from None
+    return config_from_dict(data)
+
+
+def save_config(path: Path, config: Config) -> None:
+    from streamlearn.manifest import atomic_write_bytes
+
+    body = tomli_w.dumps(config.to_dict())
+    atomic_write_bytes(Path(path), (HEADER + body).encode("utf-8"))
+
+
+HEADER = """\
+# streamlearn corpus configuration. Every key is optional; `streamlearn status` validates it.
+# corpus.timezone: IANA name used for videos without their own; per-video overrides live in videos.csv.
+# operating_point: how a chunk becomes vision tokens; `streamlearn plan` shows what it yields.
+# storage.uri: the chunk store ("" = <corpus>/store; s3://bucket/prefix or gs://bucket/prefix with extras).
+
+"""

@@ -1,0 +1,112 @@
+"""Dense, boring progress output: one line per step, `k/N done` for data stages.
+
+A rich progress bar (k/N, bytes, ETA) is shown only on a TTY; logs and CI get plain lines.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+
+VERBOSITY = {"level": 1}  # 0 quiet, 1 normal, 2 verbose
+
+
+def set_verbosity(level: int) -> None:
+    VERBOSITY["level"] = level
+
+
+def info(msg: str) -> None:
+    if VERBOSITY["level"] >= 1:
+        print(msg, flush=True)
+
+
+def debug(msg: str) -> None:
+    if VERBOSITY["level"] >= 2:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty() and VERBOSITY["level"] >= 1
+
+
+class StageProgress:
+    """Counts items of one stage: `label k/N done` lines, or a rich bar on a TTY."""
+
+    def __init__(self, label: str, total: int, unit: str = "items"):
+        self.label, self.total, self.unit = label, total, unit
+        self.done = self.failed = 0
+        self.t0 = time.monotonic()
+        self._bar = None
+        self._task = None
+        if _tty() and total > 0:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, item: str = "", ok: bool = True, note: str = "") -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+            if not ok:
+                self._bar.console.print(f"{self.label} failed {item}: {note}")
+            return
+        status = "done" if ok else "FAILED"
+        tail = f" {item}" if item else ""
+        tail += f" ({note})" if note else ""
+        info(f"{self.label} {self.done}/{self.total} {status}{tail}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        dt = time.monotonic() - self.t0
+        ok = self.done - self.failed
+        info(f"{self.label}: {ok} done, {self.failed} failed of {self.total} in {dt:.1f}s")
+
+
+@contextmanager
+def stage_progress(label: str, total: int, unit: str = "items"):
+    prog = StageProgress(label, total, unit)
+    try:
+        yield prog
+    finally:
+        prog.close()
+
+
+class ByteProgress:
+    """Bytes for one transfer: a rich bar on a TTY, a line every ~10% otherwise."""
+
+    def __init__(self, label: str, total: int | None):
+        self.label, self.total = label, total
+        self.seen = 0
+        self._next_mark = 0.1
+        self._bar = None
+        if _tty():
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                       TimeRemainingColumn, TransferSpeedColumn)
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+
+    def update(self, seen: int, total: int | None = None) -> None:
+        self.seen = seen
+        if total:
+            self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, completed=seen, total=self.total)
+        elif self.total and seen / self.total >= self._next_mark:
+            debug(f"{self.label} {seen / self.total:.0%} of {self.total / 1e6:.1f} MB")
+            self._next_mark += 0.1
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

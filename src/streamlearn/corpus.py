@@ -1,0 +1,100 @@
+"""A corpus is a folder: config, manifests, per-video artifacts and later-stage outputs.
+
+    CORPUS/
+      streamlearn.toml        config (subject, timezone, operating point, models, storage)
+      playlist_raw.jsonl      the flat playlist as extracted
+      videos.csv              one row per video: the spine
+      videos/<video_id>/      media and per-video artifacts (info.json, captions, transcript, RTTM)
+      chunks.csv              one row per chunk
+      chunks.d/<node>.csv     per-node parts, merged into chunks.csv
+      store/                  the default (local) chunk store
+      frames/                 frame cache read by training
+      descriptions/ questions/ runs/ evals/ logs/
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from streamlearn.config import CONFIG_NAME, Config, load_config, save_config
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import Manifest
+from streamlearn.paths import contained
+from streamlearn.tables import CHUNKS, VIDEOS
+
+DATA_ROOT_ENV = "STREAMLEARN_DATA_ROOT"
+SUBDIRS = ("videos", "chunks.d", "descriptions", "questions", "runs", "evals", "logs")
+
+
+def resolve_root(path: str | os.PathLike | None) -> Path:
+    """CORPUS argument, else $STREAMLEARN_DATA_ROOT."""
+    if path:
+        return Path(path)
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env)
+    raise StreamlearnError(f"no corpus given: pass the corpus folder or set {DATA_ROOT_ENV}")
+
+
+class Corpus:
+    def __init__(self, root: Path, config: Config):
+        self.root = Path(root)
+        self.config = config
+        self.videos = Manifest(self.root / "videos.csv", VIDEOS)
+        self.chunks = Manifest(self.root / "chunks.csv", CHUNKS)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None) -> "Corpus":
+        root = resolve_root(path)
+        if not root.is_dir():
+            raise StreamlearnError(f"{root} does not exist; create a corpus with `streamlearn init {root}`")
+        cfg = root / CONFIG_NAME
+        if not cfg.exists():
+            raise StreamlearnError(
+                f"{root} is not a streamlearn corpus (no {CONFIG_NAME}); create one with `streamlearn init {root}`")
+        return cls(root, load_config(cfg))
+
+    @classmethod
+    def init(cls, path: str | os.PathLike | None, config: Config | None = None) -> tuple["Corpus", bool]:
+        """Create the corpus folder; an existing corpus is left as it is. Returns (corpus, created)."""
+        root = resolve_root(path)
+        if (root / CONFIG_NAME).exists():
+            return cls.open(root), False
+        if root.exists() and not root.is_dir():
+            raise StreamlearnError(f"{root} is a file; pick a folder path for the corpus")
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (root / sub).mkdir(exist_ok=True)
+        config = config or Config()
+        save_config(root / CONFIG_NAME, config)
+        return cls(root, config), True
+
+    def save_config(self) -> None:
+        save_config(self.root / CONFIG_NAME, self.config)
+
+    # ------------------------------------------------------------------ paths
+    def video_dir(self, video_id: str, create: bool = False) -> Path:
+        path = contained(self.root / "videos", video_id)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def rel(self, path: Path) -> str:
+        """Path relative to the corpus root, as stored in manifests."""
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+
+    def abs(self, rel_path: str) -> Path:
+        path = (self.root / rel_path).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StreamlearnError(f"manifest path {rel_path!r} points outside the corpus; fix the row")
+        return path
+
+    @property
+    def parts_dir(self) -> Path:
+        return self.root / "chunks.d"
+
+    def subdir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,13 @@
+"""The one exception type users see. Its message is one line: the problem, then the fix."""
+
+
+class StreamlearnError(Exception):
+    """A user-facing error: bad input, a missing tool, a corpus in the wrong state."""
+
+
+class ManifestError(StreamlearnError):
+    pass
+
+
+class ConfigError(StreamlearnError):
+    pass

@@ -1,0 +1,65 @@
+"""Per-stage counts (done / failed / pending), hours and bytes, and the failed rows' reasons."""
+
+from __future__ import annotations
+
+from streamlearn.corpus import Corpus
+from streamlearn.manifest import DONE, FAILED, status_of
+
+
+def _hours(row: dict) -> float:
+    return float(row.get("duration_s") or row.get("probe_duration_s") or 0.0) / 3600.0
+
+
+def corpus_status(corpus: Corpus) -> dict:
+    report: dict = {"corpus": str(corpus.root), "subject": corpus.config.corpus.subject,
+                    "stages": [], "failed": [], "warnings": []}
+    for manifest, bytes_col in ((corpus.videos, {"download": "media_bytes"}), (corpus.chunks, {})):
+        rows = manifest.read()
+        table = manifest.table
+        report[table.name] = {"rows": len(rows), "hours": round(sum(_hours(r) for r in rows), 4),
+                              "bytes": sum(int(r.get("media_bytes") or r.get("bytes") or 0) for r in rows)}
+        for stage in table.stages:
+            counts = {"done": 0, "failed": 0, "pending": 0}
+            hours = 0.0
+            nbytes = 0
+            for r in rows:
+                st = status_of(r, stage)
+                counts[st] += 1
+                if st == DONE:
+                    hours += _hours(r)
+                    nbytes += int(r.get(bytes_col.get(stage, "bytes")) or 0)
+                elif st == FAILED:
+                    report["failed"].append({"table": table.name, "id": r[table.key], "stage": stage,
+                                             "error": r.get(f"{stage}_error") or "(no reason recorded)"})
+            report["stages"].append({"table": table.name, "stage": stage, **counts,
+                                     "hours": round(hours, 4), "bytes": nbytes})
+    chunk_rows = corpus.chunks.read()
+    no_time = [r["chunk_id"] for r in chunk_rows if not r.get("start_utc")]
+    if no_time:
+        report["warnings"].append(f"{len(no_time)} chunks have no real-world start time "
+                                  f"(e.g. {no_time[0]}); set release_timestamp in videos.csv and re-chunk")
+    return report
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n} B"
+
+
+def format_status(report: dict) -> str:
+    lines = [f"corpus {report['corpus']} (subject: {report['subject']})",
+             f"videos: {report['videos']['rows']} rows, {report['videos']['hours']:.2f} h, "
+             f"{human_bytes(report['videos']['bytes'])}; chunks: {report['chunks']['rows']} rows, "
+             f"{report['chunks']['hours']:.2f} h, {human_bytes(report['chunks']['bytes'])}",
+             f"{'stage':<20}{'done':>7}{'failed':>8}{'pending':>9}{'hours':>9}{'bytes':>12}"]
+    for s in report["stages"]:
+        lines.append(f"{s['table'] + '/' + s['stage']:<20}{s['done']:>7}{s['failed']:>8}{s['pending']:>9}"
+                     f"{s['hours']:>9.2f}{human_bytes(s['bytes']):>12}")
+    if report["failed"]:
+        lines.append("failed:")
+        lines += [f"  {f['table']}/{f['id']} {f['stage']}: {f['error']}" for f in report["failed"]]
+    lines += [f"warning: {w}" for w in report["warnings"]]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""CLI surface: every command has --help with an example; init/status; clear one-line errors.
+
+Run: python -m pytest tests/test_cli.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from streamlearn import __version__
+from streamlearn.cli import cli
+
+
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_command_has_help_with_example(run_cli, name):
+    res = run_cli(name, "--help")
+    assert res.exit_code == 0
+    assert "Example: streamlearn " + name in res.output
+
+
+def test_version_and_console_script():
+    out = subprocess.run([sys.executable, "-m", "streamlearn", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"streamlearn, version {__version__}"
+
+
+def test_init_then_status(run_cli, tmp_path):
+    c = tmp_path / "corpus"
+    res = run_cli("init", c, "--subject", "me", "--timezone", "Europe/Paris")
+    assert res.exit_code == 0 and "created" in res.output
+    for sub in ("videos", "chunks.d", "descriptions", "questions", "runs", "evals"):
+        assert (c / sub).is_dir()
+    assert "timezone = \"Europe/Paris\"" in (c / "streamlearn.toml").read_text()
+    res = run_cli("status", c, "--json")
+    report = json.loads(res.output)
+    assert report["subject"] == "me" and report["videos"]["rows"] == 0
+    assert {s["stage"] for s in report["stages"]} >= {"download", "transcribe", "diarize", "chunk", "frames", "describe"}
+    res = run_cli("init", c)
+    assert "already a corpus" in res.output
+
+
+def test_status_on_non_corpus(run_cli, tmp_path):
+    res = run_cli("status", tmp_path)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (f"error: {tmp_path} is not a streamlearn corpus (no streamlearn.toml); "
+                                  f"create one with `streamlearn init {tmp_path}`")
+    res = run_cli("status", tmp_path / "nope")
+    assert res.stderr.strip() == (f"error: {tmp_path / 'nope'} does not exist; create a corpus with "
+                                  f"`streamlearn init {tmp_path / 'nope'}`")
+
+
+def test_status_uses_data_root_env(run_cli, tmp_path, monkeypatch):
+    run_cli("init", tmp_path / "c")
+    monkeypatch.setenv("STREAMLEARN_DATA_ROOT", str(tmp_path / "c"))
+    res = run_cli("status")
+    assert res.exit_code == 0 and str(tmp_path / "c") in res.output
+    monkeypatch.delenv("STREAMLEARN_DATA_ROOT")
+    res = run_cli("status")
+    assert res.stderr.strip() == "error: no corpus given: pass the corpus folder or set STREAMLEARN_DATA_ROOT"
+
+
+def test_corrupt_videos_csv(run_cli, tmp_path):
+    c = tmp_path / "c"
+    run_cli("init", c)
+    from streamlearn.tables import VIDEOS
+
+    header = [col.name for col in VIDEOS.columns()]
+    rows = [header, ["abc"] + [""] * (len(header) - 1)]
+    rows[1][header.index("duration_s")] = "ten minutes"
+    (c / "videos.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    res = run_cli("status", c)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "error: videos.csv line 2, column duration_s: 'ten minutes' is not a number; fix or clear the value"
+    (c / "videos.csv").write_text("video_id,url\nabc,http://x\n")
+    res = run_cli("status", c)
+    assert res.stderr.strip().startswith("error: videos.csv: missing column 'title' in the header")
+
+
+def test_status_lists_failures(run_cli, tmp_path):
+    from streamlearn.corpus import Corpus
+    from streamlearn.manifest import DONE, FAILED
+
+    corpus, _ = Corpus.init(tmp_path / "c")
+    corpus.videos.upsert([{"video_id": "v1", "title": "one", "duration_s": 3600.0},
+                          {"video_id": "v2", "title": "two", "duration_s": 1800.0}])
+    corpus.videos.record("v1", "download", DONE, media_bytes=2_000_000)
+    corpus.videos.record("v2", "download", FAILED, error="HTTP Error 404: Not Found")
+    report = json.loads(run_cli("status", corpus.root, "--json").output)
+    dl = next(s for s in report["stages"] if s["stage"] == "download")
+    assert (dl["done"], dl["failed"], dl["pending"], dl["hours"], dl["bytes"]) == (1, 1, 0, 1.0, 2_000_000)
+    assert report["failed"] == [{"table": "videos", "id": "v2", "stage": "download", "error": "HTTP Error 404: Not Found"}]
+    text = run_cli("status", corpus.root).output
+    assert "videos/v2 download: HTTP Error 404: Not Found" in text
