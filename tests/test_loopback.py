@@ -25,7 +25,7 @@ def test_base_substitution_and_bind(served_tour, tour):
     assert served_tour.base_url.startswith("http://127.0.0.1:")
     status, headers, body = get(served_tour.url("playlist_raw.jsonl"))
     entry = json.loads(body.decode().splitlines()[0])
-    assert entry["url"].startswith(served_tour.base_url + "/watch/")
+    assert entry["url"].startswith(served_tour.base_url + "/dash/")
     assert int(headers["Content-Length"]) == len(body)
 
 

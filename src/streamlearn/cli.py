@@ -78,6 +78,106 @@ def status(corpus, as_json):
     click.echo(json.dumps(report, indent=1) if as_json else format_status(report))
 
 
+@cli.command()
+@CORPUS_ARG
+@click.option("--url", default=None, help="Playlist, channel or video URL (anything yt-dlp reads).")
+@click.option("--from-jsonl", type=click.Path(path_type=Path), default=None,
+              help="A saved flat playlist (yt-dlp --flat-playlist -j output).")
+@click.option("--from-dir", type=click.Path(path_type=Path), default=None, help="A folder of your own recordings.")
+def playlist(corpus, url, from_jsonl, from_dir):
+    """Add a playlist's videos to videos.csv (re-running appends new ones only).
+
+    Example: streamlearn playlist ./corpus --url "https://www.youtube.com/playlist?list=PL..."
+    """
+    from streamlearn.acquire.playlist import run_playlist
+    from streamlearn.corpus import Corpus
+
+    run_playlist(Corpus.open(corpus), url=url, from_jsonl=from_jsonl, from_dir=from_dir)
+
+
+PARALLEL = click.option("--parallel", default=1, show_default=True, help="Items processed at once.")
+ONLY = click.option("--only", multiple=True, help="Only these ids (repeatable).")
+FORCE = click.option("--force", is_flag=True, help="Redo items already done.")
+
+
+def _exit_on_failures(result) -> None:
+    if result.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@CORPUS_ARG
+@PARALLEL
+@ONLY
+@FORCE
+def download(corpus, parallel, only, force):
+    """Download every pending video (archival format, info.json, captions), verified and resumable.
+
+    Example: streamlearn download ./corpus --parallel 2
+    """
+    from streamlearn.acquire.download import run_download
+    from streamlearn.corpus import Corpus
+
+    _exit_on_failures(run_download(Corpus.open(corpus), parallel=parallel, only=list(only), force=force))
+
+
+@cli.command()
+@CORPUS_ARG
+@PARALLEL
+@ONLY
+@FORCE
+def transcribe(corpus, parallel, only, force):
+    """Transcripts with word times: platform captions first, faster-whisper ASR otherwise.
+
+    Example: streamlearn transcribe ./corpus --parallel 2
+    """
+    from streamlearn.acquire.transcribe import run_transcribe
+    from streamlearn.corpus import Corpus
+
+    _exit_on_failures(run_transcribe(Corpus.open(corpus), parallel=parallel, only=list(only), force=force))
+
+
+@cli.command()
+@CORPUS_ARG
+@PARALLEL
+@ONLY
+@FORCE
+@click.option("--calibrate", "reference", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Tune the clustering threshold on a labelled sample (RTTM, file id = video_id) and store it.")
+def diarize(corpus, parallel, only, force, reference):
+    """Speaker turns (RTTM) and a speaker-attributed transcript for every transcribed video.
+
+    Example: streamlearn diarize ./corpus --calibrate labelled.rttm
+    """
+    from streamlearn.acquire.diarize import calibrate, run_diarize
+    from streamlearn.corpus import Corpus
+
+    c = Corpus.open(corpus)
+    if reference:
+        calibrate(c, reference)
+        return
+    _exit_on_failures(run_diarize(c, parallel=parallel, only=list(only), force=force))
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--url", default=None, help="Playlist URL to add first (optional when videos.csv has rows).")
+@click.option("--from-jsonl", type=click.Path(path_type=Path), default=None)
+@click.option("--from-dir", type=click.Path(path_type=Path), default=None)
+@PARALLEL
+def acquire(corpus, url, from_jsonl, from_dir, parallel):
+    """Playlist → download → transcribe → diarize, in order; each step skips what is done.
+
+    Example: streamlearn acquire ./corpus --url "https://www.youtube.com/playlist?list=PL..." --parallel 2
+    """
+    from streamlearn.acquire.run import run_acquire
+    from streamlearn.corpus import Corpus
+
+    results = run_acquire(Corpus.open(corpus), url=url, from_jsonl=from_jsonl, from_dir=from_dir, parallel=parallel)
+    if any(r.failed for r in results):
+        sys.exit(1)
+
+
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in value.lower().split("x"))

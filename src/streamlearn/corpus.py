@@ -81,12 +81,15 @@ class Corpus:
         return path
 
     def rel(self, path: Path) -> str:
-        """Path relative to the corpus root, as stored in manifests."""
-        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        """Path relative to the corpus root, as stored in manifests (a symlink stays a link)."""
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(self.root))
+        if rel.startswith(".."):
+            raise StreamlearnError(f"{path} is outside the corpus {self.root}")
+        return Path(rel).as_posix()
 
     def abs(self, rel_path: str) -> Path:
-        path = (self.root / rel_path).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        path = Path(os.path.abspath(self.root / rel_path))
+        if not path.is_relative_to(os.path.abspath(self.root)):
             raise StreamlearnError(f"manifest path {rel_path!r} points outside the corpus; fix the row")
         return path
 

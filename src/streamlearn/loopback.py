@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,17 +20,20 @@ TEXT_TYPES = {
     ".xml": "application/xml; charset=utf-8", ".json": "application/json; charset=utf-8",
     ".jsonl": "application/jsonl; charset=utf-8", ".vtt": "text/vtt; charset=utf-8",
     ".xspf": "application/xspf+xml; charset=utf-8", ".txt": "text/plain; charset=utf-8",
+    ".mpd": "application/dash+xml; charset=utf-8",
 }
 BINARY_TYPES = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".webm": "video/webm", ".jpg": "image/jpeg",
-                ".png": "image/png", ".wav": "audio/wav", ".m4a": "audio/mp4"}
+                ".png": "image/png", ".wav": "audio/wav", ".m4a": "audio/mp4", ".m4s": "video/iso.segment"}
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
 @dataclass
 class Faults:
     not_found: set[str] = field(default_factory=set)  # URL paths answering 404
-    drop_after: dict[str, int] = field(default_factory=dict)  # URL path -> bytes sent before the first GET drops
-    dropped: set[str] = field(default_factory=set)
+    drop_after: dict[str, int] = field(default_factory=dict)  # URL path -> bytes sent before the GET drops
+    drop_nth: int = 1  # which GET of such a path drops (an extractor may probe the URL first)
+    gets: dict[str, int] = field(default_factory=dict)
+    throttle_bps: float = 0.0  # > 0: binary files are sent at about this many bytes per second
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -91,12 +95,21 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return
         cut = srv.faults.drop_after.get(url_path)
-        if cut is not None and url_path not in srv.faults.dropped:
-            srv.faults.dropped.add(url_path)
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
+        nth = srv.faults.gets[url_path] = srv.faults.gets.get(url_path, 0) + 1
+        if cut is not None and nth == srv.faults.drop_nth:
             self.close_connection = True
-            self.connection.shutdown(2)  # the client sees a connection cut mid-file
+            try:
+                self.wfile.write(body[:cut])
+                self.wfile.flush()
+                self.connection.shutdown(2)  # the client sees a connection cut mid-file
+            except OSError:
+                pass
+            return
+        if srv.faults.throttle_bps > 0 and suffix not in TEXT_TYPES:
+            step = 16384
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                time.sleep(step / srv.faults.throttle_bps)
             return
         self.wfile.write(body)
 

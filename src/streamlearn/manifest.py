@@ -214,6 +214,13 @@ class Manifest:
         with self._lock:
             self._write_unlocked(rows)
 
+    def transform(self, fn) -> None:
+        """Read-modify-write all rows under the lock: `fn(rows)` edits the list in place."""
+        with self._lock:
+            rows = self.read()
+            fn(rows)
+            self._write_unlocked(rows)
+
     def upsert(self, new_rows: Iterable[Row]) -> tuple[int, int]:
         """Append rows with new keys; for known keys fill only static columns that are still empty.
 

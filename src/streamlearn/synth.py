@@ -7,8 +7,9 @@ and H.264+AAC MP4 variants. `ground_truth.json` records everything, with exact u
 
 Files (all under OUT):
     media/<id>.mkv  media/<id>.mp4  media/<id>.jpg  media/<id>.info.json  media/<id>.en.vtt
-    watch/<id>.html      a page with one <video> and both sources (yt-dlp's generic extractor)
-    playlist.rss         an RSS feed, one <item> per day with pubDate (yt-dlp: a playlist)
+    dash/<id>/manifest.mpd   DASH: VP9 and H.264 video, Opus and AAC audio, 4 s fragments, captions
+    watch/<id>.html      a page with one <video> and both progressive files (yt-dlp's generic extractor)
+    playlist.rss         an RSS feed of the DASH manifests, one <item> per day with guid and pubDate
     playlist.html        every day's <video> on one page
     playlist_raw.jsonl   a saved flat playlist, as `yt-dlp --flat-playlist -j` would write
     ground_truth.json
@@ -172,6 +173,34 @@ def encode(day: Day, plan: TourPlan, wav: Path, out: Path, variant: str, gop_sec
         raise StreamlearnError(f"ffmpeg failed rendering {out.name}: {proc.stderr.strip()[-300:]}")
 
 
+def write_dash(day: Day, media: Path, out_dir: Path, variants: tuple[str, ...], segment_seconds: float = 4.0) -> None:
+    """Stream-copy the variants into a DASH presentation (separate video and audio formats, as
+    YouTube serves them), plus a text adaptation set pointing at the captions."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error"]
+    for v in variants:
+        cmd += ["-i", str(media / f"{day.video_id}.{v}")]
+    n = len(variants)
+    cmd += [a for i in range(n) for a in ("-map", f"{i}:v")] + [a for i in range(n) for a in ("-map", f"{i}:a")]
+    video_ids = ",".join(str(i) for i in range(n))
+    audio_ids = ",".join(str(n + i) for i in range(n))
+    cmd += ["-c", "copy", "-f", "dash", "-seg_duration", str(segment_seconds), "-use_template", "1",
+            "-use_timeline", "0", "-adaptation_sets", f"id=0,streams={video_ids} id=1,streams={audio_ids}",
+            "-init_seg_name", "init-$RepresentationID$.m4s",
+            "-media_seg_name", "seg-$RepresentationID$-$Number%05d$.m4s", str(out_dir / "manifest.mpd")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StreamlearnError(f"ffmpeg failed writing DASH for {day.video_id}: {proc.stderr.strip()[-300:]}")
+    if day.captions:
+        mpd = out_dir / "manifest.mpd"
+        text = mpd.read_text(encoding="utf-8")
+        track = (f'\t\t<AdaptationSet id="2" contentType="text" mimeType="text/vtt" lang="en">\n'
+                 f'\t\t\t<Representation id="{2 * n}" bandwidth="256">'
+                 f'<BaseURL>../../media/{day.video_id}.en.vtt</BaseURL></Representation>\n'
+                 f'\t\t</AdaptationSet>\n\t</Period>')
+        atomic_write_text(mpd, text.replace("\t</Period>", track, 1))
+
+
 # -------------------------------------------------------------------------- side files
 def _ts(seconds: float) -> str:
     ms = int(round(seconds * 1000))
@@ -220,20 +249,22 @@ def info_json(day: Day, plan: TourPlan, variants: list[str]) -> dict:
 def watch_page(day: Day, variants: list[str]) -> str:
     mime = {"mkv": 'video/x-matroska; codecs="vp9, opus"', "mp4": 'video/mp4; codecs="avc1.64001e, mp4a.40.2"'}
     sources = "\n".join(f'    <source src="{{BASE}}/media/{day.video_id}.{v}" type=\'{mime[v]}\'>' for v in variants)
+    if day.captions:
+        sources += f'\n    <track kind="captions" srclang="en" label="English" src="{{BASE}}/media/{day.video_id}.en.vtt">'
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{escape(day.title)}</title>\n"
             f"<meta property=\"og:title\" content=\"{escape(day.title)}\">\n"
             f"<meta property=\"og:description\" content=\"{escape(day.description)}\"></head>\n<body>\n"
             f"  <video controls poster=\"{{BASE}}/media/{day.video_id}.jpg\">\n{sources}\n  </video>\n</body></html>\n")
 
 
-def rss_feed(plan: TourPlan, variant: str) -> str:
+def rss_feed(plan: TourPlan) -> str:
     items = []
     for day in plan.days:
         pub = format_datetime(datetime.fromtimestamp(day.release_timestamp, tz=timezone.utc))
         items.append(
             f"<item><title>{escape(day.title)}</title><guid>{day.video_id}</guid><pubDate>{pub}</pubDate>"
             f"<description>{escape(day.description)}</description>"
-            f"<enclosure url=\"{{BASE}}/media/{day.video_id}.{variant}\" type=\"video/{variant}\" length=\"0\"/>"
+            f"<enclosure url=\"{{BASE}}/dash/{day.video_id}/manifest.mpd\" type=\"application/dash+xml\" length=\"0\"/>"
             f"<itunes:duration>{int(day.duration_s)}</itunes:duration></item>")
     return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<rss version=\"2.0\" xmlns:itunes=\"http://www.itunes.com/dtds/podcast-1.0.dtd\"><channel>"
@@ -252,7 +283,7 @@ def playlist_page(plan: TourPlan, variants: list[str]) -> str:
 
 def flat_entry(day: Day, index: int) -> dict:
     """One line of a saved flat playlist (what `yt-dlp --flat-playlist -j` prints for YouTube)."""
-    return {"_type": "url", "ie_key": "Generic", "id": day.video_id, "url": f"{{BASE}}/watch/{day.video_id}.html",
+    return {"_type": "url", "ie_key": "Generic", "id": day.video_id, "url": f"{{BASE}}/dash/{day.video_id}/manifest.mpd",
             "title": day.title, "duration": day.duration_s, "release_timestamp": day.release_timestamp,
             "timestamp": day.release_timestamp + int(day.duration_s), "channel": "SynthStreamer",
             "live_status": "was_live", "playlist_index": index}
@@ -289,10 +320,11 @@ def synthesize(out: Path, days: int = 3, minutes: float = 2.0, seed: int = 0, sp
                           json.dumps(info_json(day, plan, list(variants)), ensure_ascii=False, indent=1))
         if day.captions:
             atomic_write_text(media / f"{day.video_id}.en.vtt", auto_caption_vtt(day))
+        write_dash(day, media, out / "dash" / day.video_id, tuple(variants))
         atomic_write_text(out / "watch" / f"{day.video_id}.html", watch_page(day, list(variants)))
         console.info(f"synth day {day.day}/{len(plan.days)} done {day.video_id} {day.city} "
                      f"({len(day.scenes)} scenes, {len(day.utterances)} utterances)")
-    atomic_write_text(out / "playlist.rss", rss_feed(plan, variants[-1]))
+    atomic_write_text(out / "playlist.rss", rss_feed(plan))
     atomic_write_text(out / "playlist.html", playlist_page(plan, list(variants)))
     atomic_write_text(out / "playlist_raw.jsonl", "".join(
         json.dumps(flat_entry(d, i), ensure_ascii=False) + "\n" for i, d in enumerate(plan.days, start=1)))

@@ -38,12 +38,13 @@ ITEMS = ["hot dogs", "sneakers", "jerseys", "donuts", "tacos", "hats", "sodas", 
 FOODS = ["pizza", "gumbo", "barbecue", "ice cream", "fried chicken", "pancakes"]
 NAMES = ["Marcus", "Jasmine", "Tyler", "Olivia", "Andre", "Sofia"]
 
-# espeak-ng voices that are clearly different from each other: (voice, pitch, speed)
+# espeak-ng voices chosen to be far apart for a speaker encoder (pairwise centroid cosine distance
+# >= 0.31 with resemblyzer; most espeak male variants are within 0.1 of each other): (voice, pitch, speed)
 VOICES = [
-    ("en-us", 35, 160),
+    ("en-us+m3", 5, 140),
     ("en-us+f3", 78, 165),
-    ("en-gb+m3", 55, 145),
-    ("en-us+f4", 95, 180),
+    ("en-gb-scotland+m7", 90, 150),
+    ("en-029+f1", 30, 160),
 ]
 SPEAKER_NAMES = ["Speed", "Jasmine", "Driver", "Fan"]
 

@@ -17,6 +17,7 @@ VIDEOS = Table(
         C("playlist_index", "int"),
         C("upload_date"),  # YYYYMMDD
         C("release_timestamp", "int"),  # unix seconds, when the stream started
+        C("start_source"),  # where release_timestamp came from when not the platform: container | file_mtime
         C("timestamp", "int"),
         C("duration_s", "float"),
         C("channel"),

@@ -1,0 +1,278 @@
+"""`streamlearn download`: archival download with yt-dlp's Python API, verified per file.
+
+Per video: media merged to MKV (best resolution, >30 fps, AV1 > VP9.2 > VP9 > H.264, Opus
+audio: the Archivist preset's order, as a yt-dlp format sort), a sanitized info.json,
+description, thumbnail and platform subtitles (manual and auto, VTT). Missing fragments abort
+the video instead of leaving a silent gap. After each file: sha256, and ffprobe's duration
+checked against the platform's. yt-dlp's download archive plus `.part` files make a killed run
+resume without re-downloading what finished. Recordings from `--from-dir` are verified in place
+and linked into the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamlearn import console
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import atomic_write_text
+from streamlearn.media import probe, sha256_file
+from streamlearn.runner import StageResult, run_stage, select
+
+# The Archivist order as a sort: resolution, then frame rate, then codec (yt-dlp's codec order is
+# av01 > vp9.2 > vp9 > h265 > h264), Opus preferred over other audio.
+ARCHIVAL_FORMAT = "bv*+ba/b"
+ARCHIVAL_SORT = ["res", "fps", "vcodec", "acodec:opus"]
+MEDIA_SUFFIXES = (".mkv", ".mp4", ".webm", ".mov", ".m4a", ".opus", ".flv", ".ts")
+_STRIP = {"url", "manifest_url", "fragment_base_url", "fragments", "http_headers", "cookies", "filepath",
+          "filename", "_filename", "__files_to_move", "__write_download_archive", "__finaldir",
+          "__postprocessors", "__real_download", "requested_downloads"}
+_PERMANENT = ("HTTP Error 404", "HTTP Error 403", "HTTP Error 410", "Private video", "Video unavailable",
+              "not available", "Unsupported URL", "members-only", "removed", "fragment", "No video formats")
+
+
+@dataclass
+class DownloadSettings:
+    format: str = ARCHIVAL_FORMAT
+    format_sort: tuple[str, ...] = tuple(ARCHIVAL_SORT)
+    merge_output_format: str = "mkv"
+    sub_langs: tuple[str, ...] = ("en.*", "orig")
+    retries: int = 10
+    retry_sleep: float = 1.0  # base of the exponential backoff, seconds
+    video_attempts: int = 3  # whole-video attempts on transient errors
+    train_rendition_height: int = 0
+    socket_timeout: float = 30.0
+
+
+def sanitize_info(info: dict) -> dict:
+    """Drop what can carry credentials or expiring signed URLs (headers, cookies, format URLs)."""
+    if isinstance(info, dict):
+        return {k: sanitize_info(v) for k, v in info.items() if k not in _STRIP}
+    if isinstance(info, list):
+        return [sanitize_info(v) for v in info]
+    return info
+
+
+def _only_generic(url: str) -> bool:
+    from yt_dlp.extractor import gen_extractor_classes
+
+    return not any(ie.suitable(url) for ie in gen_extractor_classes() if ie.ie_key() != "Generic")
+
+
+def _backoff(base: float):
+    return lambda n: min(60.0, base * (2 ** n)) * random.uniform(0.8, 1.2)
+
+
+def ytdlp_options(vdir: Path, video_id: str, archive: Path, s: DownloadSettings, logger) -> dict:
+    return {
+        "format": s.format,
+        "format_sort": list(s.format_sort),
+        "merge_output_format": s.merge_output_format,
+        "outtmpl": {"default": f"{video_id}.%(ext)s"},
+        "paths": {"home": str(vdir), "temp": str(vdir / ".partial")},
+        "writedescription": True,
+        "writethumbnail": True,
+        "writesubtitles": True,
+        "writeautomaticsub": True,
+        "subtitleslangs": list(s.sub_langs),
+        "subtitlesformat": "vtt",
+        "download_archive": str(archive),
+        "skip_unavailable_fragments": False,  # a missing fragment is an error, never a silent gap
+        "retries": s.retries,
+        "fragment_retries": s.retries,
+        "extractor_retries": min(3, s.retries),
+        "retry_sleep_functions": {"http": _backoff(s.retry_sleep), "fragment": _backoff(s.retry_sleep),
+                                  "extractor": _backoff(s.retry_sleep)},
+        "continuedl": True,
+        "overwrites": False,
+        "socket_timeout": s.socket_timeout,
+        "concurrent_fragment_downloads": 4,
+        "match_filter": _not_live,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": logger,
+        "restrictfilenames": True,
+    }
+
+
+def _not_live(info, *, incomplete=False):
+    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+        return "the stream is live or upcoming; download it once the VOD is ready"
+    return None
+
+
+def _find_media(vdir: Path, video_id: str) -> Path | None:
+    for suffix in MEDIA_SUFFIXES:
+        p = vdir / f"{video_id}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def _forget_archive(archive: Path, video_id: str) -> None:
+    if archive.exists():
+        lines = [line for line in archive.read_text().splitlines() if line.split(" ")[-1] != video_id]
+        atomic_write_text(archive, "".join(line + "\n" for line in lines))
+
+
+def fetch(url: str, vdir: Path, video_id: str, archive: Path, s: DownloadSettings) -> tuple[Path, dict]:
+    import yt_dlp
+
+    from streamlearn.acquire.ytdlp_log import YtdlpLogger, clean_error
+
+    if _only_generic(url):
+        # generic pages have no stable id of their own (every DASH manifest is "manifest"):
+        # pin ours so the download archive and file names use it
+        url = yt_dlp.utils.smuggle_url(url, {"force_videoid": video_id})
+    last = ""
+    for attempt in range(1, s.video_attempts + 1):
+        log = YtdlpLogger()
+        try:
+            with yt_dlp.YoutubeDL(ytdlp_options(vdir, video_id, archive, s, log)) as ydl:
+                info = ydl.extract_info(url, download=True)
+                if info is None:  # skipped: already in the archive, or filtered out
+                    media = _find_media(vdir, video_id)
+                    if media is None:
+                        _forget_archive(archive, video_id)  # archived but the file is gone: fetch again
+                        continue
+                    info_path = vdir / f"{video_id}.info.json"
+                    return media, json.loads(info_path.read_text()) if info_path.exists() else {}
+                reason = _not_live(info)
+                if reason:
+                    raise StreamlearnError(reason)
+                clean = sanitize_info(ydl.sanitize_info(info))
+                downloads = info.get("requested_downloads") or []
+                media = Path(downloads[0]["filepath"]) if downloads else _find_media(vdir, video_id)
+            if media is None or not media.exists():
+                raise StreamlearnError("yt-dlp finished without a media file")
+            return media, clean
+        except yt_dlp.utils.DownloadError as exc:
+            last = log.explain(clean_error(exc))
+            if any(p.lower() in last.lower() for p in _PERMANENT) or attempt == s.video_attempts:
+                raise StreamlearnError(last) from None
+            wait = _backoff(s.retry_sleep)(attempt)
+            console.debug(f"download {video_id}: {last}; retrying in {wait:.1f}s")
+            time.sleep(wait)
+    raise StreamlearnError(last or "download archive lists the video but its file is missing")
+
+
+def verify(media: Path, expected_s: float | None) -> dict:
+    """sha256 + ffprobe, and the duration compared with the platform's (catches silent truncation)."""
+    p = probe(media)
+    if not p.has_video and not p.has_audio:
+        raise StreamlearnError(f"{media.name} has neither video nor audio")
+    integrity = "no_reference"
+    if expected_s and p.duration_s is not None:
+        tolerance = max(1.5, 0.005 * expected_s)
+        if abs(p.duration_s - expected_s) > tolerance:
+            raise StreamlearnError(f"integrity: {media.name} lasts {p.duration_s:.1f} s but the platform says "
+                                   f"{expected_s:.1f} s (truncated?); it will be downloaded again next run")
+        integrity = "ok"
+    elif p.duration_s is None:
+        raise StreamlearnError(f"integrity: ffprobe finds no duration in {media.name}")
+    return {"media_bytes": p.bytes, "media_sha256": sha256_file(media), "probe_duration_s": p.duration_s,
+            "integrity": integrity, "vcodec": p.vcodec, "acodec": p.acodec, "width": p.width,
+            "height": p.height, "fps": p.fps, "has_audio": p.has_audio, "creation_time": p.creation_time}
+
+
+def train_rendition(media: Path, height: int) -> Path:
+    """A small H.264 copy for training-side decoding (the archival file stays untouched)."""
+    out = media.with_name(f"{media.stem}.train.mp4")
+    tmp = out.with_name(out.name + ".tmp.mp4")
+    cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(media), "-map", "0:v:0", "-map", "0:a:0?",
+           "-vf", f"scale=-2:{height}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "26",
+           "-c:a", "aac", "-b:a", "64k", str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise StreamlearnError(f"ffmpeg failed making the training rendition: {proc.stderr.strip()[-200:]}")
+    tmp.replace(out)
+    return out
+
+
+def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
+    vid = row["video_id"]
+    vdir = corpus.video_dir(vid, create=True)
+    if row.get("live_status") in ("is_live", "is_upcoming"):
+        raise StreamlearnError("the stream is live or upcoming; download it once the VOD is ready")
+    if row.get("source") == "dir":
+        src = Path(row["local_path"] or "")
+        if not src.is_file():
+            raise StreamlearnError(f"recording {src} is gone; restore it or delete the row")
+        media = vdir / f"{vid}{src.suffix.lower()}"
+        if not media.exists():
+            media.symlink_to(src)
+        info: dict = {}
+        expected = row.get("duration_s")
+    else:
+        if not row.get("url"):
+            raise StreamlearnError("row has no url; fill the url column or re-run `streamlearn playlist`")
+        media, info = fetch(row["url"], vdir, vid, corpus.root / "download_archive.txt", s)
+        expected = info.get("duration") or row.get("duration_s")
+        if info:
+            atomic_write_text(vdir / f"{vid}.info.json", json.dumps(info, ensure_ascii=False, indent=1))
+    try:
+        values = verify(media, float(expected) if expected else None)
+    except StreamlearnError:
+        if row.get("source") != "dir":
+            media.unlink(missing_ok=True)  # a bad file must not be taken as finished next run
+            _forget_archive(corpus.root / "download_archive.txt", vid)
+        raise
+    subs = sorted(vdir.glob(f"{vid}.*.vtt"))
+    manual = set((info.get("subtitles") or {}).keys())
+    values.update({
+        "media_path": corpus.rel(media),
+        "format_id": info.get("format_id"),
+        "info_json": corpus.rel(vdir / f"{vid}.info.json") if info else None,
+        "subtitles": ";".join(f"{p.name[len(vid) + 1:-4]}:{'manual' if p.name[len(vid) + 1:-4] in manual else 'auto'}"
+                              for p in subs) or None,
+    })
+    if s.train_rendition_height:
+        values["train_media_path"] = corpus.rel(train_rendition(media, s.train_rendition_height))
+    shutil.rmtree(vdir / ".partial", ignore_errors=True)
+    return values
+
+
+def _fill_static(corpus: Corpus, vid: str) -> None:
+    """Platform metadata the flat playlist lacked (start time, duration...) fills empty columns."""
+    info_path = corpus.video_dir(vid) / f"{vid}.info.json"
+    if not info_path.exists():
+        return
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    corpus.videos.upsert([{"video_id": vid, "title": info.get("title"), "upload_date": info.get("upload_date"),
+                           "release_timestamp": info.get("release_timestamp"), "timestamp": info.get("timestamp"),
+                           "duration_s": info.get("duration"), "channel": info.get("channel"),
+                           "live_status": info.get("live_status"), "webpage_url": info.get("webpage_url")}])
+
+
+def settings_from_config(corpus: Corpus) -> DownloadSettings:
+    a = corpus.config.acquire
+    return DownloadSettings(format=a.format or ARCHIVAL_FORMAT,
+                            format_sort=tuple(a.format_sort) if a.format_sort else tuple(ARCHIVAL_SORT),
+                            merge_output_format=a.merge_output_format, sub_langs=tuple(a.sub_langs),
+                            retries=a.retries, retry_sleep=a.retry_sleep,
+                            train_rendition_height=a.train_rendition_height)
+
+
+def run_download(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
+                 settings: DownloadSettings | None = None) -> StageResult:
+    s = settings or settings_from_config(corpus)
+    rows, _ = select(corpus.videos, "download", only=only, force=force)
+    if force:
+        for row in rows:
+            _forget_archive(corpus.root / "download_archive.txt", row["video_id"])
+
+    def work(row: dict) -> dict:
+        values = download_row(corpus, row, s)
+        _fill_static(corpus, row["video_id"])
+        return values
+
+    return run_stage(corpus.videos, "download", rows, work, parallel=parallel, force=force)

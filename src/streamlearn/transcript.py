@@ -1,0 +1,95 @@
+"""The transcript format every stage shares: segments with word timings, optionally speakers.
+
+    {"video_id", "source": "captions"|"asr", "model", "language", "duration_s",
+     "segments": [{"start", "end", "text", "speaker"?, "words": [{"start", "end", "word", "prob"?, "speaker"?}]}]}
+
+Times are seconds from the start of the video (or of the chunk, for slices).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from streamlearn.manifest import atomic_write_text
+
+SCHEMA = "streamlearn.transcript/1"
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save(path: Path, doc: dict) -> None:
+    doc = {"schema": SCHEMA, **{k: v for k, v in doc.items() if k != "schema"}}
+    atomic_write_text(Path(path), json.dumps(doc, ensure_ascii=False, indent=1))
+
+
+def _ts(seconds: float, sep: str) -> str:
+    ms = max(0, int(round(seconds * 1000)))
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+
+
+def _label(seg: dict) -> str:
+    return f"[{seg['speaker']}] " if seg.get("speaker") else ""
+
+
+def to_srt(doc: dict) -> str:
+    blocks = [f"{i}\n{_ts(s['start'], ',')} --> {_ts(s['end'], ',')}\n{_label(s)}{s['text']}\n"
+              for i, s in enumerate(doc["segments"], start=1)]
+    return "\n".join(blocks)
+
+
+def to_vtt(doc: dict) -> str:
+    blocks = [f"{_ts(s['start'], '.')} --> {_ts(s['end'], '.')}\n{_label(s)}{s['text']}\n" for s in doc["segments"]]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def save_all(stem: Path, doc: dict) -> None:
+    """stem.json + stem.srt + stem.vtt."""
+    save(stem.with_suffix(".json"), doc)
+    atomic_write_text(stem.with_suffix(".srt"), to_srt(doc))
+    atomic_write_text(stem.with_suffix(".vtt"), to_vtt(doc))
+
+
+def resegment(words: list[dict], max_gap: float = 0.8, max_len: float = 12.0) -> list[dict]:
+    """Segments from word timings: split at sentence ends, pauses and a maximum length
+    (batched ASR returns ~30 s segments, too coarse for alignment)."""
+    segments: list[dict] = []
+    cur: list[dict] = []
+    for w in words:
+        if cur and (w["start"] - cur[-1]["end"] > max_gap or w["end"] - cur[0]["start"] > max_len):
+            segments.append(_segment(cur))
+            cur = []
+        cur.append(w)
+        if re.search(r"[.!?]$", w["word"].strip()):
+            segments.append(_segment(cur))
+            cur = []
+    if cur:
+        segments.append(_segment(cur))
+    return segments
+
+
+def _segment(words: list[dict]) -> dict:
+    text = "".join(w["word"] if w["word"].startswith(" ") else " " + w["word"] for w in words).strip()
+    return {"start": words[0]["start"], "end": words[-1]["end"], "text": text, "words": words}
+
+
+def slice_doc(doc: dict, start: float, end: float) -> dict:
+    """The part of a transcript inside [start, end), re-timed relative to `start`."""
+    out = []
+    for seg in doc["segments"]:
+        words = [w for w in seg.get("words", []) if start <= (w["start"] + w["end"]) / 2 < end]
+        mid = (seg["start"] + seg["end"]) / 2
+        if not words and not (start <= mid < end):
+            continue
+        shifted = [{**w, "start": round(w["start"] - start, 3), "end": round(w["end"] - start, 3)} for w in words]
+        if words:
+            text = "".join(w["word"] if w["word"].startswith(" ") else " " + w["word"] for w in words).strip()
+            s0, s1 = words[0]["start"], words[-1]["end"]
+        else:
+            text, s0, s1 = seg["text"], seg["start"], seg["end"]
+        out.append({**seg, "start": round(max(s0, start) - start, 3), "end": round(min(s1, end) - start, 3),
+                    "text": text, "words": shifted})
+    return {**{k: v for k, v in doc.items() if k != "segments"}, "offset_s": start, "segments": out}

@@ -1,0 +1,286 @@
+"""Acquire end to end on the synthetic tour: real yt-dlp from a loopback server, real
+faster-whisper, real VAD + speaker embeddings. Plus the bad inputs: 404s, missing fragments,
+truncated files, dropped connections, a killed run, files without audio, non-media files.
+
+Run: python -m pytest tests/test_acquire.py -q
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamlearn.acquire.diarize import run_diarize
+from streamlearn.acquire.download import run_download
+from streamlearn.acquire.playlist import run_playlist
+from streamlearn.acquire.transcribe import run_transcribe
+from streamlearn.config import AcquireSection, Config
+from streamlearn.corpus import Corpus
+from streamlearn.loopback import Faults, LoopbackServer
+
+FAST = AcquireSection(retries=1, retry_sleep=0.05)
+
+
+def new_corpus(path: Path) -> Corpus:
+    corpus, _ = Corpus.init(path, Config(acquire=FAST))
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def acquired(tour, tmp_path_factory):
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    with LoopbackServer(tour) as srv:
+        corpus = new_corpus(tmp_path_factory.mktemp("acq") / "corpus")
+        run_playlist(corpus, url=srv.url("playlist.rss"))
+        assert run_download(corpus).ok
+        assert run_transcribe(corpus).ok
+        assert run_diarize(corpus).ok
+        yield corpus, truth, srv
+
+
+def norm(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def test_playlist_rows(acquired):
+    corpus, truth, srv = acquired
+    rows = corpus.videos.read()
+    assert [r["video_id"] for r in rows] == [d["video_id"] for d in truth["days"]]
+    for r, d in zip(rows, truth["days"]):
+        assert r["title"] == d["title"] and r["ascii_title"].isascii() and "/" not in r["ascii_title"]
+        assert r["timestamp"] == d["release_timestamp"] and r["duration_s"] == int(d["duration_s"])
+        assert r["day_index"] == d["day"] and r["source"] == "url"
+        assert "smuggle" not in r["url"] and r["url"].startswith(srv.base_url)
+    raw = (corpus.root / "playlist_raw.jsonl").read_text().splitlines()
+    assert len(raw) == 2
+
+
+def test_playlist_rerun_keeps_edits_and_runtime(acquired):
+    corpus, truth, srv = acquired
+    vid = truth["days"][0]["video_id"]
+
+    def edit(rows):
+        rows[0]["day_index"] = 5
+
+    corpus.videos.transform(edit)
+    before = corpus.videos.get(vid)
+    out = run_playlist(corpus, url=srv.url("playlist.rss"))
+    assert out["added"] == 0
+    after = corpus.videos.get(vid)
+    assert after == before and after["day_index"] == 5 and after["download_status"] == "done"
+    corpus.videos.transform(lambda rows: rows[0].update(day_index=1))
+
+
+def test_download_archival_and_verified(acquired):
+    corpus, truth, _ = acquired
+    from streamlearn.media import probe, sha256_file
+
+    for r, d in zip(corpus.videos.read(), truth["days"]):
+        media = corpus.abs(r["media_path"])
+        assert media.name == f"{d['video_id']}.mkv"
+        p = probe(media)
+        assert (p.vcodec, p.acodec) == ("vp9", "opus")  # VP9 beats H.264, Opus beats AAC
+        assert r["integrity"] == "ok" and r["media_sha256"] == sha256_file(media)
+        assert abs(r["probe_duration_s"] - d["duration_s"]) < 0.1
+        info = json.loads(corpus.abs(r["info_json"]).read_text())
+        assert info["id"] == d["video_id"]
+        blob = json.dumps(info)
+        assert '"url"' not in blob and "http_headers" not in blob and "fragments" not in blob
+        assert (r["subtitles"] == "en:manual") == d["captions"]
+    archive = (corpus.root / "download_archive.txt").read_text().split()
+    assert sorted(archive[1::2]) == sorted(d["video_id"] for d in truth["days"])
+
+
+def test_transcripts(acquired):
+    corpus, truth, _ = acquired
+    for r, d in zip(corpus.videos.read(), truth["days"]):
+        assert r["transcript_source"] == ("captions" if d["captions"] else "asr")
+        doc = json.loads(corpus.abs(r["transcript_path"]).read_text())
+        words = [w for s in doc["segments"] for w in s["words"]]
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts) and 0 <= starts[0] and words[-1]["end"] <= d["duration_s"] + 0.5
+        heard = set(norm(" ".join(w["word"] for w in words)))
+        spoken = set(norm(" ".join(u["text"] for u in d["utterances"])))
+        assert len(heard & spoken) / len(spoken) > 0.8
+        # utterance starts within 1 s of the truth, from word timestamps
+        for u in d["utterances"]:
+            inside = [w["start"] for w in words if u["start"] - 1.0 <= w["start"] < u["end"]]
+            assert inside and abs(inside[0] - u["start"]) < 1.0, (u["text"], u["start"], inside[:1])
+        assert (corpus.abs(r["transcript_path"]).with_suffix(".srt")).read_text().startswith("1\n00:00:")
+
+
+def test_diarization_speakers_and_words(acquired):
+    corpus, truth, _ = acquired
+    for r, d in zip(corpus.videos.read(), truth["days"]):
+        assert r["n_speakers"] == 2, r["video_id"]
+        rttm = corpus.abs(r["rttm_path"]).read_text().splitlines()
+        assert rttm[0].startswith(f"SPEAKER {d['video_id']} 1 ")
+        doc = json.loads(corpus.abs(r["speaker_transcript_path"]).read_text())
+        # map hypothesis labels to truth speakers by majority, then count correctly attributed words
+        pairs = []
+        for seg in doc["segments"]:
+            for w in seg["words"]:
+                mid = (w["start"] + w["end"]) / 2
+                u = next((u for u in d["utterances"] if u["start"] - 0.3 <= mid <= u["end"] + 0.3), None)
+                if u:
+                    pairs.append((w["speaker"], u["speaker"]))
+        best = {}
+        for hyp in {h for h, _ in pairs}:
+            votes = [t for h, t in pairs if h == hyp]
+            best[hyp] = max(set(votes), key=votes.count)
+        correct = sum(best[h] == t for h, t in pairs)
+        assert correct / len(pairs) >= 0.9
+
+
+def test_status_after_acquire(acquired, run_cli):
+    corpus, _, _ = acquired
+    report = json.loads(run_cli("status", corpus.root, "--json").output)
+    for stage in ("download", "transcribe", "diarize"):
+        s = next(x for x in report["stages"] if x["stage"] == stage)
+        assert (s["done"], s["failed"], s["pending"]) == (2, 0, 0)
+
+
+def _jsonl(path: Path, entries: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return path
+
+
+def test_bad_entries_fail_with_reasons_and_retry(tour, tmp_path):
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    good, other = truth["days"][0]["video_id"], truth["days"][1]["video_id"]
+    seg = f"/dash/{other}/seg-0-00002.m4s"
+    faults = Faults(not_found={seg})
+    with LoopbackServer(tour, faults=faults) as srv:
+        entries = [
+            {"id": good, "url": srv.url(f"dash/{good}/manifest.mpd"), "title": "good", "duration": 40},
+            {"id": "gone0000001", "url": srv.url("dash/gone/manifest.mpd"), "title": "[Private video]"},
+            {"id": other, "url": srv.url(f"dash/{other}/manifest.mpd"), "title": "missing fragment", "duration": 40},
+            {"id": "short000001", "url": srv.url(f"dash/{good}/manifest.mpd"), "title": "says 100 s", "duration": 100},
+        ]
+        corpus = new_corpus(tmp_path / "c")
+        run_playlist(corpus, from_jsonl=_jsonl(tmp_path / "p.jsonl", entries))
+        result = run_download(corpus)
+        assert result.done == [good]
+        assert "HTTP Error 404" in result.failed["gone0000001"]
+        assert result.failed[other] == ("fragment 3 of 11 unavailable ([download] Got error: HTTP Error 404: Not Found. "
+                                        "Giving up after 1 retries); stopped instead of leaving a gap")
+        assert result.failed["short000001"].startswith("integrity: short000001.mkv lasts 40.0 s but the platform "
+                                                       "says 100.0 s (truncated?)")
+        assert not (corpus.video_dir("short000001") / "short000001.mkv").exists()
+        rows = corpus.videos.rows_by_key()
+        assert rows["gone0000001"]["download_status"] == "failed"
+        # the next run retries the failed rows and leaves the done one alone
+        faults.not_found.clear()
+        result = run_download(corpus)
+        assert result.done == [other] and set(result.failed) == {"gone0000001", "short000001"}
+        assert corpus.videos.get(good)["download_status"] == "done"
+
+
+def test_dropped_connection_resumes_with_range(tour, tmp_path):
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    vid = truth["days"][0]["video_id"]
+    path = f"/media/{vid}.mp4"
+    # GET 1 is the generic extractor looking at the URL; GET 2 is the download, cut at 200 kB
+    with LoopbackServer(tour, faults=Faults(drop_after={path: 200_000}, drop_nth=2)) as srv:
+        corpus = new_corpus(tmp_path / "c")
+        run_playlist(corpus, from_jsonl=_jsonl(tmp_path / "p.jsonl", [
+            {"id": vid, "url": srv.url(path), "title": "progressive", "duration": 40}]))
+        assert run_download(corpus).ok
+        ranges = [r for m, p, r in srv.requests if p == path and m == "GET"]
+        resumed = [int(r[6:-1]) for r in ranges if r and re.fullmatch(r"bytes=\d+-", r)]
+        assert len(ranges) == 3 and len(resumed) == 1 and 0 < resumed[0] <= 200_000  # resumed, not restarted
+        from streamlearn.media import sha256_file
+
+        row = corpus.videos.get(vid)
+        assert row["media_sha256"] == sha256_file(tour / "media" / f"{vid}.mp4")
+
+
+def test_killed_download_resumes_without_refetching(tour, tmp_path):
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    first, second = (d["video_id"] for d in truth["days"])
+    corpus = new_corpus(tmp_path / "c")
+    faults = Faults(throttle_bps=400_000)
+    with LoopbackServer(tour, faults=faults) as srv:
+        run_playlist(corpus, url=srv.url("playlist.rss"))
+        proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "download", str(corpus.root)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            rows = {r["video_id"]: r for r in csv.DictReader(open(corpus.root / "videos.csv"))}
+            if rows[first]["download_status"] == "done":
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)  # let it get into the second video
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert corpus.videos.get(second)["download_status"] in (None, "pending", "")
+        faults.throttle_bps = 0
+        n_before = len(srv.requests)
+        assert run_download(corpus).done == [second]
+        later = [p for _, p, _ in srv.requests[n_before:]]
+        assert later and not any(first in p for p in later)
+        assert corpus.videos.get(second)["integrity"] == "ok"
+
+
+def _make_no_audio(src: Path, dst: Path) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-an", "-c", "copy", str(dst)], check=True)
+
+
+def test_from_dir_recordings(tour, tmp_path):
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    vid = truth["days"][0]["video_id"]
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    good = rec / "رحلة 🚗 day one.mp4"
+    good.write_bytes((tour / "media" / f"{vid}.mp4").read_bytes())
+    _make_no_audio(tour / "media" / f"{vid}.mp4", rec / "silent.mp4")
+    (rec / "broken.mp4").write_bytes((tour / "media" / f"{vid}.mp4").read_bytes()[:5000])
+    (rec / "notes.txt").write_text("not a video")
+    corpus = new_corpus(tmp_path / "c")
+    out = run_playlist(corpus, from_dir=rec)
+    assert out["ignored"] == ["notes.txt"] and out["failed"] == 1
+    rows = {Path(r["local_path"]).name: r for r in corpus.videos.read()}
+    assert set(rows) == {good.name, "silent.mp4", "broken.mp4"}
+    assert all(re.fullmatch(r"rec-[0-9a-f]{12}", r["video_id"]) for r in rows.values())
+    assert rows["broken.mp4"]["download_status"] == "failed"
+    assert rows["broken.mp4"]["download_error"].startswith("not a readable media file: ffprobe cannot read broken.mp4")
+    assert rows[good.name]["start_source"] == "container"
+    assert rows[good.name]["release_timestamp"] == truth["days"][0]["release_timestamp"]
+    again = run_playlist(corpus, from_dir=rec)
+    assert again["added"] == 0  # ids are stable
+    result = run_download(corpus)
+    assert sorted(result.done) == sorted([rows[good.name]["video_id"], rows["silent.mp4"]["video_id"]])
+    media = corpus.abs(corpus.videos.get(rows[good.name]["video_id"])["media_path"])
+    assert media.is_symlink() and media.parent == corpus.video_dir(rows[good.name]["video_id"])
+    result = run_transcribe(corpus)
+    silent = rows["silent.mp4"]["video_id"]
+    assert result.failed[silent].startswith(f"{silent}.mp4 has no audio stream; nothing to transcribe")
+    assert result.done == [rows[good.name]["video_id"]]
+
+
+def test_malformed_captions_fall_back_to_asr(acquired, tmp_path):
+    corpus, truth, _ = acquired
+    d = truth["days"][1]
+    vtt = corpus.video_dir(d["video_id"]) / f"{d['video_id']}.en.vtt"
+    saved = vtt.read_text()
+    try:
+        vtt.write_text("WEBVTT\n\n00:00:01.000 -> nonsense\nhello\n")
+        result = run_transcribe(corpus, only=[d["video_id"]], force=True)
+        assert result.ok
+        row = corpus.videos.get(d["video_id"])
+        assert row["transcript_source"] == "asr"
+        doc = json.loads(corpus.abs(row["transcript_path"]).read_text())
+        assert doc["notes"][0].startswith(f"{d['video_id']}.en.vtt line 3: expected a cue timing")
+    finally:
+        vtt.write_text(saved)
+        run_transcribe(corpus, only=[d["video_id"]], force=True)
+        run_diarize(corpus, only=[d["video_id"]], force=True)
