@@ -284,3 +284,34 @@ def test_malformed_captions_fall_back_to_asr(acquired, tmp_path):
         vtt.write_text(saved)
         run_transcribe(corpus, only=[d["video_id"]], force=True)
         run_diarize(corpus, only=[d["video_id"]], force=True)
+
+
+def test_calibrate_stores_threshold(acquired, tmp_path, run_cli):
+    corpus, truth, _ = acquired
+    d = truth["days"][0]
+    ref = tmp_path / "ref.rttm"
+    from streamlearn.acquire.diarize import to_rttm
+
+    ref.write_text(to_rttm([(u["start"], u["end"], u["speaker"]) for u in d["utterances"]], d["video_id"]))
+    res = run_cli("diarize", corpus.root, "--calibrate", ref)
+    assert res.exit_code == 0, res.output
+    assert "calibrate: diarize.threshold = " in res.output
+    cfg = (corpus.root / "streamlearn.toml").read_text()
+    chosen = float(re.search(r"threshold = ([0-9.]+)", cfg).group(1))
+    assert 0.2 <= chosen <= 0.45
+    bad = tmp_path / "bad.rttm"
+    bad.write_text("SPEAKER nosuchvideo 1 0.0 1.0 <NA> <NA> A <NA> <NA>\n")
+    res = run_cli("diarize", corpus.root, "--calibrate", bad)
+    assert res.exit_code == 1 and "names 'nosuchvideo', which is not a downloaded video in this corpus" in res.stderr
+
+
+def test_acquire_command_end_to_end(tour, tmp_path, run_cli):
+    with LoopbackServer(tour) as srv:
+        corpus = new_corpus(tmp_path / "c")
+        res = run_cli("acquire", corpus.root, "--url", srv.url("playlist.rss"))
+        assert res.exit_code == 0, res.output
+        for line in ("playlist: 2 entries, 2 new", "download: 2 done, 0 failed of 2", "transcribe: 2 done",
+                     "diarize: 2 done", "acquire: finished with 0 failed items"):
+            assert line in res.output
+        res = run_cli("acquire", corpus.root)  # nothing left to do
+        assert "download: 0 done, 0 failed of 0" in res.output

@@ -178,6 +178,109 @@ def acquire(corpus, url, from_jsonl, from_dir, parallel):
         sys.exit(1)
 
 
+@cli.command()
+@CORPUS_ARG
+@click.option("--chunk-seconds", type=float, default=None, help="Chunk length (default: operating_point.chunk_seconds).")
+@click.option("--store", "store_uri", default=None, help="Chunk store URI (default: storage.uri).")
+@click.option("--node", default=None, help="Write this node's rows to chunks.d/NODE.csv (multi-machine runs).")
+@click.option("--merge", "do_merge", is_flag=True, help="Union chunks.d/*.csv into chunks.csv (refuses conflicts).")
+@click.option("--verify", "do_verify", is_flag=True, help="Check chunks.csv against the videos and the store.")
+@click.option("--quick", is_flag=True, help="With --verify: check object sizes only, not their sha256.")
+@PARALLEL
+@ONLY
+@FORCE
+def chunk(corpus, chunk_seconds, store_uri, node, do_merge, do_verify, quick, parallel, only, force):
+    """Cut every downloaded video into chunks by stream copy and put them in the chunk store.
+
+    Example: streamlearn chunk ./corpus --chunk-seconds 1200 --store s3://bucket/tour
+    """
+    from streamlearn.chunk import merge, run_chunk, verify
+    from streamlearn.corpus import Corpus
+
+    c = Corpus.open(corpus)
+    if do_merge:
+        merge(c)
+        return
+    if do_verify:
+        problems = verify(c, store_uri, check_hash=not quick)
+        for p in problems:
+            click.echo(f"verify: {p}")
+        click.echo(f"verify: {len(c.chunks.read())} chunks, {len(problems)} problems")
+        if problems:
+            sys.exit(1)
+        return
+    _exit_on_failures(run_chunk(c, chunk_seconds=chunk_seconds, store_uri=store_uri, node=node, parallel=parallel,
+                                only=list(only), force=force))
+
+
+@cli.command()
+@CORPUS_ARG
+@PARALLEL
+@ONLY
+@FORCE
+def frames(corpus, parallel, only, force):
+    """Cache every chunk's sampled frames at model resolution for training (frames/<chunk_id>.npy).
+
+    Example: streamlearn frames ./corpus --parallel 2
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.frames import run_frames
+
+    _exit_on_failures(run_frames(Corpus.open(corpus), parallel=parallel, only=list(only), force=force))
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--model", default=None, help="Model id, local folder or preset (tiny, qwen2.5-vl-7b, ...).")
+@click.option("--chunk-seconds", "chunk_seconds", type=float, multiple=True, help="Chunk length; repeat to compare.")
+@click.option("--fps", type=float, multiple=True, help="Sampled frames per second; repeat to compare.")
+@click.option("--size", default="1920x1080", show_default=True, help="Source frame size WxH.")
+@click.option("--source-fps", type=float, default=60.0, show_default=True)
+@click.option("--total-pixels", type=int, default=None, help="Whole-chunk pixel budget (overrides the config).")
+@click.option("--max-frames", type=int, default=None)
+@click.option("--frame-min-pixels", type=int, default=None)
+@click.option("--frame-max-pixels", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def plan(corpus, model, chunk_seconds, fps, size, source_fps, total_pixels, max_frames, frame_min_pixels,
+         frame_max_pixels, as_json):
+    """Token budget per operating point: frames, pairs, frame size, vision tokens (exact vs rule of thumb).
+
+    Example: streamlearn plan --chunk-seconds 600 --chunk-seconds 1200 --fps 0.5 --fps 1 --size 1920x1080
+    """
+    from dataclasses import replace
+
+    from streamlearn.config import ConfigError, OperatingPoint
+    from streamlearn.corpus import Corpus
+    from streamlearn.plan import format_table, plan_table
+
+    op = Corpus.open(corpus).config.operating_point if corpus else OperatingPoint()
+    overrides = {k: v for k, v in {"total_pixels": total_pixels, "max_frames": max_frames,
+                                   "frame_min_pixels": frame_min_pixels, "frame_max_pixels": frame_max_pixels}.items()
+                 if v is not None}
+    try:
+        op = replace(op, **overrides)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1]) from None
+    w, h = _size(size)
+    rows = plan_table(op, list(chunk_seconds) or [op.chunk_seconds], list(fps) or [op.fps], w, h, source_fps, model)
+    click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
+
+
+@cli.command()
+@CORPUS_ARG
+@click.argument("uri")
+def sync(corpus, uri):
+    """Additive, never-delete backup of the corpus (manifests, transcripts, descriptions, unchunked
+    media) to an object store; re-runs copy only what changed.
+
+    Example: streamlearn sync ./corpus gs://my-bucket/tour-backup
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.sync import run_sync
+
+    run_sync(Corpus.open(corpus), uri)
+
+
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in value.lower().split("x"))

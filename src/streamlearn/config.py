@@ -89,6 +89,7 @@ class ModelsSection:
 @dataclass
 class StorageSection:
     uri: str = ""  # chunk store; "" = <corpus>/store, or file://, s3://bucket/prefix, gs://bucket/prefix
+    endpoint_url: str = ""  # S3-compatible servers (MinIO, moto...): their URL; credentials stay in the env
 
     def __post_init__(self):
         scheme = self.uri.split("://", 1)[0] if "://" in self.uri else ""

@@ -59,12 +59,13 @@ def _font() -> str:
 
 
 # ---------------------------------------------------------------------------------- speech
-def speak(text: str, voice: str, pitch: int, speed: int) -> np.ndarray:
+def speak(text: str, voice: str, pitch: int, speed: int, word_gap: int = 0) -> np.ndarray:
     """espeak-ng → float32 mono at SPEECH_RATE, leading/trailing silence trimmed."""
     require_tool("espeak-ng")
     with tempfile.TemporaryDirectory() as tmp:
         wav_path = Path(tmp) / "u.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(wav_path), text],
+        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-g", str(word_gap),
+                        "-w", str(wav_path), text],
                        check=True, capture_output=True)
         with wave.open(str(wav_path)) as w:
             assert w.getframerate() == SPEECH_RATE and w.getsampwidth() == 2
@@ -91,7 +92,7 @@ def render_speech(day: Day, plan: TourPlan, rng: np.random.Generator) -> np.ndar
     prev_end = 0.0
     for utt in day.utterances:
         voice = plan.speakers[utt.speaker]
-        pcm = speak(utt.text, voice["voice"], voice["pitch"], voice["speed"])
+        pcm = speak(utt.text, voice["voice"], voice["pitch"], voice["speed"], voice.get("word_gap", 0))
         dur = len(pcm) / SPEECH_RATE
         start = max(utt.start, prev_end + 0.5)
         scene_end = next(s.end for s in day.scenes if s.start <= utt.start < s.end)

