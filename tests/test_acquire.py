@@ -315,3 +315,24 @@ def test_acquire_command_end_to_end(tour, tmp_path, run_cli):
             assert line in res.output
         res = run_cli("acquire", corpus.root)  # nothing left to do
         assert "download: 0 done, 0 failed of 0" in res.output
+
+
+def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
+    from streamlearn.chunk import run_chunk
+    from streamlearn.frames import load_frames, run_frames
+    from streamlearn.media import probe
+
+    with LoopbackServer(tour) as srv:
+        corpus, _ = Corpus.init(tmp_path / "c", Config(acquire=AcquireSection(
+            retries=1, retry_sleep=0.05, train_format="bv*[vcodec^=avc1]")))
+        truth = json.loads((tour / "ground_truth.json").read_text())
+        vid = truth["days"][0]["video_id"]
+        run_playlist(corpus, from_jsonl=_jsonl(tmp_path / "p.jsonl", [
+            {"id": vid, "url": srv.url(f"dash/{vid}/manifest.mpd"), "title": "t", "duration": 40}]))
+        assert run_download(corpus).ok
+    row = corpus.videos.get(vid)
+    train = corpus.abs(row["train_media_path"])
+    assert train.name.startswith(f"{vid}.train.") and probe(train).vcodec == "h264" and row["vcodec"] == "vp9"
+    assert run_chunk(corpus, chunk_seconds=20).ok and run_frames(corpus).ok
+    _, meta = load_frames(corpus, corpus.chunks.read()[1])
+    assert meta["source"] == "train_rendition"

@@ -140,7 +140,7 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
             digest = sha256_file(path)
             size = path.stat().st_size
             key = f"chunks/{vid}/{chunk_id}{path.suffix}"
-            uri = store.put(path, key, sha256=digest)
+            uri = store.put(path, key, sha256=digest, move=True)
             path.unlink(missing_ok=True)  # the store holds it now; local disk was only a staging area
             t_path, r_path = write_slices(corpus, row, chunk_id, piece["start_s"], piece["end_s"])
             a = start_at + timedelta(seconds=piece["start_s"]) if start_at else None

@@ -105,7 +105,8 @@ class AcquireSection:
     sub_langs: list[str] = field(default_factory=lambda: ["en.*", "orig"])
     retries: int = 10
     retry_sleep: float = 1.0  # seconds; exponential backoff base with jitter
-    train_rendition_height: int = 0  # > 0: also keep a low-resolution copy for training
+    train_format: str = ""  # e.g. "bv*[height<=360]": also fetch the platform's low-res rendition for frames
+    train_rendition_height: int = 0  # > 0 and no train_format: transcode a low-res copy locally
 
     def __post_init__(self):
         _check(self.retries >= 0, "acquire.retries", "must be >= 0")

@@ -56,14 +56,19 @@ def samples_on_keyframes(sample_times: list[float], keyframes: list[float], tole
 
 
 def extract(src: Path, start: float, duration: float, n: int, width: int, height: int,
-            keyframes_only: bool = False, threads: int = 0) -> np.ndarray:
-    """n frames at times start + i*duration/n, resized to width x height (RGB uint8)."""
+            keyframes_only: bool = False, threads: int = 0, source_fps: float = 30.0) -> np.ndarray:
+    """n frames at times start + i*duration/n (the source frame nearest each time), resized to
+    width x height (RGB uint8). Only the selected frames are scaled and converted."""
+    step = duration / n
+    half = 0.5 / source_fps
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", str(threads)]
     if keyframes_only:
         cmd += ["-skip_frame", "nokey"]
+    # select the first frame at or after each sample time (less half a source frame: the nearest one);
+    # selected_n counts the frames already taken, so sample i waits for t >= i * step
     cmd += ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}", "-i", str(src), "-map", "0:v:0", "-an", "-sn",
-            "-vf", f"fps={n}/{duration:.6f}:round=near,scale={width}:{height}:flags=bicubic",
-            "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+            "-vf", f"select='gte(t,selected_n*{step:.6f}-{half:.6f})',scale={width}:{height}:flags=bicubic",
+            "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise StreamlearnError(f"ffmpeg could not decode frames of {src.name}: "
@@ -73,7 +78,7 @@ def extract(src: Path, start: float, duration: float, n: int, width: int, height
     if got == 0:
         raise StreamlearnError(f"{src.name} gave no frames between {start:.1f}s and {start + duration:.1f}s")
     frames = np.frombuffer(proc.stdout[: got * frame_bytes], np.uint8).reshape(got, height, width, 3)
-    if got < n:  # the fps filter can drop the last sample at the very end of a clip
+    if got < n:  # a clip can end before its last sample time
         frames = np.concatenate([frames, np.repeat(frames[-1:], n - got, axis=0)])
     return frames[:n]
 
@@ -112,7 +117,8 @@ def frames_chunk(corpus: Corpus, chunk: dict, video: dict, store: Store,
         times = [offset + i * duration / p.n_frames for i in range(p.n_frames)]
         keys = keyframe_times(src, offset, duration)
         exact = samples_on_keyframes(times, keys, tolerance=0.5 / fps)
-        frames = extract(src, offset, duration, p.n_frames, p.frame_width, p.frame_height, keyframes_only=exact)
+        frames = extract(src, offset, duration, p.n_frames, p.frame_width, p.frame_height, keyframes_only=exact,
+                         source_fps=fps)
     name = contained(out_dir, chunk["chunk_id"])
     buf = _npy_bytes(frames)
     atomic_write_bytes(name.with_suffix(".npy"), buf)

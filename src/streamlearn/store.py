@@ -72,11 +72,28 @@ class Store:
         return StreamlearnError(f"store {self.display}: cannot {action} {rel} ({type(exc).__name__}: {reason}); "
                                 "check storage.uri, the credentials in the environment and write permission")
 
-    def put(self, local: Path, rel: str, sha256: str | None = None) -> str:
-        """Upload, then read the object back to check its size and sha256. Returns the URI."""
+    def put(self, local: Path, rel: str, sha256: str | None = None, move: bool = False) -> str:
+        """Upload, then read the object back to check its size and sha256. Returns the URI.
+
+        With `move` and a local store on the same filesystem the file is renamed into place (the
+        staged copy is going away anyway): no second copy to write, nothing to read back.
+        """
         local = Path(local)
+        if move and self.is_local:
+            dest = Path(self._path(rel))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            size = local.stat().st_size
+            try:
+                os.replace(local, dest)
+            except OSError:  # another filesystem: copy and verify below
+                pass
+            else:
+                if dest.stat().st_size != size:
+                    raise StreamlearnError(f"store {self.display}: {rel} has the wrong size after the move")
+                return self.uri(rel)
         try:
-            self.fs.makedirs(self._path(rel).rsplit("/", 1)[0], exist_ok=True)
+            if self.is_local:  # object stores have no folders (and s3fs's makedirs would create a bucket)
+                self.fs.makedirs(self._path(rel).rsplit("/", 1)[0], exist_ok=True)
             self.fs.put_file(str(local), self._path(rel))
         except Exception as exc:  # noqa: BLE001 - any backend error becomes one clear line
             raise self._fail("write", rel, exc) from None

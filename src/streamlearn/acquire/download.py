@@ -47,7 +47,8 @@ class DownloadSettings:
     retries: int = 10
     retry_sleep: float = 1.0  # base of the exponential backoff, seconds
     video_attempts: int = 3  # whole-video attempts on transient errors
-    train_rendition_height: int = 0
+    train_format: str = ""  # yt-dlp selector for a second, low-resolution rendition (frames decode it)
+    train_rendition_height: int = 0  # no such rendition on the platform: transcode one locally
     socket_timeout: float = 30.0
 
 
@@ -198,6 +199,25 @@ def train_rendition(media: Path, height: int) -> Path:
     return out
 
 
+def fetch_rendition(url: str, vdir: Path, video_id: str, s: DownloadSettings) -> Path:
+    """The platform's own low-resolution rendition (no re-encode), e.g. "bv*[height<=360]"."""
+    import yt_dlp
+
+    from streamlearn.acquire.ytdlp_log import YtdlpLogger, clean_error
+
+    if _only_generic(url):
+        url = yt_dlp.utils.smuggle_url(url, {"force_videoid": video_id})
+    opts = {**ytdlp_options(vdir, video_id, vdir / ".no-archive", s, YtdlpLogger()), "format": s.train_format,
+            "format_sort": [], "outtmpl": {"default": f"{video_id}.train.%(ext)s"}, "writedescription": False,
+            "writethumbnail": False, "writesubtitles": False, "writeautomaticsub": False, "download_archive": None}
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=True)
+    except yt_dlp.utils.DownloadError as exc:
+        raise StreamlearnError(f"training rendition ({s.train_format}): {clean_error(exc)}") from None
+    return Path(info["requested_downloads"][0]["filepath"])
+
+
 def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
     vid = row["video_id"]
     vdir = corpus.video_dir(vid, create=True)
@@ -235,7 +255,9 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         "subtitles": ";".join(f"{p.name[len(vid) + 1:-4]}:{'manual' if p.name[len(vid) + 1:-4] in manual else 'auto'}"
                               for p in subs) or None,
     })
-    if s.train_rendition_height:
+    if s.train_format and row.get("source") != "dir":
+        values["train_media_path"] = corpus.rel(fetch_rendition(row["url"], vdir, vid, s))
+    elif s.train_rendition_height:
         values["train_media_path"] = corpus.rel(train_rendition(media, s.train_rendition_height))
     shutil.rmtree(vdir / ".partial", ignore_errors=True)
     return values
@@ -258,7 +280,7 @@ def settings_from_config(corpus: Corpus) -> DownloadSettings:
     return DownloadSettings(format=a.format or ARCHIVAL_FORMAT,
                             format_sort=tuple(a.format_sort) if a.format_sort else tuple(ARCHIVAL_SORT),
                             merge_output_format=a.merge_output_format, sub_langs=tuple(a.sub_langs),
-                            retries=a.retries, retry_sleep=a.retry_sleep,
+                            retries=a.retries, retry_sleep=a.retry_sleep, train_format=a.train_format,
                             train_rendition_height=a.train_rendition_height)
 
 

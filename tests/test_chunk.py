@@ -1,0 +1,296 @@
+"""Chunking with the real ffmpeg: stream copy, keyframe cuts, coverage and packet conservation,
+deterministic resume, node parts and merges, verify, the S3 path against a real S3-compatible
+server (moto) on loopback, and bad inputs.
+
+Run: python -m pytest tests/test_chunk.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamlearn.acquire.download import run_download
+from streamlearn.acquire.playlist import run_playlist
+from streamlearn.chunk import merge, run_chunk, verify
+from streamlearn.config import Config, CorpusSection, StorageSection
+from streamlearn.corpus import Corpus
+from streamlearn.errors import ManifestError
+from streamlearn.manifest import Manifest
+from streamlearn.tables import CHUNKS
+
+
+def packets(path: Path, stream: str) -> list[tuple[float, str]]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries",
+                          "packet=pts_time,flags", "-of", "csv=p=0", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    rows = [line.split(",")[:2] for line in out.splitlines() if line.strip()]
+    return [(float(t) if t not in ("", "N/A") else 0.0, f) for t, f in rows]
+
+
+def make_corpus(tmp: Path, tour: Path, variants=("mkv", "mp4"), days=(0, 1), storage: str = "") -> Corpus:
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    rec = tmp / "recordings"
+    rec.mkdir(parents=True, exist_ok=True)
+    for d in days:
+        vid = truth["days"][d]["video_id"]
+        for v in variants:
+            shutil.copy(tour / "media" / f"{vid}.{v}", rec / f"day{d + 1}.{v}")
+    corpus, _ = Corpus.init(tmp / "corpus", Config(corpus=CorpusSection(timezone="America/Chicago"),
+                                                   storage=StorageSection(uri=storage)))
+    run_playlist(corpus, from_dir=rec)
+    assert run_download(corpus).ok
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def chunked(tour, tmp_path_factory):
+    corpus = make_corpus(tmp_path_factory.mktemp("chunk"), tour)
+    result = run_chunk(corpus, chunk_seconds=10)
+    assert result.ok and len(result.done) == 4
+    return corpus
+
+
+def test_rows_ids_and_times(chunked):
+    rows = chunked.chunks.read()
+    by_video: dict[str, list[dict]] = {}
+    for r in rows:
+        by_video.setdefault(r["video_id"], []).append(r)
+    videos = chunked.videos.rows_by_key()
+    assert len(by_video) == 4
+    for vid, rs in by_video.items():
+        assert [r["chunk_id"] for r in rs] == [f"{vid}_c{i:03d}" for i in range(len(rs))]
+        assert len(rs) == 4 and all(r["n_chunks"] == 4 for r in rs)
+        assert rs[0]["start_s"] == 0 and all(a["end_s"] == b["start_s"] for a, b in zip(rs, rs[1:]))
+        assert abs(sum(r["duration_s"] for r in rs) - videos[vid]["probe_duration_s"]) < 0.1
+        # GOP 2 s divides 10 s: cuts land on the requested boundaries (H.264 in MP4 is offset by the
+        # first keyframe's presentation delay, 2 frames)
+        assert all(abs(r["start_s"] - 10 * i) < 0.1 for i, r in enumerate(rs)), [r["start_s"] for r in rs]
+        assert rs[0]["time_source"] == "container" and rs[0]["timezone"] == "America/Chicago"
+        start = videos[vid]["release_timestamp"]
+        from datetime import datetime, timezone
+
+        assert rs[1]["start_utc"] == datetime.fromtimestamp(start + 10, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert rs[1]["start_local"].endswith("-05:00")  # August in Chicago
+        assert rs[0]["media_uri"].startswith(str(chunked.root / "store" / "chunks" / vid))
+    assert chunked.videos.read()[0]["chunk_status"] == "done"
+    assert not (chunked.root / ".staging").exists() or not any((chunked.root / ".staging").iterdir())
+
+
+def test_stream_copy_conserves_packets_and_cuts_on_keyframes(chunked):
+    videos = chunked.videos.rows_by_key()
+    for vid, row in videos.items():
+        src = chunked.abs(row["media_path"])
+        parts = [Path(r["media_uri"]) for r in chunked.chunks.read() if r["video_id"] == vid]
+        for stream in ("v:0", "a:0"):
+            assert len(packets(src, stream)) == sum(len(packets(p, stream)) for p in parts), (vid, stream)
+        for p in parts:
+            first = packets(p, "v:0")[0]
+            assert first[1].startswith("K") and first[0] < 0.1  # starts on a keyframe, timestamps reset
+        from streamlearn.media import probe
+
+        assert {(probe(p).vcodec, probe(p).acodec) for p in parts} == {(row["vcodec"], row["acodec"])}
+
+
+def test_keyframe_interval_not_dividing_chunk_length(tour, tmp_path):
+    corpus = make_corpus(tmp_path, tour, variants=("mp4",), days=(0,))
+    assert run_chunk(corpus, chunk_seconds=7).ok
+    rows = corpus.chunks.read()
+    starts = [round(r["start_s"]) for r in rows]
+    # GOP 2 s: requested cuts at 7, 14, 21... snap to the next keyframe at 8, 14, 22, 28, 36
+    assert starts == [0, 8, 14, 22, 28, 36]
+    assert problems_ok(verify(corpus))
+
+
+def problems_ok(problems: list[str]) -> bool:
+    assert problems == []
+    return True
+
+
+def test_verify_clean_then_detects_damage(chunked):
+    assert verify(chunked) == []
+    rows = chunked.chunks.read()
+    victim = Path(rows[0]["media_uri"])
+    saved = victim.read_bytes()
+    try:
+        victim.write_bytes(saved[:-10] + b"0123456789")
+        problems = verify(chunked)
+        assert len(problems) == 1 and problems[0].startswith(f"{rows[0]['chunk_id']}: object {victim} has")
+        victim.unlink()
+        assert verify(chunked, check_hash=False) == [f"{rows[0]['chunk_id']}: object {victim} is missing"]
+    finally:
+        victim.write_bytes(saved)
+    assert verify(chunked) == []
+
+
+def test_short_unreadable_and_empty_videos(tour, tmp_path):
+    corpus = make_corpus(tmp_path, tour, variants=("mkv",), days=(0,))
+    vid = corpus.videos.read()[0]["video_id"]
+    assert run_chunk(corpus, chunk_seconds=1200).ok  # shorter than one chunk: one chunk
+    rows = corpus.chunks.read()
+    assert len(rows) == 1 and rows[0]["chunk_id"] == f"{vid}_c000" and rows[0]["n_chunks"] == 1
+    media = corpus.abs(corpus.videos.get(vid)["media_path"])
+    target = media.resolve()
+    saved = target.read_bytes()
+    try:
+        target.write_bytes(b"not a video at all")
+        result = run_chunk(corpus, force=True, chunk_seconds=10)
+        assert result.failed[vid].startswith(f"ffprobe cannot read {media.name}")
+        assert corpus.videos.get(vid)["chunk_status"] == "failed"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.01", "-frames:v", "0",
+                        "-f", "matroska", str(target)], check=True)
+        result = run_chunk(corpus, chunk_seconds=10)
+        assert vid in result.failed and corpus.videos.get(vid)["chunk_status"] == "failed"
+    finally:
+        target.write_bytes(saved)
+    assert len(corpus.chunks.read()) == 1  # the earlier, good rows were not touched by the failures
+
+
+def _strip_root(text: str, root: Path) -> str:
+    return text.replace(str(root), "ROOT")
+
+
+def test_killed_run_resumes_to_the_same_manifest(tour, tmp_path):
+    a = make_corpus(tmp_path / "a", tour)
+    b = make_corpus(tmp_path / "b", tour)
+    assert run_chunk(a, chunk_seconds=5).ok
+    proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "chunk", str(b.root), "--chunk-seconds", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if b.chunks.exists() and len({r["video_id"] for r in b.chunks.read()}) >= 1:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run_chunk(b, chunk_seconds=5).ok
+    assert _strip_root(b.chunks.path.read_text(), b.root) == _strip_root(a.chunks.path.read_text(), a.root)
+    assert verify(b) == []
+
+
+def test_node_parts_merge_and_conflicts(tour, tmp_path):
+    corpus = make_corpus(tmp_path, tour, variants=("mkv",))
+    vids = [r["video_id"] for r in corpus.videos.read()]
+    assert run_chunk(corpus, chunk_seconds=10, node="node-a", only=[vids[0]]).ok
+    assert run_chunk(corpus, chunk_seconds=10, node="node-b", only=[vids[1]]).ok
+    assert not corpus.chunks.exists()
+    assert run_chunk(corpus, chunk_seconds=10, node="node-a", only=[vids[0]]).done == []  # already complete
+    total, new = merge(corpus)
+    assert (total, new) == (8, 8)
+    assert {r["node"] for r in corpus.chunks.read()} == {"node-a", "node-b"}
+    assert all(r["chunk_status"] == "done" for r in corpus.videos.read())
+    assert verify(corpus) == []
+    part = Manifest(corpus.parts_dir / "node-b.csv", CHUNKS)
+    part.transform(lambda rows: rows[0].update(sha256="0" * 64))
+    with pytest.raises(ManifestError) as e:
+        merge(corpus)
+    assert str(e.value).startswith(f"merge refused: 1 conflicting duplicate chunk_ids: {vids[1]}_c000 "
+                                   "(chunks.csv vs chunks.d/node-b.csv: sha256)")
+
+
+def test_transcript_slices_are_chunk_relative(tour, tmp_path):
+    corpus = make_corpus(tmp_path, tour, variants=("mkv",), days=(0,))
+    row = corpus.videos.read()[0]
+    vdir = corpus.video_dir(row["video_id"])
+    from streamlearn import transcript
+
+    doc = {"video_id": row["video_id"], "source": "asr", "segments": [
+        {"start": 9.0, "end": 12.0, "text": "across the cut", "speaker": "SPEAKER_00", "words": [
+            {"start": 9.0, "end": 9.5, "word": "across", "speaker": "SPEAKER_00"},
+            {"start": 10.5, "end": 11.0, "word": "the", "speaker": "SPEAKER_00"},
+            {"start": 11.2, "end": 12.0, "word": "cut", "speaker": "SPEAKER_00"}]}]}
+    transcript.save(vdir / "transcript.speakers.json", doc)
+    (vdir / "diarization.rttm").write_text(f"SPEAKER {row['video_id']} 1 9.000 3.000 <NA> <NA> SPEAKER_00 <NA> <NA>\n")
+
+    def point(rows):
+        rows[0].update(speaker_transcript_path=corpus.rel(vdir / "transcript.speakers.json"),
+                       rttm_path=corpus.rel(vdir / "diarization.rttm"))
+
+    corpus.videos.transform(point)
+    assert run_chunk(corpus, chunk_seconds=10).ok
+    c1 = corpus.chunks.read()[1]
+    sliced = transcript.load(corpus.abs(c1["transcript_path"]))
+    off = c1["start_s"]
+    assert 10.0 <= off < 10.1 and sliced["offset_s"] == off and sliced["chunk_id"] == c1["chunk_id"]
+    assert [(w["word"], w["start"]) for w in sliced["segments"][0]["words"]] == [
+        ("the", round(10.5 - off, 3)), ("cut", round(11.2 - off, 3))]
+    rttm = corpus.abs(c1["diarization_path"]).read_text().split()
+    assert rttm[1] == c1["chunk_id"] and rttm[3:5] == ["0.000", f"{12.0 - off:.3f}"]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import boto3
+
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url).create_bucket(Bucket="tour")
+    yield url
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_s3_store_round_trip(tour, tmp_path, s3_server):
+    import boto3
+
+    corpus = make_corpus(tmp_path, tour, variants=("mkv",), days=(0,), storage="s3://tour/chunks-v1")
+    corpus.config.storage = StorageSection(uri="s3://tour/chunks-v1", endpoint_url=s3_server)
+    corpus.save_config()
+    assert run_chunk(corpus, chunk_seconds=10).ok
+    rows = corpus.chunks.read()
+    assert all(r["media_uri"].startswith("s3://tour/chunks-v1/chunks/") for r in rows)
+    keys = sorted(o["Key"] for o in boto3.client("s3", endpoint_url=s3_server)
+                  .list_objects_v2(Bucket="tour")["Contents"])
+    assert keys == sorted(r["media_uri"][len("s3://tour/"):] for r in rows)
+    assert verify(corpus) == []
+    assert not any((corpus.root / ".staging").rglob("*.mkv"))  # staged copies deleted after upload
+    from streamlearn.frames import run_frames
+
+    assert run_frames(corpus, only=[rows[1]["chunk_id"]]).ok  # frames fetched back from S3
+    # a bucket that does not exist, then a server that is not there: failed rows, nothing recorded
+    vid = rows[0]["video_id"]
+    result = run_chunk(corpus, chunk_seconds=10, store_uri="s3://no-such-bucket/x", force=True)
+    assert result.failed[vid].startswith("store s3://no-such-bucket/x: cannot write chunks/")
+    assert corpus.videos.get(vid)["chunk_status"] == "failed"
+    corpus.config.storage = StorageSection(uri="s3://tour/chunks-v1", endpoint_url="http://127.0.0.1:9")
+    corpus.save_config()
+    result = run_chunk(corpus, chunk_seconds=10, force=True)
+    assert result.failed[vid].startswith("store s3://tour/chunks-v1: cannot write chunks/")
+    assert len(corpus.chunks.read()) == len(rows)
+
+
+def test_sync_is_additive_and_incremental(chunked, tmp_path, run_cli):
+    target = tmp_path / "backup"
+    res = run_cli("sync", chunked.root, target)
+    assert res.exit_code == 0
+    assert "sync: 3 copied" in res.output  # config and the two manifests; the media is chunked already
+    for name in ("streamlearn.toml", "videos.csv", "chunks.csv"):
+        assert (target / "corpus" / name).read_bytes() == (chunked.root / name).read_bytes()
+    res = run_cli("sync", chunked.root, target)
+    assert "sync: 0 copied (0.0 MB)" in res.output
+    extra = chunked.root / "questions" / "bank.jsonl"
+    extra.write_text('{"id": "q1"}\n')
+    res = run_cli("sync", chunked.root, target)
+    assert "sync: 1 copied" in res.output
+    extra.unlink()
+    run_cli("sync", chunked.root, target)
+    assert (target / "corpus" / "questions" / "bank.jsonl").exists()  # never deleted remotely

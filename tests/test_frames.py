@@ -1,0 +1,103 @@
+"""Frame cache: sampled like the model's processor, at the planned size, right frames at the right
+times; keyframe-only decoding used only where it gives identical frames; bad inputs.
+
+Run: python -m pytest tests/test_frames.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from streamlearn.chunk import run_chunk
+from streamlearn.config import Config, CorpusSection, OperatingPoint
+from streamlearn.corpus import Corpus
+from streamlearn.frames import extract, keyframe_times, load_frames, run_frames, samples_on_keyframes
+from streamlearn.vision_budget import plan
+
+
+def decode_all_pyav(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def framed(tour, tmp_path_factory):
+    from streamlearn.acquire.download import run_download
+    from streamlearn.acquire.playlist import run_playlist
+
+    tmp = tmp_path_factory.mktemp("frames")
+    vid = json.loads((tour / "ground_truth.json").read_text())["days"][0]["video_id"]
+    (tmp / "rec").mkdir()
+    shutil.copy(tour / "media" / f"{vid}.mp4", tmp / "rec" / "day1.mp4")
+    op = OperatingPoint(chunk_seconds=20, fps=1.0, max_frames=64, total_pixels=20 * 100352 // 2,
+                        frame_min_pixels=3136, frame_max_pixels=100352)
+    corpus, _ = Corpus.init(tmp / "corpus", Config(corpus=CorpusSection(timezone="UTC"), operating_point=op))
+    run_playlist(corpus, from_dir=tmp / "rec")
+    run_download(corpus)
+    run_chunk(corpus)
+    assert run_frames(corpus).ok
+    return corpus
+
+
+def test_cache_matches_the_plan(framed):
+    video = framed.videos.read()[0]
+    for chunk in framed.chunks.read():
+        frames, meta = load_frames(framed, chunk)
+        p = plan(chunk["duration_s"], video["width"], video["height"], framed.config.operating_point,
+                 source_fps=video["fps"])
+        assert frames.shape == (p.n_frames, p.frame_height, p.frame_width, 3) and frames.dtype == np.uint8
+        assert meta["grid_thw"] == list(p.grid_thw) and chunk["vision_tokens"] == p.vision_tokens
+        assert meta["timestamps"] == [round(i * chunk["duration_s"] / p.n_frames, 4) for i in range(p.n_frames)]
+        assert meta["sample_fps"] == p.sample_fps and meta["source"] == "chunk"
+
+
+def test_frames_are_the_ones_at_the_sample_times(tmp_path):
+    """A video whose every frame carries its own index (red level = 4 * (n mod 64)): each cached frame
+    must be the source frame nearest its sample time."""
+    src = tmp_path / "indexed.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=320x180:r=30:d=12",
+                    "-vf", "format=rgb24,geq=r='mod(N,64)*4':g=0:b=0", "-c:v", "libx264", "-crf", "1",
+                    "-g", "60", "-pix_fmt", "yuv444p", str(src)], check=True)
+    n = 12
+    for n in (12, 7):  # 1 frame/s, and a step that is not a whole number of source frames
+        frames = extract(src, 0.0, 12.0, n, 112, 56)
+        for i in range(n):
+            got = int(round(frames[i, ..., 0].mean() / 4)) % 64
+            want = round(i * 12.0 / n * 30) % 64
+            assert min((got - want) % 64, (want - got) % 64) <= 1, (n, i, got, want)
+
+
+def test_keyframe_only_decoding_is_used_only_when_identical(tmp_path):
+    src = tmp_path / "gop1s.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=6", "-c:v", "libx264",
+                    "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(src)], check=True)
+    keys = keyframe_times(src)
+    assert keys == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    times = [i * 6 / 6 for i in range(6)]
+    assert samples_on_keyframes(times, keys, tolerance=0.5 / 30)
+    assert not samples_on_keyframes([t + 0.5 for t in times], keys, tolerance=0.5 / 30)
+    fast = extract(src, 0.0, 6.0, 6, 112, 56, keyframes_only=True)
+    full = extract(src, 0.0, 6.0, 6, 112, 56, keyframes_only=False)
+    assert np.array_equal(fast, full)
+
+
+def test_missing_chunk_file_fails_with_reason(framed):
+    chunk = framed.chunks.read()[0]
+    path = Path(chunk["media_uri"])
+    saved = path.read_bytes()
+    try:
+        path.unlink()
+        result = run_frames(framed, only=[chunk["chunk_id"]], force=True)
+        assert result.failed[chunk["chunk_id"]] == (f"{chunk['chunk_id']}: chunk file {chunk['media_uri']} is "
+                                                    "missing; run `streamlearn chunk --verify`")
+    finally:
+        path.write_bytes(saved)
+    assert run_frames(framed, only=[chunk["chunk_id"]]).ok
