@@ -6,9 +6,10 @@ T x H x W x 3) with a JSON sidecar (sample fps, timestamps, grid). Training neve
 source video again.
 
 Decoding avoids decode-and-discard where that gives the same frames: when every sample time has
-a keyframe, only keyframes are decoded; when the video has a low-resolution training rendition
-(`acquire.train_format` / `train_rendition_height`), frames come from it instead of the archival
-file. Otherwise ffmpeg decodes with all threads and scales only the sampled frames.
+a keyframe, only keyframe packets are decoded; when the video has a low-resolution training
+rendition (`acquire.train_format` / `train_rendition_height`), frames come from it instead of the
+archival file. Otherwise libavcodec decodes with frame threads and only the sampled frames are
+scaled and converted.
 """
 
 from __future__ import annotations
@@ -56,31 +57,65 @@ def samples_on_keyframes(sample_times: list[float], keyframes: list[float], tole
 
 
 def extract(src: Path, start: float, duration: float, n: int, width: int, height: int,
-            keyframes_only: bool = False, threads: int = 0, source_fps: float = 30.0) -> np.ndarray:
-    """n frames at times start + i*duration/n (the source frame nearest each time), resized to
-    width x height (RGB uint8). Only the selected frames are scaled and converted."""
-    step = duration / n
+            keyframes_only: bool = False, source_fps: float = 30.0) -> np.ndarray:
+    """n frames at times start + i*duration/n (the first source frame at or after each time, less
+    half a source frame: the nearest one), resized to width x height, RGB uint8.
+
+    libavcodec decodes with frame threads, and only the sampled frames are scaled and converted
+    (converting every 1080p frame to RGB is most of the cost of the usual decode-all loop). With
+    `keyframes_only`, packets that are not keyframes never reach the decoder.
+    """
+    import av
+
+    times = [start + i * duration / n for i in range(n)]
     half = 0.5 / source_fps
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", str(threads)]
-    if keyframes_only:
-        cmd += ["-skip_frame", "nokey"]
-    # select the first frame at or after each sample time (less half a source frame: the nearest one);
-    # selected_n counts the frames already taken, so sample i waits for t >= i * step
-    cmd += ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}", "-i", str(src), "-map", "0:v:0", "-an", "-sn",
-            "-vf", f"select='gte(t,selected_n*{step:.6f}-{half:.6f})',scale={width}:{height}:flags=bicubic",
-            "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        raise StreamlearnError(f"ffmpeg could not decode frames of {src.name}: "
-                               f"{' '.join(proc.stderr.decode(errors='replace').split())[-200:]}")
-    frame_bytes = width * height * 3
-    got = len(proc.stdout) // frame_bytes
-    if got == 0:
+    out: list[np.ndarray | None] = [None] * n
+    k = 0
+    try:
+        with av.open(str(src)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if start > 0:
+                container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream, backward=True)
+
+            def decoded():
+                """(time, frame) in presentation order."""
+                ctx = stream.codec_context
+                last = None
+                for packet in container.demux(stream):
+                    if packet.size == 0 or (keyframes_only and not packet.is_keyframe):
+                        continue
+                    frames = list(packet.decode())
+                    if keyframes_only:  # drain per keyframe: its one frame, stamped with the packet's time
+                        frames += list(ctx.decode(None))
+                        ctx.flush_buffers()
+                        for f in frames:
+                            yield float(packet.pts * packet.time_base), f
+                        continue
+                    for f in frames:
+                        last = f.time if f.time is not None and f.time == f.time else (last or 0.0) + 1 / source_fps
+                        yield last, f
+                for f in ctx.decode(None):  # frames the decoder still holds at the end of the file
+                    last = f.time if f.time is not None and f.time == f.time else (last or 0.0) + 1 / source_fps
+                    yield last, f
+
+            for t, frame in decoded():
+                if t < times[k] - half:
+                    continue
+                rgb = frame.reformat(width=width, height=height, format="rgb24",
+                                     interpolation="BICUBIC").to_ndarray()
+                while k < n and t >= times[k] - half:  # a sparse source fills several samples
+                    out[k] = rgb
+                    k += 1
+                if k >= n:
+                    break
+    except av.error.FFmpegError as exc:
+        raise StreamlearnError(f"cannot decode frames of {src.name}: {exc}") from None
+    got = [f for f in out if f is not None]
+    if not got:
         raise StreamlearnError(f"{src.name} gave no frames between {start:.1f}s and {start + duration:.1f}s")
-    frames = np.frombuffer(proc.stdout[: got * frame_bytes], np.uint8).reshape(got, height, width, 3)
-    if got < n:  # a clip can end before its last sample time
-        frames = np.concatenate([frames, np.repeat(frames[-1:], n - got, axis=0)])
-    return frames[:n]
+    last = got[-1]
+    return np.stack([f if f is not None else last for f in out])  # a clip can end before its last sample time
 
 
 def _source(corpus: Corpus, chunk: dict, video: dict, store: Store, tmp: Path) -> tuple[Path, float, str]:
