@@ -8,6 +8,7 @@ for tool in ffmpeg ffprobe espeak-ng; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
 done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || missing+=(fonts-dejavu-core)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # HTML review/report pages are tested in it
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -91,7 +91,7 @@ def test_keyframe_only_decoding_is_used_only_when_identical(tmp_path):
 
 def test_missing_chunk_file_fails_with_reason(framed):
     chunk = framed.chunks.read()[0]
-    path = Path(chunk["media_uri"])
+    path = framed.root / chunk["media_uri"]
     saved = path.read_bytes()
     try:
         path.unlink()

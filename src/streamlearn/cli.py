@@ -281,6 +281,46 @@ def sync(corpus, uri):
     run_sync(Corpus.open(corpus), uri)
 
 
+@cli.command()
+@CORPUS_ARG
+@click.option("--backend", type=click.Choice(["signals", "openai", "transformers", "batch"]), default=None,
+              help="Generator (default: describe.backend in streamlearn.toml).")
+@click.option("--limit", type=int, default=None, help="Describe at most N chunks (prototype on a few first).")
+@click.option("--import", "import_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="With --backend batch: ingest the provider's results file.")
+@PARALLEL
+@ONLY
+@FORCE
+def describe(corpus, backend, limit, import_file, parallel, only, force):
+    """Gold per-chunk descriptions (the training targets), day summaries and a stream digest.
+
+    Example: streamlearn describe ./corpus --backend openai --limit 10 --parallel 8
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.describe.run import run_describe
+
+    if import_file and backend not in (None, "batch"):
+        raise click.BadParameter("--import goes with --backend batch")
+    result = run_describe(Corpus.open(corpus), backend="batch" if import_file else backend, limit=limit,
+                          only=list(only), parallel=parallel, force=force, import_file=import_file)
+    _exit_on_failures(result)
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--limit", type=int, default=20, show_default=True, help="Chunks on the page (0 = all).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Page path (default descriptions/review.html).")
+def review(corpus, limit, out):
+    """A static HTML page with each chunk's video, transcript, description and QA pairs side by side.
+
+    Example: streamlearn review ./corpus --limit 10
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.describe.review import run_review
+
+    click.echo(run_review(Corpus.open(corpus), limit=limit or None, out=out))
+
+
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in value.lower().split("x"))

@@ -130,6 +130,32 @@ class DiarizeSection:
 
 
 @dataclass
+class DescribeSection:
+    backend: str = "signals"  # signals | openai | transformers | batch
+    model: str = ""  # served model name (openai/batch) or a path / hub id / preset (transformers)
+    endpoint: str = ""  # OpenAI-compatible base URL, e.g. http://localhost:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    n_frames: int = 16  # frames per chunk sent to a generator
+    frame_width: int = 448
+    max_tokens: int = 4096
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    backoff_s: float = 2.0
+    repairs: int = 2  # invalid output: ask again this many times with the problems listed
+    price_prompt_per_mtok: float = 0.0  # USD per million tokens, for cost estimates
+    price_completion_per_mtok: float = 0.0
+    ocr_interval_s: float = 5.0  # signals backend
+    ocr_width: int = 960
+
+    def __post_init__(self):
+        _check(self.backend in ("signals", "openai", "transformers", "batch"), "describe.backend",
+               "must be signals, openai, transformers or batch")
+        _check(self.n_frames >= 1, "describe.n_frames", "must be >= 1")
+        _check(self.max_retries >= 0 and self.repairs >= 0, "describe.max_retries", "and repairs must be >= 0")
+        _check(self.ocr_interval_s > 0, "describe.ocr_interval_s", "must be > 0")
+
+
+@dataclass
 class Config:
     corpus: CorpusSection = field(default_factory=CorpusSection)
     operating_point: OperatingPoint = field(default_factory=OperatingPoint)
@@ -137,6 +163,7 @@ class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     acquire: AcquireSection = field(default_factory=AcquireSection)
     diarize: DiarizeSection = field(default_factory=DiarizeSection)
+    describe: DescribeSection = field(default_factory=DescribeSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

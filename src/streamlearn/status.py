@@ -34,6 +34,11 @@ def corpus_status(corpus: Corpus) -> dict:
             report["stages"].append({"table": table.name, "stage": stage, **counts,
                                      "hours": round(hours, 4), "bytes": nbytes})
     chunk_rows = corpus.chunks.read()
+    described = [r for r in chunk_rows if r.get("describe_status") == DONE]
+    report["describe"] = {"chunks": len(described),
+                          "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in described),
+                          "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in described),
+                          "cost_usd": round(sum(float(r.get("cost_usd") or 0) for r in described), 4)}
     no_time = [r["chunk_id"] for r in chunk_rows if not r.get("start_utc")]
     if no_time:
         report["warnings"].append(f"{len(no_time)} chunks have no real-world start time "
@@ -61,5 +66,9 @@ def format_status(report: dict) -> str:
     if report["failed"]:
         lines.append("failed:")
         lines += [f"  {f['table']}/{f['id']} {f['stage']}: {f['error']}" for f in report["failed"]]
+    d = report.get("describe") or {}
+    if d.get("chunks"):
+        lines.append(f"describe: {d['chunks']} chunks, {d['prompt_tokens']:,} prompt + {d['completion_tokens']:,} "
+                     f"completion tokens, ${d['cost_usd']:.2f} estimated")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)

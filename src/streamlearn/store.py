@@ -37,8 +37,11 @@ def _filesystem(protocol: str, endpoint_url: str | None):
 
 class Store:
     def __init__(self, uri: str, corpus_root: Path, endpoint_url: str | None = None):
-        if not uri:
-            uri = str(Path(corpus_root) / "store")
+        if not uri:  # the default store lives in the corpus; its URIs stay relative so the corpus can move
+            self.protocol, self.base = "file", str((Path(corpus_root) / "store").resolve())
+            self.fs = _filesystem("file", None)
+            self.display = "store"
+            return
         if "://" in uri and not uri.startswith("file://"):
             self.protocol, rest = uri.split("://", 1)
             self.protocol = "gcs" if self.protocol == "gs" else self.protocol

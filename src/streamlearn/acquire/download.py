@@ -236,6 +236,7 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         if not row.get("url"):
             raise StreamlearnError("row has no url; fill the url column or re-run `streamlearn playlist`")
         media, info = fetch(row["url"], vdir, vid, corpus.root / "download_archive.txt", s)
+        info = merge_entry(info, playlist_entry(corpus, vid))
         expected = info.get("duration") or row.get("duration_s")
         if info:
             atomic_write_text(vdir / f"{vid}.info.json", json.dumps(info, ensure_ascii=False, indent=1))
@@ -261,6 +262,36 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         values["train_media_path"] = corpus.rel(train_rendition(media, s.train_rendition_height))
     shutil.rmtree(vdir / ".partial", ignore_errors=True)
     return values
+
+
+ENTRY_KEYS = ("title", "description", "timestamp", "release_timestamp", "upload_date", "duration", "channel",
+              "uploader", "live_status", "webpage_url")
+
+
+def playlist_entry(corpus: Corpus, video_id: str) -> dict:
+    """This video's line in playlist_raw.jsonl (what the playlist said about it), or {}."""
+    from streamlearn.acquire.playlist import entry_id
+
+    path = corpus.root / "playlist_raw.jsonl"
+    if not path.exists():
+        return {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            if entry_id(entry) == video_id:
+                return entry
+    return {}
+
+
+def merge_entry(info: dict, entry: dict) -> dict:
+    """yt-dlp's url_transparent rule: a generic page knows less than the playlist that linked it,
+    so the playlist's title/description/times win there; elsewhere they only fill gaps."""
+    generic = (info.get("extractor_key") or "").lower() == "generic"
+    out = dict(info)
+    for k in ENTRY_KEYS:
+        if entry.get(k) not in (None, "") and (generic or out.get(k) in (None, "")):
+            out[k] = entry[k]
+    return out
 
 
 def _fill_static(corpus: Corpus, vid: str) -> None:

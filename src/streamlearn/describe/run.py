@@ -1,0 +1,184 @@
+"""`streamlearn describe`: every chunk's description, then day summaries and the stream digest.
+
+Chunks of one video are described in order, each with the previous chunk's description as
+context (recurrent, so the story carries across chunks); videos run in parallel. A description
+file is written (tmp + rename) before its row is recorded done, so a killed run leaves no
+half-written or duplicated descriptions, and a re-run skips what is done. Model replies are
+cached by model + prompt hash, so re-running after a crash costs nothing for answered requests.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from streamlearn import console
+from streamlearn import description as D
+from streamlearn.corpus import Corpus
+from streamlearn.describe import summaries
+from streamlearn.describe.backends import (BatchWriter, ModelSettings, OpenAIBackend, TransformersBackend,
+                                           describe_from_batch, read_batch_results, write_text)
+from streamlearn.describe.context import ChunkContext
+from streamlearn.describe.llm import RequestCache
+from streamlearn.describe.signals import SignalsBackend, SignalsSettings
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import DONE, FAILED, status_of
+from streamlearn.paths import contained
+from streamlearn.runner import StageResult, describe_exception
+
+BACKENDS = ("signals", "openai", "transformers", "batch")
+
+
+def model_settings(corpus: Corpus) -> ModelSettings:
+    d = corpus.config.describe
+    return ModelSettings(model=d.model, endpoint=d.endpoint, api_key_env=d.api_key_env, n_frames=d.n_frames,
+                         frame_width=d.frame_width, max_tokens=d.max_tokens, timeout_s=d.timeout_s,
+                         max_retries=d.max_retries, backoff_s=d.backoff_s, repairs=d.repairs,
+                         price_prompt_per_mtok=d.price_prompt_per_mtok,
+                         price_completion_per_mtok=d.price_completion_per_mtok)
+
+
+def make_backend(corpus: Corpus, name: str):
+    d = corpus.config.describe
+    cache = RequestCache(corpus.subdir("descriptions") / ".cache")
+    if name == "signals":
+        return SignalsBackend(SignalsSettings(ocr_interval_s=d.ocr_interval_s, ocr_width=d.ocr_width))
+    if name == "openai":
+        return OpenAIBackend(model_settings(corpus), cache)
+    if name == "transformers":
+        return TransformersBackend(model_settings(corpus), cache)
+    raise StreamlearnError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+
+
+def description_path(corpus: Corpus, chunk_id: str) -> Path:
+    return contained(corpus.subdir("descriptions"), chunk_id).with_suffix(".json")
+
+
+def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
+    def key(c):
+        v = videos.get(c["video_id"], {})
+        return (v.get("day_index") or 0, c.get("start_utc") or "", v.get("playlist_index") or 0, c["video_id"],
+                int(c["chunk_index"]))
+
+    return sorted(chunks, key=key)
+
+
+def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None = None, only: list[str] | None = None,
+                 parallel: int = 1, force: bool = False, import_file: Path | None = None) -> StageResult:
+    name = backend or corpus.config.describe.backend
+    if name not in BACKENDS:
+        raise StreamlearnError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+    from streamlearn.chunk import store_for
+
+    store = store_for(corpus)
+    videos = corpus.videos.rows_by_key()
+    all_chunks = stream_order(corpus.chunks.read(), videos)
+    if not all_chunks:
+        raise StreamlearnError("chunks.csv is empty; run `streamlearn chunk` first")
+    n_days = max((v.get("day_index") or 0 for v in videos.values()), default=0) or None
+    if only:
+        unknown = set(only) - {c["chunk_id"] for c in all_chunks} - {c["video_id"] for c in all_chunks}
+        if unknown:
+            raise StreamlearnError(f"unknown chunk or video id {sorted(unknown)[0]!r} in --only")
+    todo = [c for c in all_chunks if (force or status_of(c, "describe") != DONE)
+            and (not only or c["chunk_id"] in only or c["video_id"] in only)]
+    if limit is not None:
+        todo = todo[:limit]
+    result = StageResult("describe")
+    if name == "batch" and import_file is None:
+        return _write_batch(corpus, todo, videos, n_days, store)
+    previous_of = {b["chunk_id"]: a["chunk_id"] for a, b in zip(all_chunks, all_chunks[1:])
+                   if a["video_id"] == b["video_id"]}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for c in todo:
+        groups[c["video_id"]].append(c)
+    replies = read_batch_results(import_file) if import_file else None
+    impl = None if replies is not None else make_backend(corpus, name)
+    model_name = corpus.config.describe.model if replies is not None else impl.model
+    results: queue.Queue = queue.Queue()
+
+    def previous(chunk_id: str) -> dict | None:
+        prev = previous_of.get(chunk_id)
+        path = description_path(corpus, prev) if prev else None
+        return D.load(path) if path and path.exists() else None
+
+    def run_group(rows: list[dict]) -> None:
+        for c in rows:
+            try:
+                ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store, previous(c["chunk_id"]))
+                if replies is not None:
+                    if c["chunk_id"] not in replies:
+                        raise StreamlearnError(f"no result for {c['chunk_id']} in {import_file.name}")
+                    doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))
+                else:
+                    doc, usage = impl.describe(ctx)
+                doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
+                problems = D.validate(doc)
+                if problems:
+                    raise StreamlearnError(f"description fails the schema: {'; '.join(problems[:3])}")
+                write_text(description_path(corpus, c["chunk_id"]), doc)  # the file first, the record last
+                results.put((c, usage, None))
+            except Exception as exc:  # noqa: BLE001 - recorded with its reason; the rest carries on
+                results.put((c, None, exc))
+
+    with console.stage_progress("describe", len(todo)) as prog, ThreadPoolExecutor(max(1, parallel)) as pool:
+        futures = [pool.submit(run_group, rows) for rows in groups.values()]
+        for _ in range(len(todo)):
+            c, usage, exc = results.get()
+            if exc is None:
+                corpus.chunks.record(c["chunk_id"], "describe", DONE, force=True,
+                                     description_path=corpus.rel(description_path(corpus, c["chunk_id"])),
+                                     describe_backend=name if replies is None else "batch",
+                                     describe_model=model_name, prompt_tokens=usage.get("prompt_tokens"),
+                                     completion_tokens=usage.get("completion_tokens"),
+                                     cost_usd=usage.get("cost_usd"))
+                result.done.append(c["chunk_id"])
+                prog.advance(c["chunk_id"])
+            else:
+                reason = describe_exception(exc)
+                corpus.chunks.record(c["chunk_id"], "describe", FAILED, error=reason, force=True)
+                result.failed[c["chunk_id"]] = reason
+                prog.advance(c["chunk_id"], ok=False, note=reason)
+        for f in futures:
+            f.result()
+    summaries.write_all(corpus, n_days)
+    return result
+
+
+def _write_batch(corpus: Corpus, todo: list[dict], videos: dict, n_days: int | None, store) -> StageResult:
+    """Batch mode, step 1: one request per chunk into descriptions/batch/requests.jsonl.
+    Recurrent context needs the previous description, so a batch carries the chunks whose
+    predecessor is already described (or that start a video); run again after importing."""
+    out_dir = corpus.subdir("descriptions") / "batch"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / "requests.jsonl"
+    out.unlink(missing_ok=True)
+    writer = BatchWriter(model_settings(corpus), out)
+    result = StageResult("describe")
+    done = {c["chunk_id"] for c in corpus.chunks.read() if status_of(c, "describe") == DONE}
+    ordered = stream_order(corpus.chunks.read(), videos)
+    prev_of = {b["chunk_id"]: a["chunk_id"] for a, b in zip(ordered, ordered[1:]) if a["video_id"] == b["video_id"]}
+    n = 0
+    for c in todo:
+        p = prev_of.get(c["chunk_id"])
+        if p and p not in done:
+            result.skipped[c["chunk_id"]] = f"previous chunk {p} not described yet"
+            continue
+        prev = D.load(description_path(corpus, p)) if p else None
+        writer.add(ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store, prev))
+        n += 1
+    console.info(f"describe: wrote {n} batch requests to {corpus.rel(out)} ({len(result.skipped)} wait for their "
+                 "previous chunk); submit it to the provider, then `streamlearn describe --backend batch --import "
+                 "RESULTS.jsonl`")
+    return result
+
+
+def load_description(corpus: Corpus, chunk: dict) -> dict:
+    path = description_path(corpus, chunk["chunk_id"])
+    if not path.exists():
+        raise StreamlearnError(f"{chunk['chunk_id']} has no description; run `streamlearn describe` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+

@@ -1,0 +1,179 @@
+"""The description format (the training target) and its rendering to target text.
+
+`descriptions/<chunk_id>.json` follows SCHEMA (versioned). `render_target` turns one into the text
+the model learns to predict, with metadata injected in a fixed, documented layout
+(docs/targets.md). Shared by describe (writes), train (reads targets) and eval (reads QA pairs).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+SCHEMA = "streamlearn.description/1"
+QA_TYPES = ("place", "time", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
+TIME_OF_DAY = ("morning", "afternoon", "evening", "night", "unknown")
+
+
+def empty(chunk: dict, n_days: int | None) -> dict:
+    """A description skeleton carrying the chunk's metadata; generators fill the rest."""
+    return {
+        "schema": SCHEMA, "chunk_id": chunk["chunk_id"], "video_id": chunk["video_id"],
+        "day_index": chunk.get("day_index"), "n_days": n_days, "start_local": chunk.get("start_local"),
+        "end_local": chunk.get("end_local"), "timezone": chunk.get("timezone"),
+        "duration_s": float(chunk["duration_s"]),
+        "setting": {"city": None, "region": None, "venue": None, "indoor": None},
+        "time_of_day": "unknown", "lighting": None, "timeline": [], "people": [], "speech": [],
+        "on_screen_text": [], "notable": [], "continuity": {"from_previous": None, "sets_up": None},
+        "summary": "", "limitations": [], "qa": [], "generator": {},
+    }
+
+
+def _type_error(path: str, want: str, got) -> str:
+    return f"{path} must be {want}, got {type(got).__name__}"
+
+
+def validate(doc) -> list[str]:
+    """Problems with a description (empty list = valid). Messages name the field."""
+    if not isinstance(doc, dict):
+        return [_type_error("description", "a JSON object", doc)]
+    errs = []
+    if doc.get("schema") != SCHEMA:
+        errs.append(f"schema must be {SCHEMA!r}")
+    for key in ("chunk_id", "summary"):
+        if not isinstance(doc.get(key), str) or not doc.get(key, "").strip():
+            errs.append(f"{key} must be a non-empty string")
+    duration = doc.get("duration_s")
+    if not isinstance(duration, (int, float)):
+        errs.append(_type_error("duration_s", "a number", duration))
+        duration = 1e9
+    setting = doc.get("setting")
+    if not isinstance(setting, dict):
+        errs.append(_type_error("setting", "an object", setting))
+    else:
+        for k in ("city", "region", "venue"):
+            if setting.get(k) is not None and not isinstance(setting[k], str):
+                errs.append(_type_error(f"setting.{k}", "a string or null", setting[k]))
+        if setting.get("indoor") is not None and not isinstance(setting["indoor"], bool):
+            errs.append(_type_error("setting.indoor", "true, false or null", setting["indoor"]))
+    if doc.get("time_of_day") not in TIME_OF_DAY:
+        errs.append(f"time_of_day must be one of {', '.join(TIME_OF_DAY)}")
+    for key, fields in (("timeline", ("start_s", "end_s", "event")), ("speech", ("start_s", "text")),
+                        ("on_screen_text", ("start_s", "text"))):
+        items = doc.get(key)
+        if not isinstance(items, list):
+            errs.append(_type_error(key, "a list", items))
+            continue
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                errs.append(_type_error(f"{key}[{i}]", "an object", item))
+                continue
+            for f in fields:
+                v = item.get(f)
+                if f.endswith("_s"):
+                    if not isinstance(v, (int, float)) or not -1 <= v <= duration + 1:
+                        errs.append(f"{key}[{i}].{f} must be a time in seconds within the chunk, got {v!r}")
+                elif not isinstance(v, str) or not v.strip():
+                    errs.append(f"{key}[{i}].{f} must be a non-empty string")
+    for key in ("people", "notable", "limitations"):
+        if not isinstance(doc.get(key), list):
+            errs.append(_type_error(key, "a list", doc.get(key)))
+    qa = doc.get("qa")
+    if not isinstance(qa, list):
+        errs.append(_type_error("qa", "a list", qa))
+    else:
+        for i, q in enumerate(qa):
+            if not isinstance(q, dict):
+                errs.append(_type_error(f"qa[{i}]", "an object", q))
+                continue
+            for f in ("question", "answer"):
+                if not isinstance(q.get(f), str) or not q.get(f, "").strip():
+                    errs.append(f"qa[{i}].{f} must be a non-empty string")
+            if q.get("type") not in QA_TYPES:
+                errs.append(f"qa[{i}].type must be one of {', '.join(QA_TYPES)}")
+            ev = q.get("evidence_s")
+            if not (isinstance(ev, list) and len(ev) == 2 and all(isinstance(x, (int, float)) for x in ev)):
+                errs.append(f"qa[{i}].evidence_s must be [start, end] in seconds")
+    return errs
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _clock(start_local: str | None, offset_s: float) -> str | None:
+    if not start_local:
+        return None
+    return (datetime.fromisoformat(start_local) + timedelta(seconds=offset_s)).strftime("%H:%M:%S")
+
+
+def _mmss(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def header(doc: dict) -> str:
+    """`Day 2 of 35 · Boston, Massachusetts · Sat 2 Aug 2025, 11:30-11:50 (America/New_York)`"""
+    parts = []
+    if doc.get("day_index"):
+        parts.append(f"Day {doc['day_index']}" + (f" of {doc['n_days']}" if doc.get("n_days") else ""))
+    setting = doc.get("setting") or {}
+    place = ", ".join(x for x in (setting.get("city"), setting.get("region")) if x)
+    parts.append(place or "place unknown")
+    if doc.get("start_local"):
+        a = datetime.fromisoformat(doc["start_local"])
+        b = datetime.fromisoformat(doc["end_local"]) if doc.get("end_local") else None
+        span = a.strftime("%a %-d %b %Y, %H:%M") + (f"-{b.strftime('%H:%M')}" if b else "")
+        parts.append(span + (f" ({doc['timezone']})" if doc.get("timezone") else ""))
+    else:
+        parts.append("time unknown")
+    return " · ".join(parts)
+
+
+def render_target(doc: dict, max_speech: int = 40) -> str:
+    """The training target: the description with injected metadata, in a fixed layout."""
+    lines = [header(doc)]
+    cont = doc.get("continuity") or {}
+    if cont.get("from_previous"):
+        lines.append(f"Continuing: {cont['from_previous']}")
+    setting = doc.get("setting") or {}
+    where = [x for x in (setting.get("venue"), setting.get("city")) if x]
+    inout = {True: "indoors", False: "outdoors"}.get(setting.get("indoor"))
+    when = [x for x in (doc.get("time_of_day") if doc.get("time_of_day") != "unknown" else None,
+                        doc.get("lighting")) if x]
+    lines.append("Setting: " + ", ".join(where + ([inout] if inout else []) or ["unknown"]) +
+                 (". " + ", ".join(when).capitalize() + "." if when else "."))
+    if doc.get("timeline"):
+        lines.append("Timeline:")
+        for ev in doc["timeline"]:
+            clock = _clock(doc.get("start_local"), ev["start_s"])
+            lines.append(f"- {clock + ' ' if clock else ''}(+{_mmss(ev['start_s'])}) {ev['event']}")
+    if doc.get("people"):
+        ppl = []
+        for p in doc["people"]:
+            name = p.get("name") or p.get("id")
+            extra = ", ".join(x for x in (p.get("role"), p.get("description")) if x)
+            ppl.append(name + (f" ({extra})" if extra else "") + ("" if p.get("speaks", True) else ", silent"))
+        lines.append("People: " + "; ".join(ppl) + ".")
+    if doc.get("speech"):
+        lines.append("Said:")
+        for s in doc["speech"][:max_speech]:
+            clock = _clock(doc.get("start_local"), s["start_s"])
+            who = s.get("speaker") or "someone"
+            lines.append(f"- {clock + ' ' if clock else ''}{who}: \"{s['text']}\"")
+    if doc.get("on_screen_text"):
+        lines.append("On screen: " + "; ".join(
+            f"\"{t['text']}\" ({_clock(doc.get('start_local'), t['start_s']) or '+' + _mmss(t['start_s'])})"
+            for t in doc["on_screen_text"]) + ".")
+    if doc.get("notable"):
+        lines.append("Notable: " + " ".join(n.rstrip(".") + "." for n in doc["notable"]))
+    if cont.get("sets_up"):
+        lines.append(f"Next: {cont['sets_up']}")
+    lines.append(f"Summary: {doc['summary']}")
+    return "\n".join(lines)
+
+
+def render_qa(q: dict) -> str:
+    """A QA pair as an extra training sample's target."""
+    return f"Q: {q['question']}\nA: {q['answer']}"

