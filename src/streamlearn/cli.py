@@ -321,6 +321,86 @@ def review(corpus, limit, out):
     click.echo(run_review(Corpus.open(corpus), limit=limit or None, out=out))
 
 
+TRAIN_OPTIONS = [
+    click.option("--model", default=None, help="Preset (tiny, qwen2.5-vl-7b, ...), model folder or hub id."),
+    click.option("--days", default=None, help="Days to train, e.g. 3, 1-3 or 1,4-5 (default: every described day)."),
+    click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                 default=None, help="A TOML file with [train] settings (overrides streamlearn.toml)."),
+    click.option("--run", default=None, help="Run name: runs/RUN/ (default: train.run, 'main')."),
+    click.option("--max-steps", type=int, default=None, help="Stop after this many optimizer steps (smoke runs)."),
+]
+
+
+def _train_options(fn):
+    for opt in reversed(TRAIN_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def _train_config(c, model, config_path, run):
+    from streamlearn.train.config import load_train_config
+
+    return load_train_config(c.config.train, config_path, model=model, run=run)
+
+
+@cli.command()
+@CORPUS_ARG
+@_train_options
+@click.option("--nproc", type=int, default=1, show_default=True, help="Processes (GPUs) on this machine, via torchrun.")
+@click.option("--slurm", is_flag=True, help="Write a multi-node sbatch script instead of running.")
+@click.option("--nodes", type=int, default=2, show_default=True, help="With --slurm: nodes.")
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="With --slurm: GPUs per node.")
+@click.option("--partition", default=None, help="With --slurm: the partition.")
+@click.option("--submit", is_flag=True, help="With --slurm: submit the script with sbatch.")
+def train(corpus, model, days, config_path, run, max_steps, nproc, slurm, nodes, gpus_per_node, partition, submit):
+    """Continually pretrain the model on the stream, day by day (Day-N checkpoints and exports).
+
+    Example: streamlearn train ./corpus --model qwen2.5-vl-7b --days 1-3 --nproc 8
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.train.launch import parse_days, run_torchrun, submit as sbatch, write_sbatch
+
+    c = Corpus.open(corpus)
+    cfg = _train_config(c, model, config_path, run)
+    parse_days(days)
+    args = [str(c.root)] + [a for k, v in (("--model", model), ("--days", days), ("--config", config_path),
+                                           ("--run", run), ("--max-steps", max_steps)) if v is not None
+                            for a in (k, str(v))]
+    if slurm:
+        path = write_sbatch(c, cfg.run, nodes, gpus_per_node, args, partition)
+        click.echo(f"wrote {path}")
+        if submit:
+            click.echo(sbatch(path))
+        return
+    if nproc > 1:
+        sys.exit(run_torchrun(nproc, args))
+    sys.exit(train_worker(args))
+
+
+def train_worker(argv: list[str]) -> int:
+    """One training process (also what each torchrun worker runs)."""
+    import argparse
+
+    from streamlearn.corpus import Corpus
+    from streamlearn.train.engine import train as run_training
+    from streamlearn.train.launch import parse_days
+
+    ap = argparse.ArgumentParser(prog="streamlearn.train")
+    ap.add_argument("corpus")
+    for name in ("--model", "--days", "--config", "--run"):
+        ap.add_argument(name)
+    ap.add_argument("--max-steps", type=int)
+    a = ap.parse_args(argv)
+    try:
+        c = Corpus.open(a.corpus)
+        cfg = _train_config(c, a.model, Path(a.config) if a.config else None, a.run)
+        run_training(c, cfg, parse_days(a.days), a.max_steps)
+    except StreamlearnError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    return 0
+
+
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in value.lower().split("x"))

@@ -164,6 +164,12 @@ class Config:
     acquire: AcquireSection = field(default_factory=AcquireSection)
     diarize: DiarizeSection = field(default_factory=DiarizeSection)
     describe: DescribeSection = field(default_factory=DescribeSection)
+    train: dict = field(default_factory=dict)  # [train]: see streamlearn.train.config.TrainConfig
+
+    def __post_init__(self):
+        from streamlearn.train.config import load_train_config
+
+        load_train_config(self.train)  # validated now, so a typo fails at load, naming the key
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -183,6 +189,9 @@ def _coerce(value, typ, key: str):
         return value
     if typ is str:
         _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    if typ is dict:
+        _check(isinstance(value, dict), key, "must be a table")
         return value
     if origin is list:
         (item_type,) = typing.get_args(typ)

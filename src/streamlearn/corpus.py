@@ -101,3 +101,14 @@ class Corpus:
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
+    """Chunks in the order the stream happened: day, start time, playlist position, chunk index."""
+
+    def key(c):
+        v = videos.get(c["video_id"], {})
+        return (v.get("day_index") or 0, c.get("start_utc") or "", v.get("playlist_index") or 0, c["video_id"],
+                int(c["chunk_index"]))
+
+    return sorted(chunks, key=key)

@@ -177,3 +177,15 @@ def render_target(doc: dict, max_speech: int = 40) -> str:
 def render_qa(q: dict) -> str:
     """A QA pair as an extra training sample's target."""
     return f"Q: {q['question']}\nA: {q['answer']}"
+
+
+def render_day(doc: dict) -> str:
+    """A day summary (streamlearn.day_summary/1) as target text."""
+    lines = [doc["summary"]]
+    for c in doc["chunks"]:
+        lines.append(f"- {c['start_local'][11:16] if c.get('start_local') else '?'} {c['summary']}")
+    return "\n".join(lines)
+
+
+def render_digest(doc: dict) -> str:
+    return "\n".join([doc["summary"]] + [f"- Day {d['day_index']}: {d['summary']}" for d in doc["days"]])

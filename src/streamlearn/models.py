@@ -63,6 +63,13 @@ TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, 
 _LOCK = threading.RLock()
 
 
+def quiet_transformers() -> None:
+    """No per-shard progress bars from transformers: our own output is one line per step."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def cache_dir() -> Path:
     path = Path(os.environ.get("STREAMLEARN_CACHE", Path.home() / ".cache" / "streamlearn"))
     path.mkdir(parents=True, exist_ok=True)
@@ -183,9 +190,9 @@ def resolve(model: str) -> str:
         return str(path)
     if model in ARCHITECTURES:
         return model
-    if "/" not in model:
+    if model.startswith(("/", ".", "~")) or model.count("/") != 1:
         raise StreamlearnError(f"model {model!r} is neither a preset (tiny, {', '.join(ARCHITECTURES)}), "
-                               "an existing folder, nor a hub id like Qwen/Qwen2.5-VL-7B-Instruct")
+                               "an existing folder, nor a hub id like Qwen/Qwen2.5-VL-7B-Instruct; fix --model")
     return model
 
 
@@ -194,6 +201,7 @@ def load_model(model: str, dtype=None, device: str | None = None):
     import torch
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
+    quiet_transformers()
     target = resolve(model)
     if target in ARCHITECTURES:
         m = Qwen2_5_VLForConditionalGeneration(preset_config(target))
@@ -209,8 +217,48 @@ def load_model(model: str, dtype=None, device: str | None = None):
     return m, tok
 
 
+def rope_index(input_ids, video_grid_thw, second_per_grid_ts, spatial_merge: int = 2, tokens_per_second: float = 2.0,
+               video_token_id: int = 151656):
+    """3-D M-RoPE position ids (3, 1, S) for one sequence with at most one video, as Qwen2.5-VL was
+    trained: text positions count up by one; a video's tokens get (t, h, w) ids with t spaced by
+    tokens_per_second * seconds_per_grid (the real sampling fps), offset by the text before it; text
+    after the video resumes at the largest id used so far + 1.
+
+    Computed here rather than by the model class because transformers versions disagree (5.2x needs
+    `mm_token_type_ids`, and resumes text after a video at a different position); training,
+    generation and scoring all use this one function."""
+    import torch
+
+    ids = input_ids.reshape(-1)
+    pos = torch.zeros(3, ids.numel(), dtype=torch.long)
+    is_video = (ids == video_token_id).nonzero().reshape(-1)
+    if video_grid_thw is None or not len(is_video):
+        pos[:] = torch.arange(ids.numel())
+        return pos.unsqueeze(1)
+    a, b = int(is_video[0]), int(is_video[-1]) + 1
+    t, h, w = (int(x) for x in video_grid_thw.reshape(-1, 3)[0])
+    h, w = h // spatial_merge, w // spatial_merge
+    if b - a != t * h * w:
+        raise ValueError(f"{b - a} video tokens in the text but the grid {t}x{h}x{w} needs {t * h * w}")
+    interval = tokens_per_second * float(second_per_grid_ts.reshape(-1)[0])
+    pos[:, :a] = torch.arange(a)
+    tt = (torch.arange(t) * interval).long()
+    grid = torch.stack(torch.meshgrid(tt, torch.arange(h), torch.arange(w), indexing="ij")).reshape(3, -1) + a
+    pos[:, a:b] = grid
+    nxt = int(grid.max()) + 1
+    pos[:, b:] = torch.arange(ids.numel() - b) + nxt
+    return pos.unsqueeze(1)
+
+
+def _cache_kwarg(model) -> str:
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class VLM:
-    """Video-conditioned greedy generation with streamlearn's own preprocessing."""
+    """Video-conditioned greedy generation with streamlearn's own preprocessing and positions."""
 
     def __init__(self, model, tokenizer):
         from streamlearn.vision_budget import geometry_from_config
@@ -247,16 +295,39 @@ class VLM:
         dt = next(self.model.parameters()).dtype
         return {k: (v.to(dev, dt) if k == "pixel_values_videos" else v.to(dev)) for k, v in out.items()}
 
-    def generate_text(self, prompt: str, frames: np.ndarray | None, sample_fps: float = 1.0,
-                      max_new_tokens: int = 256, system: str | None = None) -> tuple[str, int, int, str]:
+    def positions(self, inp: dict):
+        vc = self.model.config.vision_config
+        return rope_index(inp["input_ids"].cpu(), inp.get("video_grid_thw"), inp.get("second_per_grid_ts"),
+                          vc.spatial_merge_size, vc.tokens_per_second).to(inp["input_ids"].device)
+
+    def greedy(self, inp: dict, max_new_tokens: int, stop_ids: set[int]) -> list[int]:
+        """Greedy decoding with our own M-RoPE positions (prefill, then one position per new token)."""
         import torch
 
-        inp = self.inputs(prompt, frames, sample_fps, system)
+        key = _cache_kwarg(self.model)
+        pos = self.positions(inp)
+        fwd = {k: v for k, v in inp.items() if k != "attention_mask"}
+        out_ids: list[int] = []
         with torch.no_grad():
-            out = self.model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
-        new = out[0, inp["input_ids"].shape[1]:]
-        finish = "stop" if len(new) and int(new[-1]) == self.tok.eos_token_id else "length"
+            out = self.model(**fwd, position_ids=pos, use_cache=True)
+            nxt = int(pos.max()) + 1
+            for _ in range(max_new_tokens):
+                tok = int(out.logits[0, -1].argmax())
+                out_ids.append(tok)
+                if tok in stop_ids:
+                    break
+                step_pos = torch.full((3, 1, 1), nxt, dtype=torch.long, device=pos.device)
+                nxt += 1
+                cache = getattr(out, key)
+                out = self.model(input_ids=torch.tensor([[tok]], device=pos.device), position_ids=step_pos,
+                                 use_cache=True, **{key: cache})
+        return out_ids
+
+    def generate_text(self, prompt: str, frames: np.ndarray | None, sample_fps: float = 1.0,
+                      max_new_tokens: int = 256, system: str | None = None) -> tuple[str, int, int, str]:
+        inp = self.inputs(prompt, frames, sample_fps, system)
+        new = self.greedy(inp, max_new_tokens, {self.tok.eos_token_id, self.tok.pad_token_id})
+        finish = "stop" if new and new[-1] in (self.tok.eos_token_id, self.tok.pad_token_id) else "length"
         return self.tok.decode(new, skip_special_tokens=True), int(inp["input_ids"].shape[1]), len(new), finish
 
 

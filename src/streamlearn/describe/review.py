@@ -20,7 +20,8 @@ from streamlearn import console
 from streamlearn import description as D
 from streamlearn.corpus import Corpus
 from streamlearn.describe.context import ChunkContext
-from streamlearn.describe.run import description_path, stream_order
+from streamlearn.corpus import stream_order
+from streamlearn.describe.run import description_path
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import DONE, atomic_write_text, status_of
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from streamlearn import console
 from streamlearn import description as D
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import Corpus, stream_order
 from streamlearn.describe import summaries
 from streamlearn.describe.backends import (BatchWriter, ModelSettings, OpenAIBackend, TransformersBackend,
                                            describe_from_batch, read_batch_results, write_text)
@@ -55,15 +55,6 @@ def make_backend(corpus: Corpus, name: str):
 
 def description_path(corpus: Corpus, chunk_id: str) -> Path:
     return contained(corpus.subdir("descriptions"), chunk_id).with_suffix(".json")
-
-
-def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
-    def key(c):
-        v = videos.get(c["video_id"], {})
-        return (v.get("day_index") or 0, c.get("start_utc") or "", v.get("playlist_index") or 0, c["video_id"],
-                int(c["chunk_index"]))
-
-    return sorted(chunks, key=key)
 
 
 def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None = None, only: list[str] | None = None,

@@ -60,17 +60,6 @@ def digest(days: list[dict]) -> dict:
                         + (" -> ".join(route) if route else "unknown") + ".")}
 
 
-def render_day(doc: dict) -> str:
-    lines = [doc["summary"]]
-    for c in doc["chunks"]:
-        lines.append(f"- {c['start_local'][11:16] if c.get('start_local') else '?'} {c['summary']}")
-    return "\n".join(lines)
-
-
-def render_digest(doc: dict) -> str:
-    return "\n".join([doc["summary"]] + [f"- Day {d['day_index']}: {d['summary']}" for d in doc["days"]])
-
-
 def write_all(corpus: Corpus, n_days: int | None) -> tuple[int, bool]:
     """Summaries for every video whose chunks are all described; the digest when every video has one."""
     root = corpus.subdir("descriptions")

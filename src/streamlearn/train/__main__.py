@@ -1,0 +1,7 @@
+"""Entry point for torchrun: `python -m torch.distributed.run ... -m streamlearn.train CORPUS [options]`."""
+
+import sys
+
+from streamlearn.cli import train_worker
+
+sys.exit(train_worker(sys.argv[1:]))

@@ -1,0 +1,421 @@
+"""The training engine: FSDP2 full sharding, the day-by-day loop, DCP checkpoints, Day-N exports.
+
+- Parameters, gradients and AdamW state are sharded across all ranks (FSDP2 `fully_shard` per
+  vision block, per decoder layer, then the root): fp32 master weights and fp32 optimizer state,
+  bf16 compute (`MixedPrecisionPolicy`), fp32 gradient reduction. One process is a world of one,
+  so every run takes the same code path.
+- Weights are materialised sharded: the model is built with parameters on the meta device and
+  rank 0's full state dict (a preset's seeded init, or a checkpoint) is broadcast into the shards.
+- Each optimizer step takes world x grad_accum micro-batches of one chunk; a day's last step is
+  filled with zero-weight repeats so every rank runs the vision tower and the collectives every
+  step (an uneven step would hang a sharded run). Loss = mean over all target tokens of the step.
+- Checkpoints (torch.distributed.checkpoint): model + optimizer shards, progress and RNG, every
+  `checkpoint_every` steps and at the end of every day; `progress.json` is written last, so a
+  checkpoint without it is incomplete and ignored. Day-N checkpoints are also exported in Hugging
+  Face format (`export/day-NN`, safetensors + tokenizer + processor configs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from streamlearn import console
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import atomic_write_text
+from streamlearn.train.config import TrainConfig
+from streamlearn.train.loss import TargetLossModel, peak_memory_gib, sample_flops
+from streamlearn.train.samples import Encoded, SampleSpec, build_specs, encode, mix_replay, replay_specs
+
+
+@dataclass
+class Dist:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_dist() -> Dist:
+    cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            dist.init_process_group("nccl" if cuda else "gloo")
+        else:  # a world of one: same code path, no launcher needed
+            dist.init_process_group("nccl" if cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if cuda:
+        torch.cuda.set_device(local)
+    return Dist(dist.get_rank(), dist.get_world_size(), local, torch.device(f"cuda:{local}" if cuda else "cpu"))
+
+
+@contextlib.contextmanager
+def params_on_meta():
+    """Build a module with parameters on the meta device and buffers (rotary tables) real."""
+    original = torch.nn.Module.register_parameter
+
+    def register(module, name, param):
+        original(module, name, param)
+        if param is not None:
+            module._parameters[name] = torch.nn.Parameter(module._parameters[name].to("meta"),
+                                                          requires_grad=param.requires_grad)
+
+    torch.nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = original
+
+
+def model_config(model: str):
+    from transformers import AutoConfig
+
+    from streamlearn.models import ARCHITECTURES, preset_config, resolve
+
+    target = resolve(model)
+    if target in ARCHITECTURES:
+        return target, preset_config(target)
+    return target, AutoConfig.from_pretrained(target)
+
+
+def initial_state(target: str, config, seed: int) -> dict:
+    """Rank 0's full fp32 state dict: a checkpoint's weights, or a preset's seeded random init."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from streamlearn.models import ARCHITECTURES
+
+    if target in ARCHITECTURES:
+        torch.manual_seed(seed)
+        return Qwen2_5_VLForConditionalGeneration(config).state_dict()
+    try:
+        return Qwen2_5_VLForConditionalGeneration.from_pretrained(target, dtype=torch.float32).state_dict()
+    except OSError as exc:
+        raise StreamlearnError(f"cannot load model {target!r}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def build(cfg: TrainConfig, d: Dist):
+    """The sharded training model (TargetLossModel around the VLM), its HF config and tokenizer."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    from streamlearn.models import ARCHITECTURES, build_tokenizer, quiet_transformers
+
+    quiet_transformers()
+    target, config = model_config(cfg.model)
+    with params_on_meta():
+        vlm = Qwen2_5_VLForConditionalGeneration(config)
+    buffers = {n: b.detach().clone() for n, b in vlm.named_buffers()}
+    if cfg.activation_checkpointing:  # every vision block and decoder layer recomputes in backward
+        if hasattr(vlm, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            vlm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            vlm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.freeze_vision:
+        vlm.model.visual.requires_grad_(False)
+    model = TargetLossModel(vlm)
+    compute = torch.bfloat16 if cfg.compute_dtype == "bfloat16" else torch.float32
+    mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
+    for block in vlm.model.visual.blocks:
+        fully_shard(block, mp_policy=mp)
+    for layer in vlm.model.language_model.layers:
+        fully_shard(layer, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
+    model.to_empty(device=d.device)
+    with torch.no_grad():
+        for name, buf in model.vlm.named_buffers():
+            buf.copy_(buffers[name].to(buf.device))
+    full = {}
+    if d.main:
+        full = {f"vlm.{k}": v for k, v in initial_state(target, config, cfg.seed).items()}
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    tok = build_tokenizer() if target in ARCHITECTURES else AutoTokenizer.from_pretrained(target)
+    return model, config, tok, target
+
+
+def param_groups(model: TargetLossModel, cfg: TrainConfig) -> list[dict]:
+    vision, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (vision if name.startswith("vlm.model.visual.") else rest).append(p)
+    groups = [{"params": rest, "lr": cfg.lr, "base_lr": cfg.lr, "name": "llm"}]
+    if vision:
+        groups.append({"params": vision, "lr": cfg.vision_lr, "base_lr": cfg.vision_lr, "name": "vision"})
+    return groups
+
+
+def lr_factor(step: int, steps: int, cfg: TrainConfig) -> float:
+    """Re-warm then cosine decay, over one day's steps (continual pretraining restarts per day)."""
+    warm = min(cfg.warmup_steps, max(0, steps - 1))
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    progress = (step - warm) / max(1, steps - warm)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimizer steps taken over the whole run
+    day: int | None = None  # day in progress
+    day_step: int = 0  # steps of that day already taken
+    completed_days: list[int] = field(default_factory=list)
+    replay_offset: int = 0
+    losses: list[float] = field(default_factory=list)  # per step, the whole run
+
+
+class Trainer:
+    def __init__(self, corpus: Corpus, cfg: TrainConfig, d: Dist):
+        self.corpus, self.cfg, self.d = corpus, cfg, d
+        self.run_dir = corpus.subdir("runs") / cfg.run
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.export_dir = self.run_dir / "export"
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.model, self.config, self.tok, self.target = build(cfg, d)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=tuple(cfg.betas),
+                                     weight_decay=cfg.weight_decay, fused=d.device.type == "cuda")
+        from streamlearn.vision_budget import geometry_from_config
+
+        self.geometry = geometry_from_config(self.config.vision_config.to_dict())
+        self.tps = float(self.config.vision_config.tokens_per_second)
+        self.progress = Progress()
+        self.writer = None
+        if d.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.json", json.dumps(
+                {"train": asdict(cfg), "model": self.target, "world_size": d.world,
+                 "operating_point": corpus.config.operating_point.__dict__}, indent=1))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            except ImportError:
+                self.writer = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self):
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_sd, optim_sd = get_state_dict(self.model, self.opt)
+        return {"model": model_sd, "optim": optim_sd}
+
+    def save(self, name: str) -> Path:
+        import torch.distributed.checkpoint as dcp
+
+        path = self.ckpt_dir / name
+        if self.d.main and path.exists():
+            shutil.rmtree(path)
+        dist.barrier()
+        dcp.save(self._state(), checkpoint_id=str(path))
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        torch.save(rng, path / f"rng_rank{self.d.rank}.pt")
+        dist.barrier()
+        if self.d.main:  # written last: its presence marks a complete checkpoint
+            atomic_write_text(path / "progress.json", json.dumps({**asdict(self.progress), "world_size": self.d.world}))
+            self._prune()
+        dist.barrier()
+        return path
+
+    def _prune(self) -> None:
+        periodic = sorted(p for p in self.ckpt_dir.glob("step-*") if (p / "progress.json").exists())
+        for old in periodic[:-self.cfg.keep_last] if self.cfg.keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def latest(self) -> Path | None:
+        done = [p for p in self.ckpt_dir.glob("*") if (p / "progress.json").exists()]
+        if not done:
+            return None
+        return max(done, key=lambda p: json.loads((p / "progress.json").read_text())["step"])
+
+    def load(self, path: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+
+        state = self._state()
+        dcp.load(state, checkpoint_id=str(path))
+        set_state_dict(self.model, self.opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        data = json.loads((path / "progress.json").read_text())
+        data.pop("world_size", None)
+        self.progress = Progress(**data)
+        rng_file = path / f"rng_rank{self.d.rank}.pt"
+        if rng_file.exists():
+            rng = torch.load(rng_file, weights_only=False)
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+
+    def export(self, name: str) -> Path:
+        """Day-N in Hugging Face format: loads with from_pretrained anywhere, no streamlearn needed."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        from streamlearn.models import write_processor_files
+
+        full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        out = self.export_dir / name
+        if self.d.main:
+            dtype = torch.bfloat16 if self.cfg.export_dtype == "bfloat16" else torch.float32
+            sd = {k[len("vlm."):]: v.to(dtype) for k, v in full.items()}
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            with params_on_meta():
+                hf = Qwen2_5_VLForConditionalGeneration(self.config)
+            hf.config.dtype = dtype
+            hf.save_pretrained(tmp, state_dict=sd)
+            self.tok.save_pretrained(tmp)
+            op = self.corpus.config.operating_point
+            write_processor_files(tmp, op.frame_min_pixels, op.frame_max_pixels)
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+        dist.barrier()
+        return out
+
+    # ------------------------------------------------------------------ steps
+    def micro_batches(self, specs: list[SampleSpec], step: int) -> list[tuple[SampleSpec, float]]:
+        per_step = self.d.world * self.cfg.grad_accum
+        out = []
+        for m in range(self.cfg.grad_accum):
+            i = step * per_step + m * self.d.world + self.d.rank
+            out.append((specs[i], 1.0) if i < len(specs) else (specs[-1], 0.0))  # zero-weight filler
+        return out
+
+    def step(self, specs: list[SampleSpec], step: int, day_steps: int) -> dict:
+        cfg, d = self.cfg, self.d
+        t0 = time.perf_counter()
+        factor = lr_factor(step, day_steps, cfg)
+        for group in self.opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        micros = [(encode(s, self.tok, self.corpus.root, self.geometry, self.tps, cfg.max_seq_len), w)
+                  for s, w in self.micro_batches(specs, step)]
+        local = torch.tensor([sum(w * e.n_target for e, w in micros), sum(w * e.input_ids.shape[1] for e, w in micros),
+                              sum(w * self._flops(e) for e, w in micros)], dtype=torch.float64, device=d.device)
+        dist.all_reduce(local)
+        n_target, n_tokens, flops = (float(x) for x in local)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
+        for k, (e, w) in enumerate(micros):
+            self.model.set_requires_gradient_sync(k == len(micros) - 1)
+            loss, _ = self.model(**self._tensors(e))
+            # FSDP averages gradients over ranks; scale so the step's loss is the mean over all its target tokens
+            (loss * (w * d.world / n_target)).backward()
+            loss_sum += loss.detach().double() * w
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
+                                                   cfg.grad_clip)
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        dist.all_reduce(loss_sum)
+        if d.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        tflops = flops / dt / 1e12
+        return {"loss": float(loss_sum) / n_target, "lr": self.opt.param_groups[0]["lr"], "grad_norm": grad_norm,
+                "tokens": int(n_tokens), "target_tokens": int(n_target), "seconds": dt,
+                "tokens_per_s": n_tokens / dt, "tflops": tflops, "mfu": tflops / (cfg.peak_tflops * d.world),
+                "peak_mem_gib": peak_memory_gib(d.device)}
+
+    def _flops(self, e: Encoded) -> float:
+        return sample_flops(self.config, e.input_ids.shape[1], e.n_target, e.video_grid_thw[0].tolist())
+
+    def _tensors(self, e: Encoded) -> dict:
+        dev = self.d.device
+        return {"input_ids": e.input_ids.to(dev), "labels": e.labels.to(dev), "position_ids": e.position_ids.to(dev),
+                "pixel_values_videos": e.pixel_values_videos.to(dev), "video_grid_thw": e.video_grid_thw.to(dev),
+                "second_per_grid_ts": e.second_per_grid_ts.to(dev)}
+
+    # ------------------------------------------------------------------ the run
+    def plan(self, days: list[int] | None) -> tuple[dict[int, list[SampleSpec]], dict]:
+        by_day, skipped = build_specs(self.corpus, self.cfg, days)
+        if not by_day:
+            raise StreamlearnError("nothing to train on: no described chunks with cached frames"
+                                   + (f" in days {days}" if days else "") + "; run describe and frames first")
+        return by_day, skipped
+
+    def run(self, days: list[int] | None = None, max_steps: int | None = None) -> Progress:
+        cfg, d = self.cfg, self.d
+        by_day, skipped = self.plan(days)
+        if d.main and skipped:
+            console.warn(f"train: skipping {len(skipped)} items: " + "; ".join(
+                f"{k}: {v}" for k, v in list(skipped.items())[:5]) + (" ..." if len(skipped) > 5 else ""))
+            atomic_write_text(self.run_dir / "skipped.json", json.dumps(skipped, indent=1))
+        latest = self.latest()
+        if latest is not None:
+            self.load(latest)
+            if d.main:
+                console.info(f"train: resuming from {latest.name} (step {self.progress.step})")
+        elif not (self.export_dir / "day-00").exists():
+            self.export("day-00")  # the base model, for Day-0 evaluation
+        replay = replay_specs(Path(cfg.replay_dir)) if cfg.replay_dir and cfg.replay_ratio > 0 else []
+        metrics_path = self.run_dir / "metrics.jsonl"
+        taken = 0
+        for day, day_specs in by_day.items():
+            if day in self.progress.completed_days:
+                continue
+            specs = day_specs * cfg.epochs_per_day
+            start_offset = self.progress.replay_offset if self.progress.day != day else self.progress.replay_offset
+            specs, end_offset = mix_replay(specs, replay, cfg.replay_ratio, start_offset)
+            steps = math.ceil(len(specs) / (d.world * cfg.grad_accum))
+            first = self.progress.day_step if self.progress.day == day else 0
+            self.progress.day = day
+            for s in range(first, steps):
+                if max_steps is not None and taken >= max_steps:
+                    return self.progress
+                m = self.step(specs, s, steps)
+                taken += 1
+                self.progress.step += 1
+                self.progress.day_step = s + 1
+                self.progress.losses.append(round(m["loss"], 6))
+                if d.main:
+                    self._log(day, s, steps, m, metrics_path)
+                if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0 and s + 1 < steps:
+                    self.save(f"step-{self.progress.step:06d}")
+            self.progress.completed_days.append(day)
+            self.progress.day, self.progress.day_step, self.progress.replay_offset = None, 0, end_offset
+            self.save(f"day-{day:02d}")
+            path = self.export(f"day-{day:02d}")
+            if d.main:
+                console.info(f"train: day {day} done ({steps} steps); Day-{day} checkpoint exported to "
+                             f"{self.corpus.rel(path)}")
+        return self.progress
+
+    def _log(self, day: int, s: int, steps: int, m: dict, path: Path) -> None:
+        rec = {"step": self.progress.step, "day": day, "day_step": s + 1, "day_steps": steps, **m}
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if self.writer:
+            for k in ("loss", "lr", "grad_norm", "tokens_per_s", "tflops", "mfu", "peak_mem_gib"):
+                self.writer.add_scalar(f"train/{k}", m[k], self.progress.step)
+            self.writer.flush()
+        console.info(f"step {self.progress.step:5d} day {day} {s + 1}/{steps} | loss {m['loss']:.4f} | "
+                     f"lr {m['lr']:.2e} | gnorm {m['grad_norm']:.2f} | {m['tokens_per_s']:,.0f} tok/s | "
+                     f"{m['tflops']:.2f} TFLOP/s | MFU {m['mfu']:.1%} | mem {m['peak_mem_gib']:.1f} GiB | "
+                     f"{m['seconds']:.2f}s")
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def train(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None, max_steps: int | None = None) -> Progress:
+    d = setup_dist()
+    trainer = Trainer(corpus, cfg, d)
+    try:
+        return trainer.run(days, max_steps)
+    finally:
+        trainer.close()

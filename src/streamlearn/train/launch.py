@@ -1,0 +1,89 @@
+"""Starting training: in this process, under torchrun on one machine (`--nproc`), or as a SLURM job
+(`--slurm`: writes an sbatch script running torchrun on every node, and submits it with `--submit`)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import atomic_write_text
+
+
+def parse_days(text: str | None) -> list[int] | None:
+    """"3" -> [3]; "1-3" -> [1, 2, 3]; "1,4-5" -> [1, 4, 5]; None -> all days."""
+    if not text:
+        return None
+    days: list[int] = []
+    try:
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            days += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise StreamlearnError(f"--days {text!r} is not a day list; use e.g. 3, 1-3 or 1,4-5") from None
+    if not days or min(days) < 0:
+        raise StreamlearnError(f"--days {text!r} is empty or negative")
+    return sorted(set(days))
+
+
+def check_gpus(nproc: int) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        have = torch.cuda.device_count()
+        if nproc > have:
+            raise StreamlearnError(f"--nproc {nproc} asks for {nproc} GPUs but this machine has {have}; "
+                                   f"use --nproc {have} or --slurm for more machines")
+    elif nproc > (os.cpu_count() or 1):
+        raise StreamlearnError(f"--nproc {nproc} on a machine without GPUs and {os.cpu_count()} CPUs; use fewer")
+
+
+def torchrun_cmd(nproc: int, args: list[str], nodes: int = 1, rdzv: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    if nodes > 1:
+        cmd += ["--nnodes", str(nodes), "--rdzv_backend", "c10d", "--rdzv_endpoint", rdzv or "$MASTER_ADDR:29500"]
+    else:
+        cmd += ["--standalone"]
+    return cmd + ["-m", "streamlearn.train"] + args
+
+
+def run_torchrun(nproc: int, args: list[str]) -> int:
+    check_gpus(nproc)
+    env = {**os.environ, "NCCL_NVLS_ENABLE": os.environ.get("NCCL_NVLS_ENABLE", "0")}
+    return subprocess.call(torchrun_cmd(nproc, args), env=env)
+
+
+def write_sbatch(corpus: Corpus, run: str, nodes: int, gpus_per_node: int, args: list[str],
+                 partition: str | None = None, hours: int = 72) -> Path:
+    path = corpus.subdir("runs") / run / "train.sbatch"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inner = " ".join(shlex.quote(a) for a in torchrun_cmd(gpus_per_node, args, nodes, "$MASTER_ADDR:29500"))
+    inner = inner.replace("'$MASTER_ADDR:29500'", '"$MASTER_ADDR:29500"')
+    lines = ["#!/bin/bash", f"#SBATCH --job-name=streamlearn-{run}", f"#SBATCH --nodes={nodes}",
+             "#SBATCH --ntasks-per-node=1", f"#SBATCH --gpus-per-node={gpus_per_node}", "#SBATCH --exclusive",
+             f"#SBATCH --time={hours}:00:00", f"#SBATCH --output={path.parent}/slurm-%j.out"]
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    lines += ["set -euo pipefail",
+              'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+              "export NCCL_NVLS_ENABLE=0 OMP_NUM_THREADS=8 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True",
+              f"cd {shlex.quote(str(Path.cwd()))}",
+              f"srun --kill-on-bad-exit=1 {inner}", ""]
+    atomic_write_text(path, "\n".join(lines))
+    path.chmod(0o755)
+    return path
+
+
+def submit(path: Path) -> str:
+    if not shutil.which("sbatch"):
+        raise StreamlearnError("sbatch is not on PATH; run this on the cluster's login node, or submit "
+                               f"{path} yourself")
+    out = subprocess.run(["sbatch", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StreamlearnError(f"sbatch failed: {out.stderr.strip()[:200]}")
+    return out.stdout.strip()

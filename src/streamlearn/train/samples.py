@@ -1,0 +1,209 @@
+"""What the model sees and must predict, one chunk at a time.
+
+INPUT  = chat prefix + <|vision_start|> video pads <|vision_end|> + instruction
+TARGET = the rendered description (or QA pairs, a paraphrase, a day summary) + <|im_end|>
+LOSS   = on target tokens only: labels are -100 everywhere else, vision positions included.
+
+Frames come from the frame cache (`streamlearn frames`) and go through streamlearn's NumPy copy of
+the model's video processor; the real sampling fps goes into `second_per_grid_ts`, so M-RoPE time
+ids follow real seconds (transformers' processor assumes 24 fps when given frames without metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streamlearn import description as D
+from streamlearn.corpus import Corpus, stream_order
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import DONE, status_of
+from streamlearn.models import VIDEO_PAD, rope_index
+from streamlearn.train.config import TrainConfig
+from streamlearn.video_pixels import n_video_tokens, video_inputs
+from streamlearn.vision_budget import VisionGeometry
+
+INSTRUCTIONS = {
+    "description": None,  # TrainConfig.instruction
+    "qa": "Answer these questions about this part of the stream.",
+    "paraphrase": "Tell what happens in this part of the stream.",
+    "day_summary": "Summarize this day of the stream.",
+}
+
+
+@dataclass
+class SampleSpec:
+    """One training sample before encoding: which frames, which target text, which day."""
+
+    key: str  # unique, e.g. <chunk_id>/description
+    kind: str
+    day: int
+    frames: list[str]  # frame-cache paths (relative to the corpus); several for a day montage
+    target: str
+    instruction: str
+    meta: dict = field(default_factory=dict)
+
+
+def paraphrase(doc: dict) -> str:
+    """The same facts in a different order and voice (facts are learned from many paraphrases)."""
+    s = doc.get("setting") or {}
+    place = ", ".join(x for x in (s.get("venue"), s.get("city"), s.get("region")) if x) or "an unidentified place"
+    parts = [f"{doc['summary']}", f"This was {('day ' + str(doc['day_index'])) if doc.get('day_index') else 'a day'}"
+             + (f" of {doc['n_days']}" if doc.get("n_days") else "") + f" of the stream, at {place}"
+             + (f", starting {doc['start_local'][11:16]} local time" if doc.get("start_local") else "") + "."]
+    if doc.get("speech"):
+        parts.append("Among the things said: " + " ".join(f"{q.get('speaker') or 'someone'} said \"{q['text']}\"."
+                                                           for q in doc["speech"][:12]))
+    if doc.get("on_screen_text"):
+        parts.append("Written on screen: " + ", ".join(f"\"{t['text']}\"" for t in doc["on_screen_text"]) + ".")
+    return "\n".join(parts)
+
+
+def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None) -> tuple[dict[int, list[SampleSpec]], dict]:
+    """Samples grouped by day in stream order, and the items skipped with their reasons."""
+    videos = corpus.videos.rows_by_key()
+    chunks = stream_order(corpus.chunks.read(), videos)
+    skipped: dict[str, str] = {}
+    by_day: dict[int, list[SampleSpec]] = {}
+    day_frames: dict[str, list[str]] = {}
+    for c in chunks:
+        day = int(c.get("day_index") or 0)
+        if days and day not in days:
+            continue
+        if status_of(c, "describe") != DONE:
+            continue  # not described yet: not a training sample (status shows these)
+        cid = c["chunk_id"]
+        if status_of(c, "frames") != DONE or not c.get("frames_path") or not corpus.abs(c["frames_path"]).exists():
+            skipped[cid] = "no cached frames; run `streamlearn frames`"
+            continue
+        try:
+            doc = D.load(corpus.abs(c["description_path"]))
+        except (OSError, json.JSONDecodeError) as exc:
+            skipped[cid] = f"description unreadable ({exc}); re-run `streamlearn describe --force --only {cid}`"
+            continue
+        problems = D.validate(doc)
+        if problems:
+            skipped[cid] = f"description fails the schema ({problems[0]}); re-run `streamlearn describe --force --only {cid}`"
+            continue
+        specs = by_day.setdefault(day, [])
+        day_frames.setdefault(c["video_id"], []).append(c["frames_path"])
+        if "description" in cfg.targets:
+            specs.append(SampleSpec(f"{cid}/description", "description", day, [c["frames_path"]],
+                                    D.render_target(doc), cfg.instruction, {"chunk_id": cid}))
+        if "paraphrase" in cfg.targets:
+            specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, [c["frames_path"]], paraphrase(doc),
+                                    INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
+        if "qa" in cfg.targets and doc.get("qa"):
+            specs.append(SampleSpec(f"{cid}/qa", "qa", day, [c["frames_path"]],
+                                    "\n".join(D.render_qa(q) for q in doc["qa"]), INSTRUCTIONS["qa"], {"chunk_id": cid}))
+    if "day_summary" in cfg.targets:
+        for vid, frames in day_frames.items():
+            path = corpus.root / "descriptions" / "videos" / f"{vid}.json"
+            if path.exists():
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                day = int(doc.get("day_index") or 0)
+                by_day.setdefault(day, []).append(SampleSpec(f"{vid}/day_summary", "day_summary", day, frames,
+                                                             D.render_day(doc), INSTRUCTIONS["day_summary"],
+                                                             {"video_id": vid}))
+    return dict(sorted(by_day.items())), skipped
+
+
+def replay_specs(folder: Path) -> list[SampleSpec]:
+    """General video-caption pairs: `<folder>/samples.jsonl` lines {"frames": path.npy, "caption": text}."""
+    index = Path(folder) / "samples.jsonl"
+    if not index.exists():
+        raise StreamlearnError(f"replay set {folder} has no samples.jsonl; export one with `streamlearn export`")
+    out = []
+    for n, line in enumerate(index.read_text(encoding="utf-8").splitlines()):
+        if line.strip():
+            item = json.loads(line)
+            out.append(SampleSpec(f"replay/{n}", "replay", 0, [str(Path(folder) / item["frames"])], item["caption"],
+                                  item.get("instruction") or "Describe this video."))
+    if not out:
+        raise StreamlearnError(f"replay set {folder} is empty")
+    return out
+
+
+def mix_replay(specs: list[SampleSpec], replay: list[SampleSpec], ratio: float, offset: int) -> tuple[list, int]:
+    """Every 1/ratio-th sample is a replay sample (deterministic, continuing where the last day stopped)."""
+    if not replay or ratio <= 0:
+        return specs, offset
+    out, every, acc = [], ratio / (1 - ratio), 0.0
+    for s in specs:
+        out.append(s)
+        acc += every
+        while acc >= 1.0:
+            out.append(replay[offset % len(replay)])
+            offset += 1
+            acc -= 1.0
+    return out, offset
+
+
+@dataclass
+class Encoded:
+    key: str
+    input_ids: "object"  # torch.LongTensor (1, S)
+    labels: "object"  # (1, S)
+    position_ids: "object"  # (3, 1, S)
+    pixel_values_videos: "object"  # (patches, C*t*p*p) float32
+    video_grid_thw: "object"  # (1, 3)
+    second_per_grid_ts: "object"  # (1,)
+    n_target: int
+    n_vision: int
+
+
+def load_frames_for(corpus_root: Path, spec: SampleSpec, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Frames (T, H, W, 3) and their sampling fps; several chunks become one day montage."""
+    arrays, fps = [], []
+    for rel in spec.frames:
+        path = Path(rel) if Path(rel).is_absolute() else Path(corpus_root) / rel
+        if not path.exists():
+            raise StreamlearnError(f"{spec.key}: frame cache {path.name} is missing; run `streamlearn frames`")
+        arr = np.load(path, mmap_mode="r")
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"sample_fps": 1.0}
+        arrays.append(arr)
+        fps.append(float(meta["sample_fps"]))
+    if len(arrays) == 1:
+        return np.asarray(arrays[0]), fps[0]
+    # a day montage: the same number of frames from each chunk, at the first chunk's frame size
+    per = max(2, (max_frames or 64) // len(arrays) // 2 * 2)
+    h, w = arrays[0].shape[1:3]
+    picked = [a[np.linspace(0, len(a) - 1, per).astype(int)] for a in arrays if a.shape[1:3] == (h, w)]
+    frames = np.concatenate(picked)
+    duration = sum(len(a) / f for a, f in zip(arrays, fps))
+    return frames, len(frames) / duration
+
+
+def encode(spec: SampleSpec, tok, corpus_root: Path, g: VisionGeometry, tokens_per_second: float,
+           max_seq_len: int) -> Encoded:
+    import torch
+
+    frames, fps = load_frames_for(corpus_root, spec)
+    h, w = frames.shape[1:3]
+    if h % g.factor or w % g.factor:
+        raise StreamlearnError(f"{spec.key}: cached frames are {h}x{w}, not a multiple of {g.factor}; "
+                               "re-run `streamlearn frames --force` for this model")
+    vis = video_inputs(frames, h, w, fps, g)
+    n_vid = n_video_tokens(tuple(vis["video_grid_thw"][0]), g)
+    msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": spec.instruction}]}]
+    prefix = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    prefix = prefix.replace(VIDEO_PAD, VIDEO_PAD * n_vid, 1)
+    p_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+    t_ids = tok(spec.target, add_special_tokens=False)["input_ids"]
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    nl = tok("\n", add_special_tokens=False)["input_ids"]
+    ids = p_ids + t_ids + [end] + nl
+    labels = [-100] * len(p_ids) + t_ids + [end] + [-100] * len(nl)
+    if len(ids) > max_seq_len:
+        raise StreamlearnError(f"{spec.key}: {len(ids)} tokens ({n_vid} vision + {len(t_ids)} target) exceed "
+                               f"max_seq_len {max_seq_len}; raise train.max_seq_len or lower the operating point")
+    input_ids = torch.tensor([ids])
+    grid = torch.from_numpy(vis["video_grid_thw"])
+    spg = torch.from_numpy(vis["second_per_grid_ts"])
+    return Encoded(spec.key, input_ids, torch.tensor([labels]),
+                   rope_index(input_ids, grid, spg, g.merge_size, tokens_per_second),
+                   torch.from_numpy(vis["pixel_values_videos"]), grid, spg, len(t_ids) + 1, n_vid)
