@@ -205,3 +205,31 @@ def test_slurm_script(tmp_path, run_cli):
         assert line in script, line
     bash = subprocess.run(["bash", "-n", str(corpus.root / "runs" / "big" / "train.sbatch")], capture_output=True)
     assert bash.returncode == 0
+
+
+def test_batched_vision_attention_is_the_same_math(tmp_path):
+    from streamlearn.train import fast_vision
+    from streamlearn.train.loss import TargetLossModel
+
+    corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=1, frames=8, size=(84, 252))
+    spec = build_specs(corpus, load_train_config())[0][1][0]
+    model, tok = load_model("tiny")
+    e = encode(spec, tok, corpus.root, VisionGeometry(), 2.0, 4096)
+    inputs = dict(input_ids=e.input_ids, labels=e.labels, position_ids=e.position_ids,
+                  pixel_values_videos=e.pixel_values_videos, video_grid_thw=e.video_grid_thw,
+                  second_per_grid_ts=e.second_per_grid_ts)
+    wrapped = TargetLossModel(model)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss, _ = wrapped(**inputs)
+        loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref_loss, ref_grads = loss_and_grads()
+    assert fast_vision.enable(model) == 2  # both vision blocks
+    loss, grads = loss_and_grads()
+    fast_vision.disable(model)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for name, g in ref_grads.items():
+        assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-6), name

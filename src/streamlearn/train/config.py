@@ -20,6 +20,7 @@ def _check(cond: bool, key: str, msg: str) -> None:
 @dataclass
 class TrainConfig:
     model: str = "tiny"  # preset, local folder or hub id
+    preset_layers: int = 0  # > 0: a random-weight preset with this many decoder layers (benchmarks, dry runs)
     run: str = "main"  # runs/<run>/
     lr: float = 1e-5  # language model and merger
     vision_lr: float = 1e-6  # vision tower (ignored when frozen)
@@ -37,6 +38,7 @@ class TrainConfig:
     keep_last: int = 2  # periodic checkpoints kept (Day-N checkpoints are always kept)
     freeze_vision: bool = False
     activation_checkpointing: bool = True
+    fast_vision_attention: bool = True  # batched window attention in the vision tower (same math)
     seed: int = 0
     replay_dir: str = ""  # general video-caption pairs (export format) mixed in against forgetting
     replay_ratio: float = 0.0

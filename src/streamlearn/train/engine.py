@@ -83,14 +83,17 @@ def params_on_meta():
         torch.nn.Module.register_parameter = original
 
 
-def model_config(model: str):
+def model_config(model: str, layers: int = 0):
     from transformers import AutoConfig
 
     from streamlearn.models import ARCHITECTURES, preset_config, resolve
 
     target = resolve(model)
     if target in ARCHITECTURES:
-        return target, preset_config(target)
+        return target, preset_config(target, layers or None)
+    if layers:
+        raise StreamlearnError("train.preset_layers applies to architecture presets (qwen2.5-vl-7b, ...), "
+                               f"not to {model!r}")
     return target, AutoConfig.from_pretrained(target)
 
 
@@ -118,7 +121,7 @@ def build(cfg: TrainConfig, d: Dist):
     from streamlearn.models import ARCHITECTURES, build_tokenizer, quiet_transformers
 
     quiet_transformers()
-    target, config = model_config(cfg.model)
+    target, config = model_config(cfg.model, cfg.preset_layers)
     with params_on_meta():
         vlm = Qwen2_5_VLForConditionalGeneration(config)
     buffers = {n: b.detach().clone() for n, b in vlm.named_buffers()}
@@ -129,6 +132,10 @@ def build(cfg: TrainConfig, d: Dist):
             vlm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.freeze_vision:
         vlm.model.visual.requires_grad_(False)
+    if cfg.fast_vision_attention:
+        from streamlearn.train import fast_vision
+
+        fast_vision.enable(vlm)
     model = TargetLossModel(vlm)
     compute = torch.bfloat16 if cfg.compute_dtype == "bfloat16" else torch.float32
     mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)

@@ -1,0 +1,123 @@
+"""Sharded training across the GPUs of one machine, through `streamlearn train --nproc N`.
+
+    PYTHONPATH=src:tests python benchmarks/multi_gpu.py --gpus 2 --layers 4
+
+On a small real-format corpus (tests/trainkit.py) and the Qwen2.5-VL-7B architecture with random
+weights (decoder depth reduced with --layers to fit one GPU for the 1-GPU baseline), it measures:
+per-GPU peak memory and tokens/s per GPU at 1..N GPUs; a run killed with SIGKILL and resumed vs
+an uninterrupted one (per-step losses); a checkpoint saved on N GPUs continued on 1 GPU; the HF
+export loaded with from_pretrained; optionally (--full) the full 28-layer 7B on N GPUs.
+Writes $OUT/multi_gpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trainkit import make_train_corpus
+
+ENV = {**os.environ, "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1",
+       "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", "PYTHONUNBUFFERED": "1"}
+
+
+def corpus(root: Path, train: dict) -> Path:
+    shutil.rmtree(root, ignore_errors=True)
+    return make_train_corpus(root, days=2, chunks_per_day=8, frames=120, size=(84, 168), train=train).root
+
+
+def train(root: Path, nproc: int, *extra: str, timeout: int = 500) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "streamlearn", "train", str(root), "--nproc", str(nproc), *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    print(out.stdout[-3000:], out.stderr[-3000:] if out.returncode else "", flush=True)
+    return out
+
+
+def metrics(root: Path) -> list[dict]:
+    path = root / "runs" / "main" / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def summary(ms: list[dict], world: int) -> dict:
+    steady = ms[2:] or ms
+    return {"steps": len(ms), "peak_mem_gib": max(m["peak_mem_gib"] for m in ms),
+            "tokens_per_s": sum(m["tokens_per_s"] for m in steady) / len(steady),
+            "tokens_per_s_per_gpu": sum(m["tokens_per_s"] for m in steady) / len(steady) / world,
+            "tflops_per_gpu": sum(m["tflops"] for m in steady) / len(steady) / world,
+            "step_s": sum(m["seconds"] for m in steady) / len(steady), "losses": [m["loss"] for m in ms]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpus", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--full", action="store_true", help="also the full-depth 7B on all GPUs")
+    ap.add_argument("--work", default="/tmp/mg")
+    ap.add_argument("--model", default="qwen2.5-vl-7b", help="tiny: check this script on a CPU")
+    args = ap.parse_args()
+    work = Path(args.work)
+    base = {"model": args.model, "preset_layers": args.layers if args.model != "tiny" else 0, "lr": 1e-5, "warmup_steps": 2,
+            "export_dtype": "bfloat16", "peak_tflops": 989.0}
+    res: dict = {"layers": args.layers, "scaling": {}}
+    for n in sorted({1, args.gpus}):
+        root = corpus(work / f"scale{n}", {**base, "checkpoint_every": 0})
+        t0 = time.time()
+        out = train(root, n, "--days", "1")
+        res["scaling"][n] = {**summary(metrics(root), n), "rc": out.returncode, "wall_s": time.time() - t0}
+    one, many = res["scaling"][1], res["scaling"][args.gpus]
+    res["efficiency"] = many["tokens_per_s_per_gpu"] / one["tokens_per_s_per_gpu"]
+    # the same global work per step: 1 GPU does 1 sample a step, N GPUs N samples; communication share
+    # estimated from the per-step time growth of the same per-rank work
+    res["comm_share_est"] = max(0.0, 1 - one["step_s"] / many["step_s"])
+    # kill and resume on N GPUs, against an uninterrupted run on N GPUs
+    ref = corpus(work / "ref", {**base, "checkpoint_every": 2})
+    train(ref, args.gpus)
+    kill = corpus(work / "kill", {**base, "checkpoint_every": 2})
+    proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "train", str(kill), "--nproc", str(args.gpus)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ck = kill / "runs" / "main" / "checkpoints"
+    deadline = time.time() + 400
+    while time.time() < deadline and not any((p / "progress.json").exists() for p in ck.glob("step-*")):
+        time.sleep(0.2)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(metrics(kill))
+    train(kill, args.gpus)
+    a = json.loads((ref / "runs/main/checkpoints/day-02/progress.json").read_text())["losses"]
+    b = json.loads((kill / "runs/main/checkpoints/day-02/progress.json").read_text())["losses"]
+    res["resume"] = {"killed_after_steps": killed_at, "uninterrupted": a, "resumed": b,
+                     "max_rel_diff": max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) else None}
+    # a checkpoint saved on N GPUs, continued on 1 GPU (DCP reshards)
+    cont = corpus(work / "cont", {**base, "checkpoint_every": 0})
+    train(cont, args.gpus, "--days", "1")
+    out = train(cont, 1)
+    p = json.loads((cont / "runs/main/checkpoints/day-02/progress.json").read_text())
+    res["n_to_m"] = {"saved_on": args.gpus, "continued_on": 1, "rc": out.returncode, "completed_days": p["completed_days"],
+                     "world_size_at_end": p["world_size"]}
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    m = Qwen2_5_VLForConditionalGeneration.from_pretrained(cont / "runs/main/export/day-02")
+    res["export"] = {"loaded": True, "params_b": sum(x.numel() for x in m.parameters()) / 1e9,
+                     "dtype": str(next(m.parameters()).dtype)}
+    del m
+    if args.full:
+        full = corpus(work / "full", {**base, "preset_layers": 0, "checkpoint_every": 0})
+        out = train(full, args.gpus, "--days", "1", "--max-steps", "4", timeout=560)
+        res["full_7b"] = {**(summary(metrics(full), args.gpus) if metrics(full) else {}), "rc": out.returncode,
+                          "stderr_tail": out.stderr[-600:] if out.returncode else ""}
+    print(json.dumps({k: v for k, v in res.items() if k != "resume"}, indent=1))
+    print("resume:", json.dumps(res["resume"]))
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "multi_gpu.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

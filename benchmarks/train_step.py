@@ -1,0 +1,251 @@
+"""One training step at the seed's operating point, on one GPU: the plain transformers step vs
+streamlearn's, on the same architecture, the same random weights and the same sample.
+
+    PYTHONPATH=src python benchmarks/train_step.py --arch qwen2.5-vl-7b --pairs 600 --grid 8x12 --text 1024
+
+Both steps: bf16 weights, gradient checkpointing, SDPA, forward + backward, no optimizer step
+(issue 9's protocol). The naive step is `model(**inputs, labels=labels)` with transformers' own
+vision attention (a Python loop over windows) and full-vocabulary logits. streamlearn's step is
+what `streamlearn train` runs: `TargetLossModel` (LM head at target positions only) with the
+batched vision attention of `train/fast_vision.py`. It prints time, useful TFLOP/s, MFU and peak
+memory of each, their ratio, and the two losses (they must agree within bf16 tolerance). With
+`--scale-arch`, it times a reduced-layer copy of a bigger architecture at two depths and
+extrapolates per layer to the full depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from streamlearn.models import preset_config, rope_index  # noqa: E402
+from streamlearn.train import fast_vision  # noqa: E402
+from streamlearn.train.loss import TargetLossModel, sample_flops  # noqa: E402
+
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU only to check the script itself
+
+
+def sync() -> None:
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(n: int = 8192, reps: int = 10) -> float:
+    if DEV == "cpu":
+        n, reps = 512, 2
+    a = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def build(arch: str, layers: int | None):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    config = preset_config(arch, layers)
+    config._attn_implementation = "sdpa"
+    config.text_config._attn_implementation = "sdpa"
+    config.vision_config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device(DEV):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    torch.set_default_dtype(prev)
+    model.train()
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, config
+
+
+def sample(config, pairs: int, gh: int, gw: int, text: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    n_vid = pairs * gh * gw // 4
+    prefix = 20
+    ids = torch.randint(1000, 150000, (1, prefix + n_vid + text), generator=g)
+    ids[0, prefix - 1], ids[0, prefix + n_vid] = 151652, 151653
+    ids[0, prefix:prefix + n_vid] = 151656
+    labels = torch.full_like(ids, -100)
+    labels[0, prefix + n_vid + 24:] = ids[0, prefix + n_vid + 24:]  # the text after a short instruction
+    grid = torch.tensor([[pairs, gh, gw]])
+    spg = torch.tensor([2.0])  # 1 fps
+    pix = torch.randn(pairs * gh * gw, 3 * 2 * 14 * 14, generator=g)
+    pos = rope_index(ids, grid, spg, 2, float(config.vision_config.tokens_per_second))
+    return {"input_ids": ids.to(DEV), "labels": labels.to(DEV), "position_ids": pos.to(DEV),
+            "pixel_values_videos": pix.to(DEV, torch.bfloat16), "video_grid_thw": grid.to(DEV),
+            "second_per_grid_ts": spg.to(DEV)}
+
+
+def timed(fn, reps: int) -> tuple[float, float, float]:
+    """(mean seconds, last loss, peak GiB) after one warm-up."""
+    loss = fn()
+    sync()
+    if DEV == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        loss = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    mem = torch.cuda.max_memory_allocated() / 2 ** 30 if DEV == "cuda" else 0.0
+    return sum(times) / len(times), loss, mem
+
+
+def naive_step(model, inp):
+    def fn():
+        model.zero_grad(set_to_none=True)
+        out = model(**inp)
+        out.loss.backward()
+        return float(out.loss)
+    return fn
+
+
+def ours_step(model, inp):
+    wrapped = TargetLossModel(model)
+
+    def fn():
+        model.zero_grad(set_to_none=True)
+        total, n = wrapped(**inp)
+        (total / n).backward()
+        return float(total / n)
+    return fn
+
+
+def parts(model, inp, reps: int = 2) -> dict:
+    """Where streamlearn's step spends its time: the vision tower alone, fwd and fwd+bwd."""
+    visual = model.model.visual
+
+    def vis_fwd():
+        with torch.no_grad():
+            visual(inp["pixel_values_videos"], grid_thw=inp["video_grid_thw"])
+        return 0.0
+
+    def vis_fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        out = visual(inp["pixel_values_videos"], grid_thw=inp["video_grid_thw"])
+        h = out.pooler_output if hasattr(out, "pooler_output") else out
+        h = torch.cat(h) if isinstance(h, (list, tuple)) else h
+        h.float().pow(2).mean().backward()
+        return 0.0
+
+    return {"vision_fwd_s": timed(vis_fwd, reps)[0], "vision_fwd_bwd_s": timed(vis_fwd_bwd, reps)[0]}
+
+
+def run(arch: str, layers: int | None, pairs: int, gh: int, gw: int, text: int, modes: list[str], reps: int,
+        peak: float) -> dict:
+    model, config = build(arch, layers)
+    inp = sample(config, pairs, gh, gw, text)
+    S = inp["input_ids"].shape[1]
+    n_target = int((inp["labels"][0, 1:] != -100).sum())
+    flops = sample_flops(config, S, n_target, [pairs, gh, gw])
+    res = {"arch": arch, "layers": config.text_config.num_hidden_layers, "seq_len": S,
+           "vision_tokens": pairs * gh * gw // 4, "target_tokens": n_target, "useful_flops": flops,
+           "params_b": sum(p.numel() for p in model.parameters()) / 1e9}
+    for mode in modes:
+        if mode == "naive":
+            fast_vision.disable(model)
+            sec, loss, mem = timed(naive_step(model, inp), reps)
+        else:
+            fast_vision.enable(model)
+            sec, loss, mem = timed(ours_step(model, inp), reps)
+            if mode == "ours+parts":
+                res.update(parts(model, inp))
+        tf = flops / sec / 1e12
+        res[mode.split("+")[0]] = {"seconds": sec, "loss": loss, "peak_gib": mem, "tflops": tf, "mfu": tf / peak}
+        print(f"{arch} L={res['layers']} {mode:>10}: {sec:6.2f} s  {tf:6.1f} TFLOP/s  MFU {tf / peak:5.1%}  "
+              f"peak {mem:5.1f} GiB  loss {loss:.4f}", flush=True)
+    del model
+    if DEV == "cuda":
+        torch.cuda.empty_cache()
+    return res
+
+
+def profile_ours(arch: str, pairs: int, gh: int, gw: int, text: int, out: Path) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    model, config = build(arch, 4)
+    fast_vision.enable(model)
+    fn = ours_step(model, sample(config, pairs, gh, gw, text))
+    fn()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    out.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+    del model
+    torch.cuda.empty_cache()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="qwen2.5-vl-7b")
+    ap.add_argument("--pairs", type=int, default=600)
+    ap.add_argument("--grid", default="8x12")
+    ap.add_argument("--text", type=int, default=1024)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--modes", default="naive,ours+parts")
+    ap.add_argument("--scale-arch", default="", help="e.g. qwen2.5-vl-32b: time 4 and 8 layers, extrapolate")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--json", default=os.environ.get("OUT", "") and os.environ["OUT"] + "/train_step.json")
+    args = ap.parse_args()
+    gh, gw = (int(x) for x in args.grid.split("x"))
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    peak = matmul_peak()
+    name = torch.cuda.get_device_name() if DEV == "cuda" else "cpu"
+    print(f"device {name} | torch {torch.__version__} | bf16 matmul {peak:.0f} TFLOP/s",
+          flush=True)
+    results = {"device": name, "torch": torch.__version__, "matmul_tflops": peak}
+    import transformers
+
+    results["transformers"] = transformers.__version__
+    r = run(args.arch, None, args.pairs, gh, gw, args.text, args.modes.split(","), args.reps, peak)
+    results["main"] = r
+    if "naive" in r and "ours" in r:
+        speed = r["naive"]["seconds"] / r["ours"]["seconds"]
+        diff = abs(r["naive"]["loss"] - r["ours"]["loss"]) / abs(r["naive"]["loss"])
+        print(f"streamlearn vs naive: {speed:.1f}x faster, peak memory {r['ours']['peak_gib']:.1f} vs "
+              f"{r['naive']['peak_gib']:.1f} GiB, loss {r['ours']['loss']:.4f} vs {r['naive']['loss']:.4f} "
+              f"(rel. diff {diff:.2e})", flush=True)
+        results["speedup"] = speed
+        results["loss_rel_diff"] = diff
+    if args.scale_arch:
+        a = run(args.scale_arch, 4, args.pairs, gh, gw, args.text, ["ours"], args.reps, peak)
+        b = run(args.scale_arch, 8, args.pairs, gh, gw, args.text, ["ours"], args.reps, peak)
+        full = preset_config(args.scale_arch).text_config.num_hidden_layers
+        per_layer_s = (b["ours"]["seconds"] - a["ours"]["seconds"]) / 4
+        per_layer_gib = (b["ours"]["peak_gib"] - a["ours"]["peak_gib"]) / 4
+        est_s = a["ours"]["seconds"] + per_layer_s * (full - 4)
+        est_gib = a["ours"]["peak_gib"] + per_layer_gib * (full - 4)
+        flops_full = sample_flops(preset_config(args.scale_arch), a["seq_len"], a["target_tokens"],
+                                  [args.pairs, gh, gw])
+        print(f"{args.scale_arch} extrapolated to {full} layers (bf16 weights+grads on one GPU, fwd+bwd): "
+              f"{est_s:.2f} s/step, {flops_full / est_s / 1e12:.0f} TFLOP/s (MFU {flops_full / est_s / 1e12 / peak:.1%}), "
+              f"{est_gib:.0f} GiB; per layer {per_layer_s * 1000:.0f} ms, {per_layer_gib:.2f} GiB", flush=True)
+        results["scale"] = {"arch": args.scale_arch, "l4": a, "l8": b, "full_layers": full, "est_seconds": est_s,
+                            "est_peak_gib": est_gib, "per_layer_s": per_layer_s, "per_layer_gib": per_layer_gib,
+                            "est_tflops": flops_full / est_s / 1e12}
+    if args.profile and os.environ.get("OUT"):
+        profile_ours(args.arch, args.pairs, gh, gw, args.text, Path(os.environ["OUT"]) / "profile_ours.txt")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
