@@ -62,6 +62,31 @@ def enable(model: torch.nn.Module) -> int:
     return n
 
 
+def compile_pointwise(model: torch.nn.Module, vision: bool = True, text: bool = False) -> int:
+    """torch.compile the pointwise-heavy pieces (RMSNorms, gated MLPs, the vision rotary embedding):
+    fuses the fp32 up-casts, multiplies and activations into few kernels. Attention and the data-
+    dependent grouping stay eager. Returns how many modules were compiled."""
+    n = 0
+    for module in model.modules():
+        name = type(module).__name__
+        in_vision = getattr(module, "_sl_vision", False)
+        wanted = (vision and in_vision and name in ("Qwen2_5_VLMLP", "Qwen2_5_VLRMSNorm")) or \
+                 (text and not in_vision and name in ("Qwen2MLP", "Qwen2_5_VLRMSNorm"))
+        if wanted and not hasattr(module, "_sl_compiled"):
+            module._sl_compiled = True
+            module.forward = torch.compile(module.forward, dynamic=True)
+            n += 1
+        if vision and name == "Qwen2_5_VLVisionAttention" and hasattr(module, "_sl_rotary"):
+            module._sl_rotary = torch.compile(module._sl_rotary, dynamic=True)
+    return n
+
+
+def mark_vision(model: torch.nn.Module) -> None:
+    """Tag the vision tower's submodules (some module classes are shared with the language model)."""
+    for block in model.model.visual.modules():
+        block._sl_vision = True
+
+
 def disable(model: torch.nn.Module) -> None:
     for module in model.modules():
         if hasattr(module, "_sl_original_forward"):
