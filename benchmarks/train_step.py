@@ -186,6 +186,8 @@ def profile_ours(arch: str, pairs: int, gh: int, gw: int, text: int, out: Path) 
 
     model, config = build(arch, 4)
     fast_vision.enable(model)
+    fast_vision.mark_vision(model)
+    fast_vision.compile_pointwise(model, vision=True, text=True)
     fn = ours_step(model, sample(config, pairs, gh, gw, text))
     fn()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -203,7 +205,8 @@ def main() -> None:
     ap.add_argument("--grid", default="8x12")
     ap.add_argument("--text", type=int, default=1024)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--modes", default="naive,ours+parts")
+    ap.add_argument("--modes", default="naive,ours+compile+text+parts")
+    ap.add_argument("--scale-mode", default="ours+compile+text")
     ap.add_argument("--scale-arch", default="", help="e.g. qwen2.5-vl-32b: time 4 and 8 layers, extrapolate")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", default=os.environ.get("OUT", "") and os.environ["OUT"] + "/train_step.json")
@@ -231,8 +234,9 @@ def main() -> None:
         results["speedup"] = speed
         results["loss_rel_diff"] = diff
     if args.scale_arch:
-        a = run(args.scale_arch, 4, args.pairs, gh, gw, args.text, ["ours"], args.reps, peak)
-        b = run(args.scale_arch, 8, args.pairs, gh, gw, args.text, ["ours"], args.reps, peak)
+        a = run(args.scale_arch, 4, args.pairs, gh, gw, args.text, [args.scale_mode], args.reps, peak)
+        b = run(args.scale_arch, 8, args.pairs, gh, gw, args.text, [args.scale_mode], args.reps, peak)
+        a["ours"], b["ours"] = a[args.scale_mode], b[args.scale_mode]
         full = preset_config(args.scale_arch).text_config.num_hidden_layers
         per_layer_s = (b["ours"]["seconds"] - a["ours"]["seconds"]) / 4
         per_layer_gib = (b["ours"]["peak_gib"] - a["ours"]["peak_gib"]) / 4

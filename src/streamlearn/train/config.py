@@ -39,6 +39,7 @@ class TrainConfig:
     freeze_vision: bool = False
     activation_checkpointing: bool = True
     fast_vision_attention: bool = True  # batched window attention in the vision tower (same math)
+    compile: str = "auto"  # torch.compile of norms/MLPs/rotary: auto (on GPUs) | on | off
     seed: int = 0
     replay_dir: str = ""  # general video-caption pairs (export format) mixed in against forgetting
     replay_ratio: float = 0.0
@@ -55,6 +56,7 @@ class TrainConfig:
         _check(0 <= self.replay_ratio < 1, "replay_ratio", "must be in [0, 1)")
         _check(self.export_dtype in ("bfloat16", "float32"), "export_dtype", "must be bfloat16 or float32")
         _check(self.compute_dtype in ("bfloat16", "float32"), "compute_dtype", "must be bfloat16 or float32")
+        _check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
         _check(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
         _check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
         _check(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")

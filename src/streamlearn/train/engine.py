@@ -132,10 +132,13 @@ def build(cfg: TrainConfig, d: Dist):
             vlm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.freeze_vision:
         vlm.model.visual.requires_grad_(False)
-    if cfg.fast_vision_attention:
-        from streamlearn.train import fast_vision
+    from streamlearn.train import fast_vision
 
+    if cfg.fast_vision_attention:
         fast_vision.enable(vlm)
+    if cfg.compile == "on" or (cfg.compile == "auto" and d.device.type == "cuda"):
+        fast_vision.mark_vision(vlm)
+        fast_vision.compile_pointwise(vlm, vision=True, text=True)
     model = TargetLossModel(vlm)
     compute = torch.bfloat16 if cfg.compute_dtype == "bfloat16" else torch.float32
     mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
