@@ -54,6 +54,11 @@ def summary(ms: list[dict], world: int) -> dict:
             "step_s": sum(m["seconds"] for m in steady) / len(steady), "losses": [m["loss"] for m in ms]}
 
 
+def save(res: dict) -> None:
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "multi_gpu.json").write_text(json.dumps(res, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gpus", type=int, default=2)
@@ -61,62 +66,75 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also the full-depth 7B on all GPUs")
     ap.add_argument("--work", default="/tmp/mg")
     ap.add_argument("--model", default="qwen2.5-vl-7b", help="tiny: check this script on a CPU")
+    ap.add_argument("--resume-model", default="tiny", help="model for the kill/resume comparison")
+    ap.add_argument("--phases", default="scale,full,resume,n_to_m")
     args = ap.parse_args()
     work = Path(args.work)
-    base = {"model": args.model, "preset_layers": args.layers if args.model != "tiny" else 0, "lr": 1e-5, "warmup_steps": 2,
-            "export_dtype": "bfloat16", "peak_tflops": 989.0}
+    phases = args.phases.split(",")
+    base = {"model": args.model, "preset_layers": args.layers if args.model != "tiny" else 0, "lr": 1e-5,
+            "warmup_steps": 2, "export_dtype": "bfloat16", "peak_tflops": 989.0, "compile": "off"}
     res: dict = {"layers": args.layers, "scaling": {}}
-    for n in sorted({1, args.gpus}):
-        root = corpus(work / f"scale{n}", {**base, "checkpoint_every": 0})
-        t0 = time.time()
-        out = train(root, n, "--days", "1")
-        res["scaling"][n] = {**summary(metrics(root), n), "rc": out.returncode, "wall_s": time.time() - t0}
-    one, many = res["scaling"][1], res["scaling"][args.gpus]
-    res["efficiency"] = many["tokens_per_s_per_gpu"] / one["tokens_per_s_per_gpu"]
-    # the same global work per step: 1 GPU does 1 sample a step, N GPUs N samples; communication share
-    # estimated from the per-step time growth of the same per-rank work
-    res["comm_share_est"] = max(0.0, 1 - one["step_s"] / many["step_s"])
-    # kill and resume on N GPUs, against an uninterrupted run on N GPUs
-    ref = corpus(work / "ref", {**base, "checkpoint_every": 2})
-    train(ref, args.gpus)
-    kill = corpus(work / "kill", {**base, "checkpoint_every": 2})
-    proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "train", str(kill), "--nproc", str(args.gpus)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ck = kill / "runs" / "main" / "checkpoints"
-    deadline = time.time() + 400
-    while time.time() < deadline and not any((p / "progress.json").exists() for p in ck.glob("step-*")):
-        time.sleep(0.2)
-    time.sleep(2.0)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = len(metrics(kill))
-    train(kill, args.gpus)
-    a = json.loads((ref / "runs/main/checkpoints/day-02/progress.json").read_text())["losses"]
-    b = json.loads((kill / "runs/main/checkpoints/day-02/progress.json").read_text())["losses"]
-    res["resume"] = {"killed_after_steps": killed_at, "uninterrupted": a, "resumed": b,
-                     "max_rel_diff": max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) else None}
-    # a checkpoint saved on N GPUs, continued on 1 GPU (DCP reshards)
-    cont = corpus(work / "cont", {**base, "checkpoint_every": 0})
-    train(cont, args.gpus, "--days", "1")
-    out = train(cont, 1)
-    p = json.loads((cont / "runs/main/checkpoints/day-02/progress.json").read_text())
-    res["n_to_m"] = {"saved_on": args.gpus, "continued_on": 1, "rc": out.returncode, "completed_days": p["completed_days"],
-                     "world_size_at_end": p["world_size"]}
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    m = Qwen2_5_VLForConditionalGeneration.from_pretrained(cont / "runs/main/export/day-02")
-    res["export"] = {"loaded": True, "params_b": sum(x.numel() for x in m.parameters()) / 1e9,
-                     "dtype": str(next(m.parameters()).dtype)}
-    del m
-    if args.full:
-        full = corpus(work / "full", {**base, "preset_layers": 0, "checkpoint_every": 0})
-        out = train(full, args.gpus, "--days", "1", "--max-steps", "4", timeout=560)
+    if "scale" in phases:  # per-GPU memory and throughput; --max-steps stops before any checkpoint
+        for n in sorted({1, args.gpus}):
+            root = corpus(work / f"scale{n}", base)
+            t0 = time.time()
+            out = train(root, n, "--days", "1", "--max-steps", "6")
+            res["scaling"][n] = {**summary(metrics(root), n), "rc": out.returncode, "wall_s": time.time() - t0}
+            shutil.rmtree(root, ignore_errors=True)
+        one, many = res["scaling"][1], res["scaling"][args.gpus]
+        res["efficiency"] = many["tokens_per_s_per_gpu"] / one["tokens_per_s_per_gpu"]
+        # the same work per rank and step on 1 and N GPUs: the extra step time is communication
+        res["comm_share_est"] = max(0.0, 1 - one["step_s"] / many["step_s"])
+        save(res)
+    if "full" in phases and args.model != "tiny":
+        full = corpus(work / "full", {**base, "preset_layers": 0})
+        out = train(full, args.gpus, "--days", "1", "--max-steps", "3", timeout=560)
         res["full_7b"] = {**(summary(metrics(full), args.gpus) if metrics(full) else {}), "rc": out.returncode,
                           "stderr_tail": out.stderr[-600:] if out.returncode else ""}
-    print(json.dumps({k: v for k, v in res.items() if k != "resume"}, indent=1))
-    print("resume:", json.dumps(res["resume"]))
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "multi_gpu.json").write_text(json.dumps(res, indent=1))
+        shutil.rmtree(full, ignore_errors=True)
+        save(res)
+    if "resume" in phases:  # killed with SIGKILL and resumed vs uninterrupted, on N GPUs
+        rbase = {**base, "model": args.resume_model, "preset_layers": 0, "checkpoint_every": 2, "lr": 1e-3}
+        ref = corpus(work / "ref", rbase)
+        train(ref, args.gpus)
+        a = json.loads((ref / "runs/main/checkpoints/day-02/progress.json").read_text())["losses"]
+        shutil.rmtree(ref, ignore_errors=True)
+        kill = corpus(work / "kill", rbase)
+        proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "train", str(kill), "--nproc", str(args.gpus)],
+                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        ck = kill / "runs" / "main" / "checkpoints"
+        deadline = time.time() + 300
+        while time.time() < deadline and not (ck / "day-01" / "progress.json").exists():
+            time.sleep(0.1)
+        time.sleep(1.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = len(metrics(kill))
+        out = train(kill, args.gpus)
+        b = json.loads((ck / "day-02" / "progress.json").read_text())["losses"]
+        res["resume"] = {"model": args.resume_model, "killed_after_steps": killed_at, "rc": out.returncode,
+                         "uninterrupted": a, "resumed": b,
+                         "max_rel_diff": max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) else None}
+        shutil.rmtree(kill, ignore_errors=True)
+        save(res)
+    if "n_to_m" in phases:  # a sharded checkpoint saved on N GPUs, continued on 1; the HF export loads
+        nbase = {**base, "preset_layers": min(args.layers, 2) if args.model != "tiny" else 0}
+        cont = corpus(work / "cont", {**nbase, "checkpoint_every": 0})
+        out1 = train(cont, args.gpus, "--days", "1", "--max-steps", "100")
+        out2 = train(cont, 1)
+        p = json.loads((cont / "runs/main/checkpoints/day-02/progress.json").read_text())
+        shards = len(list((cont / "runs/main/checkpoints/day-01").glob("*.distcp")))
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        m = Qwen2_5_VLForConditionalGeneration.from_pretrained(cont / "runs/main/export/day-02")
+        res["n_to_m"] = {"saved_on": args.gpus, "day01_shard_files": shards, "continued_on": 1,
+                         "rc": [out1.returncode, out2.returncode], "completed_days": p["completed_days"],
+                         "world_size_at_end": p["world_size"], "export_params_b": sum(x.numel() for x in m.parameters()) / 1e9,
+                         "layers": m.config.text_config.num_hidden_layers}
+        del m
+        shutil.rmtree(cont, ignore_errors=True)
+        save(res)
+    print(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
