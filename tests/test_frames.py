@@ -14,7 +14,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
 
 from streamlearn.chunk import run_chunk
 from streamlearn.config import Config, CorpusSection, OperatingPoint

@@ -61,7 +61,6 @@ def test_temporal_positions_follow_the_real_fps(tmp_path):
     t_ids = e.position_ids[0, 0][vid].unique().tolist()
     start = t_ids[0]
     assert [t - start for t in t_ids] == [0, 30, 60, 90]  # tokens_per_second 2 x 15 s per pair
-    after = e.position_ids[:, 0][:, ~vid]
     first_after = int(vid.nonzero()[-1]) + 1
     assert e.position_ids[0, 0, first_after] == max(t_ids) + 1  # text resumes after the largest id
 

@@ -135,7 +135,7 @@ def _sentences(city: str, venue: str, sign: str, next_city: str | None, rng: ran
         f"This is the best {rng.choice(FOODS)} in the whole city.",
         f"My friend {rng.choice(NAMES)} is here with me today.",
         "Say hello to the camera, everybody.",
-        f"How many people are watching right now?",
+        "How many people are watching right now?",
         f"Let's go, we are walking to the {rng.choice(GENERIC_VENUES).lower()} next.",
     ]
     if next_city:

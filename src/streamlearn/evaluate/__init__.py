@@ -1,0 +1,7 @@
+"""Evaluate: Day-0 vs Day-N on a sealed question bank, with confidence intervals.
+
+`bank.py` (the question bank: generate, import, seal), `grading.py` (objective graders),
+`judges.py` (LLM judge panel for open answers), `systems.py` (who answers: weights, video, rag,
+openai), `stats.py` (cluster bootstrap, McNemar, kappa), `run.py` (`streamlearn eval`),
+`report.py` (`streamlearn report`), `sweep.py` (`streamlearn sweep`).
+"""
