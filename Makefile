@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := test,s3,ocr,embed
+EXTRAS := test,s3,ocr,embed,ray,interop
 
 .PHONY: setup demo test test-fast clean-demo
 

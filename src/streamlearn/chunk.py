@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+from functools import partial
 import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -182,15 +183,20 @@ def _replace_video_rows(target: Manifest, vid: str, rows: list[dict]) -> None:
     target.transform(edit)
 
 
+def _work(corpus: Corpus, row: dict, seconds: float, store_uri: str | None, node: str | None) -> dict:
+    chunk_rows, values = chunk_video(corpus, row, seconds, store_for(corpus, store_uri), node,
+                                     corpus.root / ".staging")
+    return {**values, "_rows": chunk_rows}
+
+
 def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str | None = None,
               node: str | None = None, parallel: int = 1, only: list[str] | None = None,
-              force: bool = False) -> StageResult:
+              force: bool = False, executor=None) -> StageResult:
     seconds = chunk_seconds or corpus.config.operating_point.chunk_seconds
     if seconds <= 0:
         raise StreamlearnError("--chunk-seconds must be > 0")
-    store = store_for(corpus, store_uri)
+    store_for(corpus, store_uri)  # a bad URI or a missing extra fails here, before any work
     target = _target(corpus, node)
-    staging_root = corpus.root / ".staging"
     rows, _ = select(corpus.videos, "chunk", requires=["download"], only=only, force=force)
     if node:
         # a node chunks the videos it holds; a video is done for it once its part has every chunk
@@ -200,10 +206,10 @@ def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str
         complete = {vid for vid, rs in have.items() if len(rs) == rs[0]["n_chunks"]}
         rows = [r for r in rows if corpus.abs(r["media_path"]).exists() and (force or r["video_id"] not in complete)]
 
-    def work(row: dict) -> dict:
-        chunk_rows, values = chunk_video(corpus, row, seconds, store, node, staging_root)
-        _replace_video_rows(target, row["video_id"], chunk_rows)
-        return values
+    work = partial(_work, seconds=seconds, store_uri=store_uri, node=node)
+
+    def write_rows(row: dict, values: dict) -> None:  # in this process: the single manifest writer
+        _replace_video_rows(target, row["video_id"], values["_rows"])
 
     if node:
         # videos.csv may be shared between nodes: the part file is this node's only record
@@ -211,14 +217,15 @@ def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str
         with console.stage_progress("chunk", len(rows)) as prog:
             for row in rows:
                 try:
-                    work(row)
+                    write_rows(row, work(corpus, row))
                     result.done.append(row["video_id"])
                     prog.advance(row["video_id"])
                 except StreamlearnError as exc:
                     result.failed[row["video_id"]] = str(exc)
                     prog.advance(row["video_id"], ok=False, note=str(exc))
         return result
-    return run_stage(corpus.videos, "chunk", rows, work, parallel=parallel, force=force)
+    return run_stage(corpus.videos, "chunk", rows, work, corpus, parallel=parallel, force=force, executor=executor,
+                     on_result=write_rows)
 
 
 def merge(corpus: Corpus) -> tuple[int, int]:

@@ -67,7 +67,8 @@ def init(corpus, subject, tz, storage):
 @CORPUS_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(corpus, as_json):
-    """Per-stage counts (done/failed/pending), hours and bytes; failed rows with their reasons.
+    """Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons,
+    training runs and evaluations. Exits with status 2 when an integrity check fails.
 
     Example: streamlearn status ./corpus --json
     """
@@ -76,6 +77,8 @@ def status(corpus, as_json):
 
     report = corpus_status(Corpus.open(corpus))
     click.echo(json.dumps(report, indent=1) if as_json else format_status(report))
+    if report["problems"]:  # an integrity check failed: scripts and CI see it in the exit status
+        sys.exit(2)
 
 
 @cli.command()
@@ -100,6 +103,21 @@ ONLY = click.option("--only", multiple=True, help="Only these ids (repeatable)."
 FORCE = click.option("--force", is_flag=True, help="Redo items already done.")
 
 
+def _executor_options(fn):
+    fn = click.option("--gpus-per-task", type=float, default=0.0, show_default=True,
+                      help="With --executor ray: GPUs each task asks for (ASR or VLM describe on GPUs: 1).")(fn)
+    fn = click.option("--ray-address", default=None, help="Attach to a running Ray cluster (e.g. ray://head:10001 or auto).")(fn)
+    fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                      help="local: threads in this process; ray: one Ray task per item.")(fn)
+    return fn
+
+
+def _executor(kind, address, gpus, parallel):
+    from streamlearn.runner import Executor
+
+    return Executor(kind=kind, parallel=parallel, address=address, num_gpus=gpus)
+
+
 def _exit_on_failures(result) -> None:
     if result.failed:
         sys.exit(1)
@@ -110,7 +128,8 @@ def _exit_on_failures(result) -> None:
 @PARALLEL
 @ONLY
 @FORCE
-def download(corpus, parallel, only, force):
+@_executor_options
+def download(corpus, parallel, only, force, executor, ray_address, gpus_per_task):
     """Download every pending video (archival format, info.json, captions), verified and resumable.
 
     Example: streamlearn download ./corpus --parallel 2
@@ -118,7 +137,8 @@ def download(corpus, parallel, only, force):
     from streamlearn.acquire.download import run_download
     from streamlearn.corpus import Corpus
 
-    _exit_on_failures(run_download(Corpus.open(corpus), parallel=parallel, only=list(only), force=force))
+    _exit_on_failures(run_download(Corpus.open(corpus), parallel=parallel, only=list(only), force=force,
+                                   executor=_executor(executor, ray_address, gpus_per_task, parallel)))
 
 
 @cli.command()
@@ -126,7 +146,8 @@ def download(corpus, parallel, only, force):
 @PARALLEL
 @ONLY
 @FORCE
-def transcribe(corpus, parallel, only, force):
+@_executor_options
+def transcribe(corpus, parallel, only, force, executor, ray_address, gpus_per_task):
     """Transcripts with word times: platform captions first, faster-whisper ASR otherwise.
 
     Example: streamlearn transcribe ./corpus --parallel 2
@@ -134,7 +155,8 @@ def transcribe(corpus, parallel, only, force):
     from streamlearn.acquire.transcribe import run_transcribe
     from streamlearn.corpus import Corpus
 
-    _exit_on_failures(run_transcribe(Corpus.open(corpus), parallel=parallel, only=list(only), force=force))
+    _exit_on_failures(run_transcribe(Corpus.open(corpus), parallel=parallel, only=list(only), force=force,
+                                     executor=_executor(executor, ray_address, gpus_per_task, parallel)))
 
 
 @cli.command()
@@ -144,7 +166,8 @@ def transcribe(corpus, parallel, only, force):
 @FORCE
 @click.option("--calibrate", "reference", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Tune the clustering threshold on a labelled sample (RTTM, file id = video_id) and store it.")
-def diarize(corpus, parallel, only, force, reference):
+@_executor_options
+def diarize(corpus, parallel, only, force, reference, executor, ray_address, gpus_per_task):
     """Speaker turns (RTTM) and a speaker-attributed transcript for every transcribed video.
 
     Example: streamlearn diarize ./corpus --calibrate labelled.rttm
@@ -156,7 +179,8 @@ def diarize(corpus, parallel, only, force, reference):
     if reference:
         calibrate(c, reference)
         return
-    _exit_on_failures(run_diarize(c, parallel=parallel, only=list(only), force=force))
+    _exit_on_failures(run_diarize(c, parallel=parallel, only=list(only), force=force,
+                                  executor=_executor(executor, ray_address, gpus_per_task, parallel)))
 
 
 @cli.command()
@@ -189,7 +213,9 @@ def acquire(corpus, url, from_jsonl, from_dir, parallel):
 @PARALLEL
 @ONLY
 @FORCE
-def chunk(corpus, chunk_seconds, store_uri, node, do_merge, do_verify, quick, parallel, only, force):
+@_executor_options
+def chunk(corpus, chunk_seconds, store_uri, node, do_merge, do_verify, quick, parallel, only, force, executor,
+          ray_address, gpus_per_task):
     """Cut every downloaded video into chunks by stream copy and put them in the chunk store.
 
     Example: streamlearn chunk ./corpus --chunk-seconds 1200 --store s3://bucket/tour
@@ -210,7 +236,8 @@ def chunk(corpus, chunk_seconds, store_uri, node, do_merge, do_verify, quick, pa
             sys.exit(1)
         return
     _exit_on_failures(run_chunk(c, chunk_seconds=chunk_seconds, store_uri=store_uri, node=node, parallel=parallel,
-                                only=list(only), force=force))
+                                only=list(only), force=force,
+                                executor=_executor(executor, ray_address, gpus_per_task, parallel)))
 
 
 @cli.command()
@@ -218,7 +245,8 @@ def chunk(corpus, chunk_seconds, store_uri, node, do_merge, do_verify, quick, pa
 @PARALLEL
 @ONLY
 @FORCE
-def frames(corpus, parallel, only, force):
+@_executor_options
+def frames(corpus, parallel, only, force, executor, ray_address, gpus_per_task):
     """Cache every chunk's sampled frames at model resolution for training (frames/<chunk_id>.npy).
 
     Example: streamlearn frames ./corpus --parallel 2
@@ -226,7 +254,8 @@ def frames(corpus, parallel, only, force):
     from streamlearn.corpus import Corpus
     from streamlearn.frames import run_frames
 
-    _exit_on_failures(run_frames(Corpus.open(corpus), parallel=parallel, only=list(only), force=force))
+    _exit_on_failures(run_frames(Corpus.open(corpus), parallel=parallel, only=list(only), force=force,
+                                 executor=_executor(executor, ray_address, gpus_per_task, parallel)))
 
 
 @cli.command()
@@ -291,7 +320,8 @@ def sync(corpus, uri):
 @PARALLEL
 @ONLY
 @FORCE
-def describe(corpus, backend, limit, import_file, parallel, only, force):
+@_executor_options
+def describe(corpus, backend, limit, import_file, parallel, only, force, executor, ray_address, gpus_per_task):
     """Gold per-chunk descriptions (the training targets), day summaries and a stream digest.
 
     Example: streamlearn describe ./corpus --backend openai --limit 10 --parallel 8
@@ -302,7 +332,8 @@ def describe(corpus, backend, limit, import_file, parallel, only, force):
     if import_file and backend not in (None, "batch"):
         raise click.BadParameter("--import goes with --backend batch")
     result = run_describe(Corpus.open(corpus), backend="batch" if import_file else backend, limit=limit,
-                          only=list(only), parallel=parallel, force=force, import_file=import_file)
+                          only=list(only), parallel=parallel, force=force, import_file=import_file,
+                          executor=_executor(executor, ray_address, gpus_per_task, parallel))
     _exit_on_failures(result)
 
 
@@ -401,6 +432,100 @@ def train_worker(argv: list[str]) -> int:
     return 0
 
 
+@cli.command()
+@CORPUS_ARG
+@click.option("--bank", default="main", show_default=True, help="Bank name: questions/BANK.jsonl.")
+@click.option("--import", "import_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="A human-written CSV or JSONL bank instead of generating one.")
+@click.option("--seal", "do_seal", is_flag=True, help="Freeze the bank (its hash is recorded; changes are refused).")
+@FORCE
+def questions(corpus, bank, import_file, do_seal, force):
+    """Build the question bank from the descriptions (or import one), and seal it.
+
+    Example: streamlearn questions ./corpus --seal
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.evaluate.bank import run_questions
+
+    run_questions(Corpus.open(corpus), bank, import_file=import_file, do_seal=do_seal, force=force)
+
+
+@cli.command(name="eval")
+@CORPUS_ARG
+@click.option("--bank", default=None, help="Question bank (default: eval.bank).")
+@click.option("--systems", default=None, help="Comma list of weights, video, rag, openai (default: eval.systems).")
+@click.option("--checkpoints", default=None, help="Comma list like day0,day3 (default: every Day-N export).")
+@click.option("--run", default=None, help="Training run whose exports are evaluated (default: eval.run).")
+@click.option("--name", default=None, help="Output folder under evals/ (default RUN-BANK).")
+def eval_cmd(corpus, bank, systems, checkpoints, run, name):
+    """Day-0 vs Day-N: accuracy with 95% CIs per category, McNemar, retention, forgetting.
+
+    Example: streamlearn eval ./corpus --systems weights,rag --checkpoints day0,day3
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.evaluate.run import run_eval
+
+    split = (lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None)
+    run_eval(Corpus.open(corpus), bank=bank, systems=split(systems), wanted=split(checkpoints), run=run, name=name)
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--name", default=None, help="Evaluation under evals/ (default RUN-BANK).")
+def report(corpus, name):
+    """A static HTML report: accuracy by category with CIs, retention heatmap, loss curve, cost table.
+
+    Example: streamlearn report ./corpus
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.evaluate.report import run_report
+
+    click.echo(run_report(Corpus.open(corpus), name))
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--models", required=True, help="Comma list of presets, model folders or hub ids.")
+@click.option("--chunk-seconds", "chunk_seconds", required=True, help="Comma list, e.g. 300,600,1200.")
+@click.option("--fps", required=True, help="Comma list, e.g. 0.5,1.")
+@click.option("--bank", default=None, help="Question bank (default: eval.bank).")
+@click.option("--limit", type=int, default=None, help="Only the first N questions with evidence.")
+def sweep(corpus, models, chunk_seconds, fps, bank, limit):
+    """Operating-point sweep: the video system over the bank per model x chunk length x fps.
+
+    Example: streamlearn sweep ./corpus --models Qwen/Qwen2.5-VL-7B-Instruct --chunk-seconds 300,1200 --fps 0.5,1
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.evaluate.sweep import run_sweep
+
+    def floats(v):
+        try:
+            return [float(x) for x in v.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{v!r} is not a comma list of numbers") from None
+
+    run_sweep(Corpus.open(corpus), [m.strip() for m in models.split(",") if m.strip()], floats(chunk_seconds),
+              floats(fps), bank=bank, limit=limit)
+
+
+@cli.command()
+@CORPUS_ARG
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "hf", "webdataset", "lmms-eval"]),
+              required=True, help="Target shape (lmms-eval exports the question bank).")
+@click.option("--bank", default=None, help="With --format lmms-eval: the bank (default: eval.bank).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder (default exports/FORMAT).")
+def export(corpus, fmt, bank, out):
+    """Training pairs for LLaMA-Factory / ms-swift / qwen-vl-finetune / datasets / webdataset, or the
+    question bank as an lmms-eval task.
+
+    Example: streamlearn export ./corpus --format sharegpt
+    """
+    from streamlearn.corpus import Corpus
+    from streamlearn.export import run_export
+
+    click.echo(run_export(Corpus.open(corpus), fmt, out, bank))
+
+
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in value.lower().split("x"))
@@ -458,16 +583,17 @@ def synth(out, days, minutes, seed, speakers, scene_seconds, size, fps, gop_seco
 
 @cli.command()
 @click.argument("workdir", required=False, default="demo-corpus", type=click.Path(path_type=Path))
-@click.option("--days", default=3, show_default=True)
-@click.option("--minutes", default=2.0, show_default=True)
-def demo(workdir, days, minutes):
+@click.option("--days", default=3, show_default=True, help="Days of synthetic tour.")
+@click.option("--minutes", default=2.0, show_default=True, help="Minutes of video per day.")
+@click.option("--chunk-seconds", default=60.0, show_default=True)
+def demo(workdir, days, minutes, chunk_seconds):
     """Run the whole chain on embedded defaults: a synthetic tour, then every stage.
 
     Example: streamlearn demo ./demo-corpus
     """
     from streamlearn.demo import run_demo
 
-    run_demo(workdir, days=days, minutes=minutes)
+    run_demo(workdir, days=days, minutes=minutes, chunk_seconds=chunk_seconds)
 
 
 def main():

@@ -156,6 +156,28 @@ class DescribeSection:
 
 
 @dataclass
+class EvalSection:
+    bank: str = "main"
+    run: str = "main"  # runs/<run>/export/day-NN are the checkpoints
+    systems: list[str] = field(default_factory=lambda: ["weights", "video", "rag"])
+    judges: list[str] = field(default_factory=list)  # "MODEL@URL", two or more, for open answers
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    openai_model: str = ""  # the `openai` system: a frontier reference
+    openai_endpoint: str = ""
+    openai_api_key_env: str = "OPENAI_API_KEY"
+    rag_top_k: int = 5  # description lines retrieved per question
+    bootstrap: int = 2000
+    numeric_tolerance: float = 0.0  # relative
+    forgetting_margin: float = 0.10  # general-set loss may rise at most this much (relative) vs Day-0
+
+    def __post_init__(self):
+        bad = [s for s in self.systems if s not in ("weights", "video", "rag", "openai")]
+        _check(not bad, "eval.systems", f"has unknown system {bad[0] if bad else ''!r}; use weights, video, rag, openai")
+        _check(self.bootstrap >= 100, "eval.bootstrap", "must be >= 100")
+        _check(self.rag_top_k >= 1, "eval.rag_top_k", "must be >= 1")
+
+
+@dataclass
 class Config:
     corpus: CorpusSection = field(default_factory=CorpusSection)
     operating_point: OperatingPoint = field(default_factory=OperatingPoint)
@@ -164,6 +186,7 @@ class Config:
     acquire: AcquireSection = field(default_factory=AcquireSection)
     diarize: DiarizeSection = field(default_factory=DiarizeSection)
     describe: DescribeSection = field(default_factory=DescribeSection)
+    eval: EvalSection = field(default_factory=EvalSection)
     train: dict = field(default_factory=dict)  # [train]: see streamlearn.train.config.TrainConfig
 
     def __post_init__(self):

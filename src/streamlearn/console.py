@@ -39,6 +39,8 @@ class StageProgress:
 
     def __init__(self, label: str, total: int, unit: str = "items"):
         self.label, self.total, self.unit = label, total, unit
+        # a line per item for small stages, about every 5 % for large ones (failures always)
+        self.every = 1 if total <= 50 else max(1, total // 20)
         self.done = self.failed = 0
         self.t0 = time.monotonic()
         self._bar = None
@@ -58,6 +60,8 @@ class StageProgress:
             self._bar.advance(self._task)
             if not ok:
                 self._bar.console.print(f"{self.label} failed {item}: {note}")
+            return
+        if ok and self.done % self.every and self.done != self.total:
             return
         status = "done" if ok else "FAILED"
         tail = f" {item}" if item else ""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 import subprocess
 import tempfile
 from pathlib import Path
@@ -187,15 +188,16 @@ def load_frames(corpus: Corpus, chunk: dict) -> tuple[np.ndarray, dict]:
     return np.load(path, mmap_mode="r"), json.loads(path.with_suffix(".json").read_text())
 
 
-def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-               geometry: vision_budget.VisionGeometry | None = None) -> StageResult:
+def _work(corpus: Corpus, row: dict, g: vision_budget.VisionGeometry) -> dict:
     from streamlearn.chunk import store_for
 
+    return frames_chunk(corpus, row, corpus.videos.get(row["video_id"]) or {}, store_for(corpus), g)
+
+
+def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
+               geometry: vision_budget.VisionGeometry | None = None, executor=None) -> StageResult:
     g = geometry or vision_budget.VisionGeometry()
-    store = store_for(corpus)
-    videos = corpus.videos.rows_by_key()
     rows, _ = select(corpus.chunks, "frames", only=only, force=force)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return run_stage(corpus.chunks, "frames", rows,
-                     lambda row: frames_chunk(corpus, row, videos.get(row["video_id"], {}), store, g),
-                     parallel=parallel, force=force)
+    return run_stage(corpus.chunks, "frames", rows, partial(_work, g=g), corpus, parallel=parallel, force=force,
+                     executor=executor)

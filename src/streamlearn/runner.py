@@ -11,7 +11,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
 
 from streamlearn import console
 from streamlearn.errors import StreamlearnError
@@ -60,31 +59,71 @@ def describe_exception(exc: BaseException) -> str:
     return one_line(f"{type(exc).__name__}: {exc}")
 
 
-def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable[[dict], dict[str, Any]],
-              parallel: int = 1, label: str | None = None, force: bool = False) -> StageResult:
-    """Apply `work(row) -> stage values` to each row and record done/failed as results arrive."""
+@dataclass
+class Executor:
+    """Where items run: `local` (a thread pool in this process) or `ray` (one Ray task per item,
+    with resource requests; attaches to a running cluster with `address`)."""
+
+    kind: str = "local"
+    parallel: int = 1
+    address: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_retries: int = 2  # Ray re-runs a task whose worker died (node loss, OOM kill)
+
+    def __post_init__(self):
+        if self.kind not in ("local", "ray"):
+            raise StreamlearnError(f"--executor {self.kind!r}: use local or ray")
+
+
+def _ray_call(corpus_root: str, work, row: dict):
+    from streamlearn.corpus import Corpus
+
+    return work(Corpus.open(corpus_root), row)
+
+
+def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable, corpus=None,
+              parallel: int = 1, label: str | None = None, force: bool = False,
+              executor: Executor | None = None, on_result: Callable[[dict, dict], None] | None = None) -> StageResult:
+    """Apply `work(corpus, row) -> stage values` to each row and record done/failed as results arrive.
+
+    Workers only compute and return values; this process is the single manifest writer
+    (`on_result` lets a stage write what a result carries for other manifests, here too). `work`
+    must be picklable (a module-level function or a functools.partial of one) for Ray.
+    """
     key = manifest.table.key
     result = StageResult(stage)
     label = label or stage
+    ex = executor or Executor(parallel=parallel)
 
     def record(row: dict, values: dict | None, exc: BaseException | None, prog) -> None:
         k = row[key]
         if exc is None:
-            manifest.record(k, stage, DONE, force=force or status_of(row, stage) == DONE, **(values or {}))
-            result.done.append(k)
-            prog.advance(k)
-        else:
-            reason = describe_exception(exc)
-            console.debug("".join(traceback.format_exception(exc)))
-            manifest.record(k, stage, FAILED, error=reason, force=True)
-            result.failed[k] = reason
-            prog.advance(k, ok=False, note=reason)
+            try:
+                if on_result:
+                    on_result(row, values)
+                values = {c: v for c, v in (values or {}).items() if not c.startswith("_")}
+                manifest.record(k, stage, DONE, force=force or status_of(row, stage) == DONE, **values)
+            except StreamlearnError as err:
+                exc = err
+            else:
+                result.done.append(k)
+                prog.advance(k)
+                return
+        reason = describe_exception(exc)
+        console.debug("".join(traceback.format_exception(exc)))
+        manifest.record(k, stage, FAILED, error=reason, force=True)
+        result.failed[k] = reason
+        prog.advance(k, ok=False, note=reason)
 
     with console.stage_progress(label, len(rows)) as prog:
-        if parallel <= 1:
+        if ex.kind == "ray":
+            _run_ray(ex, corpus, work, rows, record, prog)
+            return result
+        if ex.parallel <= 1:
             for row in rows:
                 try:
-                    values = work(row)
+                    values = work(corpus, row)
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - recorded with its reason
@@ -92,8 +131,8 @@ def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable[[
                 else:
                     record(row, values, None, prog)
             return result
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=stage) as pool:
-            pending = {pool.submit(work, row): row for row in rows}
+        with ThreadPoolExecutor(max_workers=ex.parallel, thread_name_prefix=stage) as pool:
+            pending = {pool.submit(work, corpus, row): row for row in rows}
             try:
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -106,3 +145,35 @@ def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable[[
                     fut.cancel()
                 raise
     return result
+
+
+def ray_init(ex: Executor):
+    try:
+        import ray
+    except ImportError:
+        raise StreamlearnError("--executor ray needs Ray: pip install 'streamlearn[ray]'") from None
+    if not ray.is_initialized():
+        if ex.address:
+            ray.init(address=ex.address, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, ex.parallel), ignore_reinit_error=True, log_to_driver=False,
+                     include_dashboard=False)
+    return ray
+
+
+def _run_ray(ex: Executor, corpus, work, rows: list[dict], record, prog) -> None:
+    ray = ray_init(ex)
+    task = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_retries=ex.max_retries)(_ray_call)
+    root = str(corpus.root)
+    refs = {task.remote(root, work, row): row for row in rows}
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        for ref in ready:
+            row = refs.pop(ref)
+            try:
+                values = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a task error carries the worker's exception
+                cause = getattr(exc, "cause", None)
+                record(row, None, cause if isinstance(cause, BaseException) else exc, prog)
+            else:
+                record(row, values, None, prog)

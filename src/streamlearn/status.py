@@ -34,6 +34,9 @@ def corpus_status(corpus: Corpus) -> dict:
             report["stages"].append({"table": table.name, "stage": stage, **counts,
                                      "hours": round(hours, 4), "bytes": nbytes})
     chunk_rows = corpus.chunks.read()
+    report["problems"] = integrity_problems(corpus, chunk_rows)
+    report["training"] = training_status(corpus)
+    report["evals"] = eval_status(corpus)
     described = [r for r in chunk_rows if r.get("describe_status") == DONE]
     report["describe"] = {"chunks": len(described),
                           "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in described),
@@ -44,6 +47,63 @@ def corpus_status(corpus: Corpus) -> dict:
         report["warnings"].append(f"{len(no_time)} chunks have no real-world start time "
                                   f"(e.g. {no_time[0]}); set release_timestamp in videos.csv and re-chunk")
     return report
+
+
+def integrity_problems(corpus: Corpus, chunk_rows: list[dict]) -> list[str]:
+    """Cheap checks from the manifests alone (`streamlearn chunk --verify` also reads every object)."""
+    problems = []
+    for r in corpus.videos.read():
+        if status_of(r, "download") == DONE and r.get("integrity") not in ("ok", "no_reference", None):
+            problems.append(f"videos/{r['video_id']}: integrity {r['integrity']}")
+    by_video: dict[str, list[dict]] = {}
+    for r in chunk_rows:
+        by_video.setdefault(r["video_id"], []).append(r)
+    videos = corpus.videos.rows_by_key()
+    for vid, rows in by_video.items():
+        rows.sort(key=lambda r: r["chunk_index"])
+        if [r["chunk_index"] for r in rows] != list(range(len(rows))) or any(r["n_chunks"] != len(rows) for r in rows):
+            problems.append(f"chunks/{vid}: n_chunks or chunk indexes inconsistent")
+        src = (videos.get(vid) or {}).get("probe_duration_s")
+        covered = sum(r["duration_s"] or 0 for r in rows)
+        if src and abs(covered - src) > 0.1:
+            problems.append(f"chunks/{vid}: chunks cover {covered:.2f} s of {src:.2f} s")
+    qdir = corpus.root / "questions"
+    for seal in sorted(qdir.glob("*.seal.json")) if qdir.exists() else []:
+        bank = seal.with_name(seal.name[:-len(".seal.json")] + ".jsonl")
+        import hashlib
+        import json
+
+        want = json.loads(seal.read_text())["sha256"]
+        if not bank.exists() or hashlib.sha256(bank.read_bytes()).hexdigest() != want:
+            problems.append(f"questions/{bank.name}: changed since it was sealed")
+    return problems
+
+
+def training_status(corpus: Corpus) -> list[dict]:
+    import json
+
+    out = []
+    for run in sorted((corpus.root / "runs").glob("*")) if (corpus.root / "runs").exists() else []:
+        ckpts = sorted(p.name for p in (run / "checkpoints").glob("*") if (p / "progress.json").exists())
+        latest = max(((json.loads((run / "checkpoints" / c / "progress.json").read_text()), c) for c in ckpts),
+                     key=lambda x: x[0]["step"], default=(None, None))
+        exports = sorted(p.name for p in (run / "export").glob("day-*") if (p / "config.json").exists())
+        out.append({"run": run.name, "steps": latest[0]["step"] if latest[0] else 0,
+                    "completed_days": latest[0]["completed_days"] if latest[0] else [],
+                    "checkpoints": ckpts, "exports": exports})
+    return out
+
+
+def eval_status(corpus: Corpus) -> list[dict]:
+    import json
+
+    out = []
+    for res in sorted((corpus.root / "evals").glob("*/results.json")) if (corpus.root / "evals").exists() else []:
+        r = json.loads(res.read_text())
+        acc = [a for a in r.get("accuracy", []) if a["category"] == "all"]
+        out.append({"name": res.parent.name, "bank": r.get("bank"), "items": r.get("items"),
+                    "accuracy": {f"{a['system']}/{a['checkpoint']}": round(a["accuracy"], 4) for a in acc}})
+    return out
 
 
 def human_bytes(n: int) -> str:
@@ -66,6 +126,12 @@ def format_status(report: dict) -> str:
     if report["failed"]:
         lines.append("failed:")
         lines += [f"  {f['table']}/{f['id']} {f['stage']}: {f['error']}" for f in report["failed"]]
+    for t in report.get("training", []):
+        lines.append(f"train {t['run']}: {t['steps']} steps, days done {t['completed_days']}, "
+                     f"exports {', '.join(t['exports']) or 'none'}")
+    for e in report.get("evals", []):
+        lines.append(f"eval {e['name']}: {e['items']} items; " + ", ".join(f"{k} {v:.1%}" for k, v in e["accuracy"].items()))
+    lines += [f"PROBLEM: {p}" for p in report.get("problems", [])]
     d = report.get("describe") or {}
     if d.get("chunks"):
         lines.append(f"describe: {d['chunks']} chunks, {d['prompt_tokens']:,} prompt + {d['completion_tokens']:,} "

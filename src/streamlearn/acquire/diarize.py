@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -339,13 +340,13 @@ def settings_from_config(corpus: Corpus) -> DiarizeSettings:
 
 
 def run_diarize(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-                settings: DiarizeSettings | None = None) -> StageResult:
+                settings: DiarizeSettings | None = None, executor=None) -> StageResult:
     s = settings or settings_from_config(corpus)
     rows, _ = select(corpus.videos, "diarize", requires=["transcribe"], only=only, force=force)
     if s.backend == "pyannote":
         console.info(f"diarize: pyannote backend ({s.pyannote_model}), token from ${s.token_env}")
-    return run_stage(corpus.videos, "diarize", rows, lambda row: diarize_row(corpus, row, s),
-                     parallel=parallel, force=force)
+    return run_stage(corpus.videos, "diarize", rows, partial(diarize_row, s=s), corpus, parallel=parallel,
+                     force=force, executor=executor)
 
 
 def calibrate(corpus: Corpus, reference: Path, thresholds: list[float] | None = None) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 import shutil
 import subprocess
 import time
@@ -315,17 +316,17 @@ def settings_from_config(corpus: Corpus) -> DownloadSettings:
                             train_rendition_height=a.train_rendition_height)
 
 
+def _work(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
+    return download_row(corpus, row, s)
+
+
 def run_download(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-                 settings: DownloadSettings | None = None) -> StageResult:
+                 settings: DownloadSettings | None = None, executor=None) -> StageResult:
     s = settings or settings_from_config(corpus)
     rows, _ = select(corpus.videos, "download", only=only, force=force)
     if force:
         for row in rows:
             _forget_archive(corpus.root / "download_archive.txt", row["video_id"])
 
-    def work(row: dict) -> dict:
-        values = download_row(corpus, row, s)
-        _fill_static(corpus, row["video_id"])
-        return values
-
-    return run_stage(corpus.videos, "download", rows, work, parallel=parallel, force=force)
+    return run_stage(corpus.videos, "download", rows, partial(_work, s=s), corpus, parallel=parallel, force=force,
+                     executor=executor, on_result=lambda row, values: _fill_static(corpus, row["video_id"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,8 +170,8 @@ def settings_from_config(corpus: Corpus, parallel: int = 1) -> AsrSettings:
 
 
 def run_transcribe(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-                   settings: AsrSettings | None = None) -> StageResult:
+                   settings: AsrSettings | None = None, executor=None) -> StageResult:
     s = settings or settings_from_config(corpus, parallel)
     rows, _ = select(corpus.videos, "transcribe", requires=["download"], only=only, force=force)
-    return run_stage(corpus.videos, "transcribe", rows, lambda row: transcribe_row(corpus, row, s),
-                     parallel=parallel, force=force)
+    return run_stage(corpus.videos, "transcribe", rows, partial(transcribe_row, s=s), corpus, parallel=parallel,
+                     force=force, executor=executor)

@@ -57,8 +57,62 @@ def description_path(corpus: Corpus, chunk_id: str) -> Path:
     return contained(corpus.subdir("descriptions"), chunk_id).with_suffix(".json")
 
 
+_BACKENDS: dict[tuple, object] = {}
+
+
+def backend_for(corpus: Corpus, name: str):
+    """One backend per process and corpus (a local VLM is loaded once, then reused)."""
+    key = (str(corpus.root), name)
+    if key not in _BACKENDS:
+        _BACKENDS[key] = make_backend(corpus, name)
+    return _BACKENDS[key]
+
+
+def describe_group(corpus: Corpus, rows: list[dict], name: str, n_days: int | None, previous_of: dict,
+                   import_file: str | None, emit=None) -> list[tuple]:
+    """Describe one video's chunks in order (each sees the previous description). Returns
+    (chunk, usage, error) per chunk; `emit` gets each as it finishes. Runs in a thread or a Ray task."""
+    from streamlearn.chunk import store_for
+
+    store = store_for(corpus)
+    videos = corpus.videos.rows_by_key()
+    replies = read_batch_results(Path(import_file)) if import_file else None
+    impl = None if replies is not None else backend_for(corpus, name)
+    model_name = corpus.config.describe.model if replies is not None else impl.model
+    out = []
+    for c in rows:
+        try:
+            prev_id = previous_of.get(c["chunk_id"])
+            prev_path = description_path(corpus, prev_id) if prev_id else None
+            prev = D.load(prev_path) if prev_path and prev_path.exists() else None
+            ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store, prev)
+            if replies is not None:
+                if c["chunk_id"] not in replies:
+                    raise StreamlearnError(f"no result for {c['chunk_id']} in {Path(import_file).name}")
+                doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))
+            else:
+                doc, usage = impl.describe(ctx)
+            doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
+            problems = D.validate(doc)
+            if problems:
+                raise StreamlearnError(f"description fails the schema: {'; '.join(problems[:3])}")
+            write_text(description_path(corpus, c["chunk_id"]), doc)  # the file first, the record last
+            item = (c, {**usage, "model": model_name}, None)
+        except Exception as exc:  # noqa: BLE001 - recorded with its reason; the rest carries on
+            item = (c, None, describe_exception(exc))
+        out.append(item)
+        if emit:
+            emit(item)
+    return out
+
+
+def _ray_group(root: str, *args):
+    return describe_group(Corpus.open(root), *args)
+
+
 def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None = None, only: list[str] | None = None,
-                 parallel: int = 1, force: bool = False, import_file: Path | None = None) -> StageResult:
+                 parallel: int = 1, force: bool = False, import_file: Path | None = None,
+                 executor=None) -> StageResult:
     name = backend or corpus.config.describe.backend
     if name not in BACKENDS:
         raise StreamlearnError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
@@ -86,55 +140,46 @@ def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None =
     groups: dict[str, list[dict]] = defaultdict(list)
     for c in todo:
         groups[c["video_id"]].append(c)
-    replies = read_batch_results(import_file) if import_file else None
-    impl = None if replies is not None else make_backend(corpus, name)
-    model_name = corpus.config.describe.model if replies is not None else impl.model
-    results: queue.Queue = queue.Queue()
+    imp = str(import_file) if import_file else None
+    shown = "batch" if import_file else name
 
-    def previous(chunk_id: str) -> dict | None:
-        prev = previous_of.get(chunk_id)
-        path = description_path(corpus, prev) if prev else None
-        return D.load(path) if path and path.exists() else None
+    def record(item: tuple, prog) -> None:  # this process is the single manifest writer
+        c, usage, error = item
+        if error is None:
+            corpus.chunks.record(c["chunk_id"], "describe", DONE, force=True,
+                                 description_path=corpus.rel(description_path(corpus, c["chunk_id"])),
+                                 describe_backend=shown, describe_model=usage.get("model"),
+                                 prompt_tokens=usage.get("prompt_tokens"),
+                                 completion_tokens=usage.get("completion_tokens"), cost_usd=usage.get("cost_usd"))
+            result.done.append(c["chunk_id"])
+            prog.advance(c["chunk_id"])
+        else:
+            corpus.chunks.record(c["chunk_id"], "describe", FAILED, error=error, force=True)
+            result.failed[c["chunk_id"]] = error
+            prog.advance(c["chunk_id"], ok=False, note=error)
 
-    def run_group(rows: list[dict]) -> None:
-        for c in rows:
-            try:
-                ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store, previous(c["chunk_id"]))
-                if replies is not None:
-                    if c["chunk_id"] not in replies:
-                        raise StreamlearnError(f"no result for {c['chunk_id']} in {import_file.name}")
-                    doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))
-                else:
-                    doc, usage = impl.describe(ctx)
-                doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
-                problems = D.validate(doc)
-                if problems:
-                    raise StreamlearnError(f"description fails the schema: {'; '.join(problems[:3])}")
-                write_text(description_path(corpus, c["chunk_id"]), doc)  # the file first, the record last
-                results.put((c, usage, None))
-            except Exception as exc:  # noqa: BLE001 - recorded with its reason; the rest carries on
-                results.put((c, None, exc))
+    with console.stage_progress("describe", len(todo)) as prog:
+        if executor is not None and executor.kind == "ray":
+            from streamlearn.runner import ray_init
 
-    with console.stage_progress("describe", len(todo)) as prog, ThreadPoolExecutor(max(1, parallel)) as pool:
-        futures = [pool.submit(run_group, rows) for rows in groups.values()]
-        for _ in range(len(todo)):
-            c, usage, exc = results.get()
-            if exc is None:
-                corpus.chunks.record(c["chunk_id"], "describe", DONE, force=True,
-                                     description_path=corpus.rel(description_path(corpus, c["chunk_id"])),
-                                     describe_backend=name if replies is None else "batch",
-                                     describe_model=model_name, prompt_tokens=usage.get("prompt_tokens"),
-                                     completion_tokens=usage.get("completion_tokens"),
-                                     cost_usd=usage.get("cost_usd"))
-                result.done.append(c["chunk_id"])
-                prog.advance(c["chunk_id"])
-            else:
-                reason = describe_exception(exc)
-                corpus.chunks.record(c["chunk_id"], "describe", FAILED, error=reason, force=True)
-                result.failed[c["chunk_id"]] = reason
-                prog.advance(c["chunk_id"], ok=False, note=reason)
-        for f in futures:
-            f.result()
+            ray = ray_init(executor)
+            task = ray.remote(num_cpus=executor.num_cpus, num_gpus=executor.num_gpus,
+                              max_retries=executor.max_retries)(_ray_group)
+            refs = [task.remote(str(corpus.root), rows, name, n_days, previous_of, imp) for rows in groups.values()]
+            while refs:
+                ready, refs = ray.wait(refs, num_returns=1)
+                for item in ray.get(ready[0]):
+                    record(item, prog)
+        else:
+            results: queue.Queue = queue.Queue()
+            workers = max(1, executor.parallel if executor else parallel)
+            with ThreadPoolExecutor(workers) as pool:
+                futures = [pool.submit(describe_group, corpus, rows, name, n_days, previous_of, imp, results.put)
+                           for rows in groups.values()]
+                for _ in range(len(todo)):
+                    record(results.get(), prog)
+                for f in futures:
+                    f.result()
     summaries.write_all(corpus, n_days)
     return result
 

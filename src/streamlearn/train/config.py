@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlearn.errors import ConfigError
 
-TARGETS = ("description", "qa", "paraphrase", "day_summary")
+TARGETS = ("description", "qa", "qa_text", "paraphrase", "day_summary")
 
 
 def _check(cond: bool, key: str, msg: str) -> None:

@@ -29,6 +29,7 @@ from streamlearn.vision_budget import VisionGeometry
 INSTRUCTIONS = {
     "description": None,  # TrainConfig.instruction
     "qa": "Answer these questions about this part of the stream.",
+    "qa_text": "Answer these questions about the stream.",
     "paraphrase": "Tell what happens in this part of the stream.",
     "day_summary": "Summarize this day of the stream.",
 }
@@ -96,9 +97,13 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None)
         if "paraphrase" in cfg.targets:
             specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, [c["frames_path"]], paraphrase(doc),
                                     INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
-        if "qa" in cfg.targets and doc.get("qa"):
-            specs.append(SampleSpec(f"{cid}/qa", "qa", day, [c["frames_path"]],
-                                    "\n".join(D.render_qa(q) for q in doc["qa"]), INSTRUCTIONS["qa"], {"chunk_id": cid}))
+        for k, q in enumerate(doc.get("qa") or []):
+            if "qa" in cfg.targets:  # with the chunk's video: perception and recall together
+                specs.append(SampleSpec(f"{cid}/qa{k}", "qa", day, [c["frames_path"]], D.render_qa(q),
+                                        INSTRUCTIONS["qa"], {"chunk_id": cid}))
+            if "qa_text" in cfg.targets:  # without it: the fact alone, as the `weights` system is asked
+                specs.append(SampleSpec(f"{cid}/qa_text{k}", "qa_text", day, [], D.render_qa(q),
+                                        INSTRUCTIONS["qa_text"], {"chunk_id": cid}))
     if "day_summary" in cfg.targets:
         for vid, frames in day_frames.items():
             path = corpus.root / "descriptions" / "videos" / f"{vid}.json"
@@ -155,8 +160,15 @@ class Encoded:
     n_vision: int
 
 
+BLANK_FRAMES = np.zeros((2, 28, 28, 3), dtype=np.uint8)  # one vision token of black
+
+
 def load_frames_for(corpus_root: Path, spec: SampleSpec, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Frames (T, H, W, 3) and their sampling fps; several chunks become one day montage."""
+    """Frames (T, H, W, 3) and their sampling fps; several chunks become one day montage; a
+    text-only sample gets a blank two-frame video (one token), so every rank runs the vision
+    tower in every step (an uneven mix of video and text-only samples hangs sharded runs)."""
+    if not spec.frames:
+        return BLANK_FRAMES, 1.0
     arrays, fps = [], []
     for rel in spec.frames:
         path = Path(rel) if Path(rel).is_absolute() else Path(corpus_root) / rel

@@ -1,0 +1,149 @@
+"""`streamlearn report`: a static HTML page with PNG plots of an evaluation and its training run."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+from streamlearn import console
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.manifest import atomic_write_text
+from streamlearn.paths import contained
+from streamlearn.status import corpus_status
+
+SMOKE_NOTE = ("The tiny preset is a smoke-scale model (a 39M-parameter Qwen2.5-VL of the real architecture with "
+              "random initial weights, trained on CPU): these numbers show that the pipeline learns from the stream "
+              "and that the statistics work, not what a real model learns. A real run trains Qwen2.5-VL-7B or -32B "
+              "(bf16, fp32 Adam, FSDP) on GPUs; see the README runbook.")
+
+
+def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files = {}
+    acc = [r for r in results["accuracy"] if r["category"] != "all"]
+    ckpts = results["checkpoints"]
+    first, last = ckpts[0], ckpts[-1]
+    for system in sorted({r["system"] for r in acc}):
+        rows = [r for r in acc if r["system"] == system and r["checkpoint"] in (first, last)]
+        cats = sorted({r["category"] for r in rows})
+        if not cats:
+            continue
+        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(cats)), 3.2))
+        for k, ck in enumerate(sorted({r["checkpoint"] for r in rows}, key=ckpts.index)):
+            vals = {r["category"]: r for r in rows if r["checkpoint"] == ck}
+            x = np.arange(len(cats)) + (k - 0.5) * 0.38
+            y = [vals[c]["accuracy"] if c in vals else np.nan for c in cats]
+            lo = [vals[c]["accuracy"] - vals[c]["ci_low"] if c in vals else 0 for c in cats]
+            hi = [vals[c]["ci_high"] - vals[c]["accuracy"] if c in vals else 0 for c in cats]
+            ax.bar(x, y, 0.36, yerr=[lo, hi], capsize=3, label=ck)
+        ax.set_xticks(np.arange(len(cats)), cats, rotation=30, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("accuracy (95% CI)")
+        ax.set_title(f"{system}: {first} vs {last}")
+        ax.legend()
+        fig.tight_layout()
+        name = f"accuracy_{system}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files[f"Accuracy by category, {system}"] = name
+    for system, days in results.get("retention", {}).items():
+        dlist = sorted(days, key=float)
+        grid = np.array([[days[d].get(c, np.nan) for c in ckpts] for d in dlist], dtype=float)
+        if grid.size == 0:
+            continue
+        fig, ax = plt.subplots(figsize=(1.2 * len(ckpts) + 2, 0.6 * len(dlist) + 1.6))
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(ckpts)), ckpts)
+        ax.set_yticks(range(len(dlist)), [f"day {d}" for d in dlist])
+        ax.set_xlabel("checkpoint")
+        ax.set_ylabel("evidence day")
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", color="w", fontsize=8)
+        fig.colorbar(im, ax=ax)
+        ax.set_title(f"retention, {system}")
+        fig.tight_layout()
+        name = f"retention_{system}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files[f"Retention (evidence day x checkpoint), {system}"] = name
+    if metrics:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot([m["step"] for m in metrics], [m["loss"] for m in metrics], lw=1)
+        for m in metrics:
+            if m["day_step"] == 1:
+                ax.axvline(m["step"], color="grey", lw=0.5, ls=":")
+        ax.set_xlabel("step (dotted: a new day)")
+        ax.set_ylabel("training loss")
+        fig.tight_layout()
+        fig.savefig(out / "train_loss.png", dpi=110)
+        plt.close(fig)
+        files["Training loss"] = "train_loss.png"
+    return files
+
+
+def run_report(corpus: Corpus, name: str | None = None) -> Path:
+    cfg = corpus.config.eval
+    name = name or f"{cfg.run}-{cfg.bank}"
+    ev = contained(corpus.root / "evals", name)
+    if not (ev / "results.json").exists():
+        raise StreamlearnError(f"no evaluation {name!r}; run `streamlearn eval` first")
+    results = json.loads((ev / "results.json").read_text())
+    mpath = corpus.root / "runs" / results["run"] / "metrics.jsonl"
+    metrics = [json.loads(x) for x in mpath.read_text().splitlines()] if mpath.exists() else []
+    out = ev / "report"
+    out.mkdir(exist_ok=True)
+    plots = _plots(results, metrics, out)
+    status = corpus_status(corpus)
+    rows = "".join(f"<tr><td>{escape(r['system'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['category'])}"
+                   f"</td><td>{r['n']}</td><td>{r['accuracy']:.1%}</td><td>[{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
+                   f"</tr>" for r in results["accuracy"])
+    tests = "".join(f"<tr><td>{escape(t['system'])}</td><td>{t['base']} → {t['checkpoint']}</td><td>"
+                    f"{t['n_paired']}</td><td>+{t['only_checkpoint_right']} / −{t['only_base_right']}</td>"
+                    f"<td>{t['mcnemar_p']:.3g}</td></tr>" for t in results["mcnemar"])
+    d = status.get("describe") or {}
+    steady = metrics[2:] or metrics
+    cost = [("chunks described", d.get("chunks", 0)),
+            ("describe tokens (prompt + completion)", f"{d.get('prompt_tokens', 0):,} + {d.get('completion_tokens', 0):,}"),
+            ("describe cost (estimated)", f"${d.get('cost_usd', 0):.2f}"),
+            ("training steps", len(metrics)),
+            ("training tokens/s (mean)", f"{sum(m['tokens_per_s'] for m in steady) / len(steady):,.0f}" if steady else "-"),
+            ("training MFU (mean)", f"{sum(m['mfu'] for m in steady) / len(steady):.2%}" if steady else "-"),
+            ("training peak memory", f"{max(m['peak_mem_gib'] for m in metrics):.1f} GiB" if metrics else "-")]
+    forget = results.get("forgetting") or {}
+    fl = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4f}</td><td>{(forget.get('relative_change') or {}).get(k, 0):+.1%}</td>"
+                 f"</tr>" for k, v in (forget.get("general_loss") or {}).items())
+    imgs = "".join(f"<figure><img src='{f}' alt='{escape(t)}'><figcaption>{escape(t)}</figcaption></figure>"
+                   for t, f in plots.items())
+    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>streamlearn report</title><style>
+body{{font:14px/1.45 system-ui,sans-serif;margin:20px;max-width:1100px;color:#222}} table{{border-collapse:collapse}}
+td,th{{border-top:1px solid #ddd;padding:3px 8px;text-align:left}} img{{max-width:100%}} figure{{margin:12px 0}}
+.note{{background:#fff6d6;border:1px solid #e5c65c;padding:8px 12px;border-radius:4px}}</style></head><body>
+<h1>{escape(corpus.config.corpus.subject)}: Day-0 vs Day-N</h1>
+<p class="note">{escape(SMOKE_NOTE) if results.get("model") == "tiny" else
+ "Model: " + escape(str(results.get("model")))}</p>
+<p>Bank <b>{escape(results['bank'])}</b> ({results['items']} items, {'sealed' if results['bank_sealed'] else 'not sealed'}),
+run <b>{escape(results['run'])}</b>, checkpoints {', '.join(results['checkpoints'])}, systems {', '.join(results['systems'])}.
+Ungraded answers: {escape(json.dumps(results.get('ungraded', {})))}.</p>
+{imgs}
+<h2>Accuracy (95% cluster-bootstrap CI, clusters = evidence chunks)</h2>
+<table><tr><th>system</th><th>checkpoint</th><th>category</th><th>n</th><th>accuracy</th><th>95% CI</th></tr>{rows}</table>
+<h2>Paired test (McNemar, exact)</h2>
+<table><tr><th>system</th><th>comparison</th><th>paired items</th><th>discordant</th><th>p</th></tr>{tests}</table>
+<h2>Forgetting check (general held-out set, mean answer loss)</h2>
+<table><tr><th>checkpoint</th><th>loss</th><th>vs Day-0</th></tr>{fl}</table>
+<p>Margin {forget.get('margin', 0):.0%}: {'within' if forget.get('within_margin') else 'EXCEEDED'}.</p>
+<h2>Cost and throughput</h2>
+<table>{''.join(f'<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>' for k, v in cost)}</table>
+</body></html>"""
+    atomic_write_text(out / "index.html", html)
+    console.info(f"report: {corpus.rel(out / 'index.html')}")
+    return out / "index.html"

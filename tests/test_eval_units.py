@@ -1,0 +1,190 @@
+"""Evaluation units: graders on tricky cases, statistics against known values, the judge panel
+against a local OpenAI-compatible server (agreeing, disagreeing, failing judges), bank import/seal.
+
+Run: python -m pytest tests/test_eval_units.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from streamlearn.errors import StreamlearnError
+from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short, normalize, numbers_in
+from streamlearn.evaluate.judges import JudgePanel, parse_judge_spec
+from streamlearn.evaluate.stats import cluster_bootstrap, cohen_kappa, mcnemar_exact
+
+OPTS = ["Miami", "Boston", "Denver", "It never happened"]
+
+
+@pytest.mark.parametrize("response,letter", [
+    ("B", "B"), ("(C)", "C"), ("B.", "B"), ("The answer is (B) Boston.", "B"), ("answer: d", "D"),
+    ("I think it was Boston, clearly.", "B"), ("Option C", "C"), ("It never happened.", "D"),
+    ("Boston or Miami, hard to say", None), ("Z", None), ("I don't know", None),
+])
+def test_letter_extraction(response, letter):
+    assert extract_letter(response, OPTS) == letter
+
+
+@pytest.mark.parametrize("response,answer,aliases,ok", [
+    ("They were in São Paulo.", "Sao Paulo", [], True),
+    ("the BOSTON common", "Boston Common", [], True),
+    ("Bostonian food", "Boston", [], False),  # whole words only
+    ("ＮＹＣ it was", "New York", ["NYC"], True),  # full-width unicode alias
+    ("at fenway", "Fenway Park", ["fenway"], True),
+    ("an apple", "apple", [], True),
+])
+def test_short_answers(response, answer, aliases, ok):
+    assert grade_short(response, answer, aliases) is ok
+
+
+@pytest.mark.parametrize("response,answer,tol,ok", [
+    ("They bought 14 dollars worth", "14", 0, True),
+    ("fourteen", "14", 0, True),
+    ("twenty-one tacos", "21", 0, True),
+    ("$1,250.50 in total", "1250.5", 0, True),
+    ("about 9", "10", 0.1, True),
+    ("about 8", "10", 0.1, False),
+    ("no idea", "3", 0, False),
+])
+def test_numeric_answers(response, answer, tol, ok):
+    assert grade_numeric(response, answer, tol) is ok
+
+
+def test_normalize_and_numbers():
+    assert normalize("The Café — Día 1!") == "cafe dia 1"
+    assert numbers_in("two and 3.5 and ninety nine") == [3.5, 2.0, 99.0]
+
+
+def test_mcnemar_known_values():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)  # 2 * 0.5^10
+    assert mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(2, 8) == pytest.approx(0.109375)  # scipy.stats.binomtest(2, 10).pvalue
+    from scipy.stats import binomtest
+
+    for b, c in ((3, 12), (7, 1), (20, 9)):
+        assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c).pvalue)
+
+
+def test_cluster_bootstrap():
+    acc, lo, hi = cluster_bootstrap([True] * 10, [str(i) for i in range(10)])
+    assert (acc, lo, hi) == (1.0, 1.0, 1.0)
+    correct = [True, False] * 50
+    acc, lo, hi = cluster_bootstrap(correct, [str(i) for i in range(100)], n_boot=4000)
+    # independent items: close to the normal approximation 0.5 +- 1.96 * 0.05
+    assert acc == 0.5 and lo == pytest.approx(0.402, abs=0.02) and hi == pytest.approx(0.598, abs=0.02)
+    # the same outcomes in 10 perfectly correlated clusters: much wider
+    clustered = [i < 50 for i in range(100)]
+    _, lo2, hi2 = cluster_bootstrap(clustered, [str(i // 10) for i in range(100)], n_boot=4000)
+    assert hi2 - lo2 > 2 * (hi - lo)
+
+
+def test_cohen_kappa():
+    assert cohen_kappa(["y", "n", "y", "n"], ["y", "n", "y", "n"]) == 1.0
+    assert cohen_kappa(["y", "y", "n", "n"], ["y", "n", "y", "n"]) == 0.0
+    from sklearn.metrics import cohen_kappa_score
+
+    a, b = list("yynynnyyny"), list("yynnnyyyny")
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+
+
+class Judges:
+    """Three fake judge models on one local server: how each answers is scripted by model name."""
+
+    def __init__(self, behaviour: dict[str, str]):
+        owner = self
+        self.calls: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.calls.append(body)
+                how = behaviour[body["model"]]
+                if how == "fail":
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                user = json.loads(body["messages"][1]["content"])
+                if how == "strict":
+                    verdict = user["candidate"].strip().lower() == user["reference"].lower()
+                elif how == "lenient":
+                    verdict = True
+                else:  # garbage
+                    verdict = "maybe"
+                data = json.dumps({"choices": [{"message": {"content": json.dumps({"correct": verdict})},
+                                                "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def panel(self, models: list[str]) -> JudgePanel:
+        return JudgePanel([parse_judge_spec(f"{m}@{self.url}", "NO_SUCH_KEY_ENV") for m in models])
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_judge_panel_votes():
+    srv = Judges({"a": "strict", "b": "strict", "c": "lenient", "d": "fail", "e": "garbage"})
+    try:
+        agree = srv.panel(["a", "b", "c"]).grade("Which city?", "Boston", ["Boston"], "Boston")
+        assert agree == {"correct": True, "status": "graded", "votes": [True, True, True], "judge_errors": []}
+        majority = srv.panel(["a", "b", "c"]).grade("Which city?", "Boston", ["Boston"], "Miami")
+        assert majority["correct"] is False and majority["votes"] == [False, False, True]
+        tie = srv.panel(["a", "c"]).grade("Which city?", "Boston", ["Boston"], "Miami")
+        assert tie["correct"] is None and tie["status"] == "no_majority"
+        failing = srv.panel(["d", "e"]).grade("Which city?", "Boston", ["Boston"], "Boston")
+        assert failing["correct"] is None and failing["status"] == "judge_failed"  # never counted as wrong
+        assert len(failing["judge_errors"]) == 2 and "HTTP 500" in failing["judge_errors"][0]
+        partial = srv.panel(["a", "d", "b"]).grade("Which city?", "Boston", ["Boston"], "Boston")
+        assert partial["correct"] is True and partial["votes"] == [True, None, True]
+        blind = json.loads(srv.calls[0]["messages"][1]["content"])
+        assert set(blind) == {"question", "reference", "key_facts", "candidate"}  # no system name
+    finally:
+        srv.stop()
+    with pytest.raises(StreamlearnError, match="needs two or more judges"):
+        JudgePanel([parse_judge_spec("a@http://x", "K")])
+    with pytest.raises(StreamlearnError, match="must be MODEL@URL"):
+        parse_judge_spec("gpt", "K")
+
+
+def test_bank_import_and_seal(tmp_path):
+    from streamlearn.config import Config
+    from streamlearn.corpus import Corpus
+    from streamlearn.evaluate.bank import load_bank, run_questions
+
+    corpus, _ = Corpus.init(tmp_path / "c", Config())
+    src = tmp_path / "bank.csv"
+    src.write_text("id,category,question,answer_type,options,answer,aliases,evidence_day\n"
+                   "h1,place,Where was day 1?,mc,Miami|Boston|Denver,Miami,,1\n"
+                   "h2,counting,How many tacos?,numeric,,4,four,2\n"
+                   "h3,spoken,What did he say first?,open,,We are in Miami now,,1\n")
+    out = run_questions(corpus, "human", import_file=src, do_seal=True)
+    assert out["items"] == 3 and len(out["sha256"]) == 64
+    items = load_bank(corpus, "human")
+    assert items[0]["options"] == ["Miami", "Boston", "Denver"] and items[1]["aliases"] == ["four"]
+    assert all(i["provenance"] == "human" for i in items)
+    with pytest.raises(StreamlearnError, match="is sealed; write a new bank"):
+        run_questions(corpus, "human", import_file=src)
+    path = tmp_path / "c" / "questions" / "human.jsonl"
+    path.write_text(path.read_text().replace("Miami,", "Tampa,", 1) + "\n")
+    with pytest.raises(StreamlearnError, match="changed since it was sealed"):
+        load_bank(corpus, "human")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,category,question,answer\nx,weather,Is it sunny?,yes\n")
+    with pytest.raises(StreamlearnError, match="bad.csv row 1: category 'weather' is not one of"):
+        run_questions(corpus, "other", import_file=bad)
