@@ -162,12 +162,14 @@ def generate(corpus: Corpus, seed: int = 0) -> list[dict]:
                               "aliases": [], "evidence": {"chunk_ids": [], "times": []}, "evidence_day": days[i + 1],
                               "provenance": "generated", "variant_of": None, "key_facts": [nxt]})
     # abstention: places the stream never went
+    stream_days = sorted({int(c["day_index"]) for c in chunks if c.get("day_index") not in (None, "")})
     unvisited = [x for x in ELSEWHERE if normalize(x) not in {normalize(c) for c in cities}]
     for j, place in enumerate(rng.sample(unvisited, min(3, len(unvisited)))):
-        opts = [NEVER] + [f"Day {x}" for x in rng.sample(days, min(3, len(days)))]
+        opts = [NEVER] + [f"Day {x}" for x in rng.sample(stream_days, min(3, len(stream_days)))]
         rng.shuffle(opts)
         items.append({"id": f"n{j + 1:03d}", "category": "abstention", "question": f"On which day did the "
-                      f"streamer visit {place}?", "answer_type": "mc", "options": opts, "answer": NEVER,
+                      f"streamer visit {place}?", "answer_type": "mc" if len(opts) > 1 else "short",
+                      "options": opts if len(opts) > 1 else None, "answer": NEVER,
                       "aliases": ["never", "did not", "didn't"], "evidence": {"chunk_ids": [], "times": []},
                       "evidence_day": None, "provenance": "generated", "variant_of": None,
                       "key_facts": ["The streamer never visited " + place]})
