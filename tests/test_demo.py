@@ -44,6 +44,22 @@ def test_every_stage_complete(demo, run_cli):
     assert len([x for x in out.splitlines() if x.startswith("[verdict]")]) == 3
 
 
+def test_generated_bank_is_unambiguous(demo):
+    from streamlearn.evaluate.grading import normalize
+
+    work, _, _ = demo
+    items = [json.loads(x) for x in (work / "corpus/questions/main.jsonl").read_text().splitlines()]
+    originals = [i for i in items if i["variant_of"] is None]
+    questions = [normalize(i["question"]) for i in originals]
+    assert len(questions) == len(set(questions))  # one item per question, other answers as aliases
+    for i in items:
+        if i["answer_type"] == "mc":
+            right = {normalize(x).replace(" ", "") for x in [i["answer"], *i["aliases"]]}
+            wrong = [o for o in i["options"] if o != i["answer"]]
+            assert not [o for o in wrong if normalize(o).replace(" ", "") in right], i  # no right distractor
+    assert {i["category"] for i in items} >= {"place", "time_order", "spoken", "ocr", "cross_day", "abstention"}
+
+
 def test_trained_beats_untrained_on_recall(demo):
     work, _, _ = demo
     answers = [json.loads(x) for x in (work / "corpus/evals/main-main/answers.jsonl").read_text().splitlines()]
@@ -89,3 +105,89 @@ def test_second_run_reuses_everything(demo):
     assert "reusing the previous evaluation" in res.stdout
     assert not [x for x in res.stdout.splitlines() if x.startswith("step ")]  # no training step repeated
     assert took < 60, took
+
+
+class FakeEndpoint:
+    """An OpenAI-compatible server that knows the bank: right on the items in `good`, "no idea" on
+    the rest; `status` other than 200 fails every request."""
+
+    def __init__(self, items: list[dict], good: set[str], status: int = 200):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        by_question = {i["question"]: i for i in items}
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if status != 200:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                lines = body["messages"][-1]["content"].splitlines()
+                item = by_question[lines[0]]
+                reply = "I have no idea."
+                if item["id"] in good:
+                    if item["answer_type"] == "mc":
+                        shown = [x[3:] for x in lines[1:] if x[:1].isalpha() and x[1:3] == ". "]
+                        reply = f"The answer is ({chr(65 + shown.index(item['answer']))})."
+                    else:
+                        reply = f"I think it was {item['answer']}."
+                data = json.dumps({"choices": [{"message": {"content": reply}, "finish_reason": "stop"}],
+                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_openai_system_is_graded_and_failures_are_not_wrong(demo):
+    from streamlearn.corpus import Corpus
+    from streamlearn.evaluate.bank import load_bank
+    from streamlearn.evaluate.run import run_eval
+
+    work, _, _ = demo
+    corpus = Corpus.open(work / "corpus")
+    items = load_bank(corpus, "main")
+    good = {i["id"] for n, i in enumerate(items) if n % 3 == 0 and i["answer_type"] != "open"}
+    for status, name in ((200, "frontier"), (400, "frontier-down")):
+        srv = FakeEndpoint(items, good, status)
+        corpus.config.eval.openai_model, corpus.config.eval.openai_endpoint = "gpt-ref", srv.url
+        try:
+            results = run_eval(corpus, systems=["openai"], name=name)
+        finally:
+            srv.stop()
+        answers = [json.loads(x) for x in (work / "corpus/evals" / name / "answers.jsonl").read_text().splitlines()]
+        if status == 200:
+            overall = next(r for r in results["accuracy"] if r["category"] == "all")
+            assert overall["n"] == len(items) and overall["accuracy"] == pytest.approx(len(good) / len(items))
+            assert {a["id"] for a in answers if a["correct"]} == good
+        else:  # a broken endpoint: every item recorded as a system failure, none counted as wrong
+            assert results["accuracy"] == [] and all(a["status"].startswith("system_failed") for a in answers)
+            assert results["ungraded"] and "HTTP 400" in answers[0]["status"]
+
+
+def test_sweep_over_operating_points(demo, run_cli):
+    work, _, _ = demo
+    day2 = work / "corpus/runs/main/export/day-02"
+    res = run_cli("sweep", work / "corpus", "--models", f"tiny,{day2}", "--chunk-seconds", "10,30", "--fps", "0.5",
+                  "--limit", "6")
+    assert res.exit_code == 0, res.output
+    table = json.loads((work / "corpus/evals/sweep-main/sweep.json").read_text())
+    assert len(table) == 4 and {(r["chunk_seconds"], r["fps"]) for r in table} == {(10, 0.5), (30, 0.5)}
+    assert all(r["n"] == 6 and 0 <= r["accuracy"] <= 1 for r in table)
+    short, long = (next(r for r in table if r["chunk_seconds"] == s and r["model"] == "tiny") for s in (10, 30))
+    assert long["vision_tokens_mean"] > short["vision_tokens_mean"]  # the planner's budget per point
+    assert (work / "corpus/evals/sweep-main/sweep.png").stat().st_size > 1000

@@ -232,3 +232,16 @@ def test_batched_vision_attention_is_the_same_math(tmp_path):
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     for name, g in ref_grads.items():
         assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-6), name
+
+
+def test_stream_replay_mixes_earlier_days_deterministically():
+    from streamlearn.train.samples import SampleSpec, earlier_days_pool, mix_replay
+
+    by_day = {d: [SampleSpec(f"d{d}/{k}", "qa_text", d, [], f"t{d}{k}", "i") for k in range(4)] for d in (1, 2, 3)}
+    pool = earlier_days_pool(by_day, 3, seed=0)
+    assert sorted(s.key for s in pool) == sorted(s.key for d in (1, 2) for s in by_day[d])
+    assert [s.key for s in pool] == [s.key for s in earlier_days_pool(by_day, 3, seed=0)]  # same on resume
+    assert earlier_days_pool(by_day, 1, seed=0) == []  # nothing before the first day
+    mixed, _ = mix_replay(by_day[3] * 2, pool, 0.5, 0)
+    assert len(mixed) == 16 and sum(s.day < 3 for s in mixed) == 8
+    assert all(s.day == 3 for s in mixed[0::2]) and all(s.day < 3 for s in mixed[1::2])  # interleaved

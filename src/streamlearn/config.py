@@ -166,6 +166,9 @@ class EvalSection:
     openai_endpoint: str = ""
     openai_api_key_env: str = "OPENAI_API_KEY"
     rag_top_k: int = 5  # description lines retrieved per question
+    # local models' multiple choice: "calibrated" = log p(option | question) - log p(option | no question),
+    # so an answer string the model saw often in training does not win every question; or "logprob"
+    mc_scoring: str = "calibrated"
     bootstrap: int = 2000
     numeric_tolerance: float = 0.0  # relative
     forgetting_margin: float = 0.10  # general-set loss may rise at most this much (relative) vs Day-0
@@ -175,6 +178,7 @@ class EvalSection:
         _check(not bad, "eval.systems", f"has unknown system {bad[0] if bad else ''!r}; use weights, video, rag, openai")
         _check(self.bootstrap >= 100, "eval.bootstrap", "must be >= 100")
         _check(self.rag_top_k >= 1, "eval.rag_top_k", "must be >= 1")
+        _check(self.mc_scoring in ("calibrated", "logprob"), "eval.mc_scoring", "must be calibrated or logprob")
 
 
 @dataclass

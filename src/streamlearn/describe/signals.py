@@ -230,4 +230,6 @@ class SignalsBackend:
             qa.append({"question": f"How many different voices are heard in the part of the stream starting "
                                    f"{at(0.0)}{day}?", "answer": str(len(doc["people"])), "type": "people",
                        "evidence_s": [0.0, round(dur, 2)]})
-        return qa
+        # one answer per question: two texts on screen in the same second would make it ambiguous
+        seen: set[str] = set()
+        return [q for q in qa if not (q["question"] in seen or seen.add(q["question"]))]

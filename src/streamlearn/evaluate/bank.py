@@ -81,12 +81,18 @@ def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
     return items
 
 
-def _distractors(answer: str, pool: list[str], rng: random.Random, k: int = 3) -> list[str]:
-    seen = {normalize(answer)}
+def _same(text: str) -> str:
+    """Comparison key for options: "DAY1" and "Day 1" are the same option."""
+    return normalize(text).replace(" ", "")
+
+
+def _distractors(answer: str, pool: list[str], rng: random.Random, k: int = 3,
+                 also_correct: list[str] = ()) -> list[str]:
+    seen = {_same(answer)} | {_same(a) for a in also_correct}
     out = []
     for cand in rng.sample(pool, len(pool)):
-        if normalize(cand) not in seen and cand.strip():
-            seen.add(normalize(cand))
+        if _same(cand) not in seen and cand.strip():
+            seen.add(_same(cand))
             out.append(cand)
         if len(out) == k:
             break
@@ -100,24 +106,30 @@ def generate(corpus: Corpus, seed: int = 0) -> list[dict]:
         raise StreamlearnError("no described chunks; run `streamlearn describe` first")
     raw = []  # (chunk, doc, qa)
     pools: dict[str, list[str]] = {}
+    answers_of: dict[str, list[str]] = {}  # the same question asked twice (two texts on screen at once...)
     for c in chunks:
         doc = D.load(corpus.abs(c["description_path"]))
         for qa in doc.get("qa", []):
-            raw.append((c, doc, qa))
             pools.setdefault(qa["type"], []).append(qa["answer"])
+            same = answers_of.setdefault(normalize(qa["question"]), [])
+            if not same:
+                raw.append((c, doc, qa))
+            if _same(qa["answer"]) not in {_same(a) for a in same}:
+                same.append(qa["answer"])
     rng = random.Random(seed)
     items: list[dict] = []
     mc_types = {"place", "time", "ocr", "spoken", "visual"}
     for n, (c, doc, qa) in enumerate(raw, start=1):
         qid = f"q{n:04d}"
         cat = QA_TO_CATEGORY.get(qa["type"], "visual")
+        others = answers_of[normalize(qa["question"])][1:]  # also right: never a distractor, accepted as aliases
         item = {"id": qid, "category": cat, "question": qa["question"], "answer": qa["answer"],
-                "aliases": list(qa.get("aliases", [])), "evidence": {"chunk_ids": [c["chunk_id"]],
+                "aliases": list(qa.get("aliases", [])) + others, "evidence": {"chunk_ids": [c["chunk_id"]],
                                                                      "times": [qa["evidence_s"]]},
                 "evidence_day": c.get("day_index"), "provenance": "generated", "variant_of": None,
                 "key_facts": [qa["answer"]]}
         if qa["type"] in mc_types:
-            options = [qa["answer"]] + _distractors(qa["answer"], pools.get(qa["type"], []), rng)
+            options = [qa["answer"]] + _distractors(qa["answer"], pools.get(qa["type"], []), rng, also_correct=others)
             if len(options) >= 2:
                 rng.shuffle(options)
                 item.update(answer_type="mc", options=options)

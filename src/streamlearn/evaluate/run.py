@@ -149,7 +149,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         answers.append({"system": system, "checkpoint": label, "id": item["id"], "category": item["category"],
                         "evidence_day": item.get("evidence_day"), "cluster": cluster_of(item),
                         "answer": item["answer"], "response": r["response"], "correct": correct, "status": status,
-                        **({"scores": r["scores"]} if "scores" in r else {}), **extra})
+                        **{k: r[k] for k in ("scores", "logprobs") if k in r}, **extra})
 
     from streamlearn.evaluate.systems import EndpointAnswerer, LocalAnswerer, Retriever
 
@@ -159,7 +159,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     for label, _, path in ckpts:
         if not local_systems and not (label == ckpts[0][0] and "rag" in systems):
             continue
-        answerer = LocalAnswerer(str(path), label)
+        answerer = LocalAnswerer(str(path), label, cfg.mc_scoring)
         for system in local_systems:
             with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
                 for item in items:

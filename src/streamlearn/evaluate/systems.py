@@ -22,13 +22,15 @@ INSTRUCTION_NO_VIDEO = "Answer these questions about the stream."
 
 
 class LocalAnswerer:
-    def __init__(self, model_dir: str, label: str):
+    def __init__(self, model_dir: str, label: str, mc_scoring: str = "calibrated"):
         import torch
 
         from streamlearn.models import load_for_generation
 
         self.vlm = load_for_generation(model_dir)
         self.label = label
+        self.mc_scoring = mc_scoring
+        self._prior: dict[str, float] = {}
         self.newline = set(self.vlm.tok("\n", add_special_tokens=False)["input_ids"])
         self.torch = torch
 
@@ -70,13 +72,29 @@ class LocalAnswerer:
                 scores.append(float(logp[torch.arange(len(ids)), t[0]].mean()))
         return scores
 
+    def option_priors(self, options: list[str]) -> list[float]:
+        """Each option's mean log-probability after a prompt with no question (cached per option):
+        how much the model favours the string itself, whatever was asked."""
+        from streamlearn.train.samples import BLANK_FRAMES
+
+        missing = [o for o in options if o not in self._prior]
+        if missing:
+            null = self.vlm.inputs(INSTRUCTION_NO_VIDEO, BLANK_FRAMES, 1.0, answer_prefix="Q: \nA:")
+            self._prior.update(zip(missing, self.option_logprobs(null, missing)))
+        return [self._prior[o] for o in options]
+
     def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None) -> dict:
         inp = self._prompt(item, frames, fps, context)
         if item["answer_type"] == "mc":
             scores = self.option_logprobs(inp, item["options"])
+            extra = {}
+            if self.mc_scoring == "calibrated":
+                priors = self.option_priors(item["options"])
+                extra["logprobs"] = [round(s, 4) for s in scores]
+                scores = [s - p for s, p in zip(scores, priors)]
             best = int(np.argmax(scores))
             return {"response": item["options"][best], "choice": item["options"][best],
-                    "scores": [round(s, 4) for s in scores]}
+                    "scores": [round(s, 4) for s in scores], **extra}
         new = self.vlm.greedy(inp, 24, self.newline | {self.vlm.tok.eos_token_id})
         return {"response": self.vlm.tok.decode(new, skip_special_tokens=True).strip(), "choice": None}
 

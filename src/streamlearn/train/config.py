@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     replay_dir: str = ""  # general video-caption pairs (export format) mixed in against forgetting
     replay_ratio: float = 0.0
+    stream_replay: float = 0.0  # fraction of each day's samples drawn from earlier stream days (against forgetting)
     export_dtype: str = "bfloat16"  # Day-N Hugging Face exports: bfloat16 | float32
     peak_tflops: float = 989.0  # per device, for MFU (H100 SXM dense bf16)
     compute_dtype: str = "bfloat16"
@@ -54,6 +55,7 @@ class TrainConfig:
         _check(bool(self.targets) and all(t in TARGETS for t in self.targets), "targets",
                f"must be a non-empty list of {', '.join(TARGETS)}")
         _check(0 <= self.replay_ratio < 1, "replay_ratio", "must be in [0, 1)")
+        _check(0 <= self.stream_replay < 1, "stream_replay", "must be in [0, 1)")
         _check(self.export_dtype in ("bfloat16", "float32"), "export_dtype", "must be bfloat16 or float32")
         _check(self.compute_dtype in ("bfloat16", "float32"), "compute_dtype", "must be bfloat16 or float32")
         _check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")

@@ -37,7 +37,8 @@ from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.train.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, sample_flops
-from streamlearn.train.samples import Encoded, SampleSpec, build_specs, encode, mix_replay, replay_specs
+from streamlearn.train.samples import (Encoded, SampleSpec, build_specs, earlier_days_pool, encode, mix_replay,
+                                      replay_specs)
 
 
 @dataclass
@@ -374,10 +375,14 @@ class Trainer:
         replay = replay_specs(Path(cfg.replay_dir)) if cfg.replay_dir and cfg.replay_ratio > 0 else []
         metrics_path = self.run_dir / "metrics.jsonl"
         taken = 0
+        every_day = None
         for day, day_specs in by_day.items():
             if day in self.progress.completed_days:
                 continue
             specs = day_specs * cfg.epochs_per_day
+            if cfg.stream_replay > 0:
+                every_day = every_day if every_day is not None else build_specs(self.corpus, cfg, None)[0]
+                specs, _ = mix_replay(specs, earlier_days_pool(every_day, day, cfg.seed), cfg.stream_replay, 0)
             start_offset = self.progress.replay_offset if self.progress.day != day else self.progress.replay_offset
             specs, end_offset = mix_replay(specs, replay, cfg.replay_ratio, start_offset)
             steps = math.ceil(len(specs) / (d.world * cfg.grad_accum))

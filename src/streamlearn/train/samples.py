@@ -12,6 +12,7 @@ ids follow real seconds (transformers' processor assumes 24 fps when given frame
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,13 @@ INSTRUCTIONS = {
     "paraphrase": "Tell what happens in this part of the stream.",
     "day_summary": "Summarize this day of the stream.",
 }
+
+
+def earlier_days_pool(by_day: dict[int, list[SampleSpec]], day: int, seed: int) -> list[SampleSpec]:
+    """Samples of the stream days before `day`, in a fixed shuffled order (the stream replay pool)."""
+    pool = [s for d, specs in sorted(by_day.items()) if d < day for s in specs]
+    random.Random(seed * 1000 + day).shuffle(pool)
+    return pool
 
 
 @dataclass
