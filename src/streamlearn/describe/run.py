@@ -61,8 +61,9 @@ _BACKENDS: dict[tuple, object] = {}
 
 
 def backend_for(corpus: Corpus, name: str):
-    """One backend per process and corpus (a local VLM is loaded once, then reused)."""
-    key = (str(corpus.root), name)
+    """One backend per process, corpus and model settings (a local VLM is loaded once, then reused;
+    a changed endpoint or model gets a new one)."""
+    key = (str(corpus.root), name, repr(model_settings(corpus)))
     if key not in _BACKENDS:
         _BACKENDS[key] = make_backend(corpus, name)
     return _BACKENDS[key]
