@@ -21,7 +21,7 @@ from streamlearn.corpus import Corpus
 DEMO_OP = OperatingPoint(chunk_seconds=60, fps=0.5, max_frames=32, total_pixels=288 * 28 * 28,
                          frame_min_pixels=4 * 28 * 28, frame_max_pixels=84 * 168)
 DEMO_TRAIN = {"model": "tiny", "lr": 1e-3, "warmup_steps": 2, "epochs_per_day": 8,
-              "targets": ["description", "qa_text"], "stream_replay": 0.5, "export_dtype": "float32",
+              "targets": ["description", "qa_text"], "stream_replay": 0.25, "export_dtype": "float32",
               "seed": 0}
 
 
