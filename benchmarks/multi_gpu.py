@@ -40,6 +40,26 @@ def train(root: Path, nproc: int, *extra: str, timeout: int = 500) -> subprocess
     return out
 
 
+def kill_all(root: Path) -> list[int]:
+    """SIGKILL every process training this corpus: torchrun starts its workers in sessions of their
+    own, so killing the launcher's process group alone would leave them running."""
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(root) in cmd:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+            except ProcessLookupError:
+                pass
+    return killed
+
+
 def metrics(root: Path) -> list[dict]:
     path = root / "runs" / "main" / "metrics.jsonl"
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
@@ -94,7 +114,9 @@ def main() -> None:
         shutil.rmtree(full, ignore_errors=True)
         save(res)
     if "resume" in phases:  # killed with SIGKILL and resumed vs uninterrupted, on N GPUs
-        rbase = {**base, "model": args.resume_model, "preset_layers": 0, "checkpoint_every": 2, "lr": 1e-3}
+        big = args.resume_model != "tiny"  # a 7B-architecture save is ~12 B/parameter: day checkpoints only
+        rbase = {**base, "model": args.resume_model, "preset_layers": min(args.layers, 2) if big else 0,
+                 "checkpoint_every": 0 if big else 2, "lr": 1e-4 if big else 1e-3}
         ref = corpus(work / "ref", rbase)
         train(ref, args.gpus)
         a = json.loads((ref / "runs/main/checkpoints/day-02/progress.json").read_text())["losses"]
@@ -106,13 +128,19 @@ def main() -> None:
         deadline = time.time() + 300
         while time.time() < deadline and not (ck / "day-01" / "progress.json").exists():
             time.sleep(0.1)
-        time.sleep(1.5)
-        os.killpg(proc.pid, signal.SIGKILL)
+        while time.time() < deadline and len(metrics(kill)) < 5:  # killed in the middle of day 2
+            time.sleep(0.05)
+        killed = kill_all(kill)
         proc.wait()
+        time.sleep(2.0)
         killed_at = len(metrics(kill))
+        survivors = kill_all(kill)
         out = train(kill, args.gpus)
         b = json.loads((ck / "day-02" / "progress.json").read_text())["losses"]
-        res["resume"] = {"model": args.resume_model, "killed_after_steps": killed_at, "rc": out.returncode,
+        resumed_from = [x for x in out.stdout.splitlines() if x.startswith("train: resuming from")]
+        res["resume"] = {"model": args.resume_model, "layers": rbase["preset_layers"], "killed_after_steps": killed_at,
+                         "processes_killed": len(killed), "survivors": len(survivors), "resumed_from": resumed_from,
+                         "rc": out.returncode,
                          "uninterrupted": a, "resumed": b,
                          "max_rel_diff": max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) else None}
         shutil.rmtree(kill, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,12 @@ def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
     assert progress["losses"] == pytest.approx(reference.losses, rel=1e-6)
     res = cli("train", corpus.root)  # nothing left to do
     assert res.returncode == 0 and not [x for x in res.stdout.splitlines() if x.startswith("step ")]
+    export = corpus.root / "runs" / "main" / "export" / "day-02"
+    before = (export / "model.safetensors").read_bytes()
+    shutil.rmtree(export)  # as if killed after the Day-2 checkpoint, before its export
+    res = cli("train", corpus.root)
+    assert res.returncode == 0 and not [x for x in res.stdout.splitlines() if x.startswith("step ")]
+    assert (export / "model.safetensors").read_bytes() == before
 
 
 def test_two_process_sharded_run_resumes(tmp_path):

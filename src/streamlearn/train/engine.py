@@ -370,6 +370,10 @@ class Trainer:
             self.load(latest)
             if d.main:
                 console.info(f"train: resuming from {latest.name} (step {self.progress.step})")
+            done_days = self.progress.completed_days
+            last = f"day-{done_days[-1]:02d}" if done_days else None
+            if last == latest.name and not (self.export_dir / last).exists():  # killed between save and export
+                self.export(last)
         elif not (self.export_dir / "day-00").exists():
             self.export("day-00")  # the base model, for Day-0 evaluation
         replay = replay_specs(Path(cfg.replay_dir)) if cfg.replay_dir and cfg.replay_ratio > 0 else []
