@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from fake_chat import FakeChatServer, completion
 
 from streamlearn.evaluate.stats import cluster_bootstrap
 
@@ -112,50 +113,26 @@ def test_second_run_reuses_everything(demo):
     assert took < 60, took
 
 
-class FakeEndpoint:
+def fake_endpoint(items: list[dict], good: set[str], status: int = 200) -> FakeChatServer:
     """An OpenAI-compatible server that knows the bank: right on the items in `good`, "no idea" on
     the rest; `status` other than 200 fails every request."""
+    by_question = {i["question"]: i for i in items}
 
-    def __init__(self, items: list[dict], good: set[str], status: int = 200):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    def reply(body: dict, headers) -> tuple[int, dict | None, dict]:
+        if status != 200:
+            return status, None, {}
+        lines = body["messages"][-1]["content"].splitlines()
+        item = by_question[lines[0]]
+        answer = "I have no idea."
+        if item["id"] in good:
+            if item["answer_type"] == "mc":
+                shown = [x[3:] for x in lines[1:] if x[:1].isalpha() and x[1:3] == ". "]
+                answer = f"The answer is ({chr(65 + shown.index(item['answer']))})."
+            else:
+                answer = f"I think it was {item['answer']}."
+        return 200, completion(answer, prompt_tokens=10, completion_tokens=5), {}
 
-        by_question = {i["question"]: i for i in items}
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if status != 200:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                lines = body["messages"][-1]["content"].splitlines()
-                item = by_question[lines[0]]
-                reply = "I have no idea."
-                if item["id"] in good:
-                    if item["answer_type"] == "mc":
-                        shown = [x[3:] for x in lines[1:] if x[:1].isalpha() and x[1:3] == ". "]
-                        reply = f"The answer is ({chr(65 + shown.index(item['answer']))})."
-                    else:
-                        reply = f"I think it was {item['answer']}."
-                data = json.dumps({"choices": [{"message": {"content": reply}, "finish_reason": "stop"}],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return FakeChatServer(reply)
 
 
 def test_openai_system_is_graded_and_failures_are_not_wrong(demo):
@@ -168,7 +145,7 @@ def test_openai_system_is_graded_and_failures_are_not_wrong(demo):
     items = load_bank(corpus, "main")
     good = {i["id"] for n, i in enumerate(items) if n % 3 == 0 and i["answer_type"] != "open"}
     for status, name in ((200, "frontier"), (400, "frontier-down")):
-        srv = FakeEndpoint(items, good, status)
+        srv = fake_endpoint(items, good, status)
         corpus.config.eval.openai_model, corpus.config.eval.openai_endpoint = "gpt-ref", srv.url
         try:
             results = run_eval(corpus, systems=["openai"], name=name)

@@ -16,10 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fake_chat import FakeChatServer, completion
 
 from streamlearn import description as D
 from streamlearn.chunk import run_chunk
@@ -143,56 +143,33 @@ class FakeLLM:
         self.calls: dict[str, int] = {}
         self.auth: set[str] = set()
         self.lock = threading.Lock()
-        owner = self
+        self.server = FakeChatServer(self.reply)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.auth.add(self.headers.get("Authorization", ""))
-                text = json.dumps(body["messages"])
-                chunk = re.search(r"Chunk (\S+) of video", text).group(1)
-                repair = "That output cannot be used" in text
-                with owner.lock:
-                    n = owner.calls[chunk] = owner.calls.get(chunk, 0) + 1
-                plan = owner.script.get(chunk, ["good"])
-                what = plan[min(n, len(plan)) - 1]
-                if what.startswith("http"):
-                    self.send_response(int(what[4:]))
-                    if what == "http429":
-                        self.send_header("Retry-After", "0.1")
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"{}")
-                    return
-                if what == "slow":
-                    time.sleep(2.0)
-                content, finish = json.dumps(GOOD), "stop"
-                if what == "malformed":
-                    content = "Sure! Here is the description: {\"setting\": {\"city\": }"
-                elif what == "truncated":
-                    content, finish = json.dumps(GOOD)[:60], "length"
-                elif what == "badschema":
-                    content = json.dumps({**GOOD, "time_of_day": "teatime", "qa": [{"question": "?"}]})
-                reply = {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": finish}],
-                         "usage": {"prompt_tokens": 1000 + 10 * repair, "completion_tokens": 200}}
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+    def reply(self, body: dict, headers) -> tuple[int, dict | None, dict]:
+        self.auth.add(headers.get("Authorization", ""))
+        text = json.dumps(body["messages"])
+        chunk = re.search(r"Chunk (\S+) of video", text).group(1)
+        repair = "That output cannot be used" in text
+        with self.lock:
+            n = self.calls[chunk] = self.calls.get(chunk, 0) + 1
+        plan = self.script.get(chunk, ["good"])
+        what = plan[min(n, len(plan)) - 1]
+        if what.startswith("http"):
+            return int(what[4:]), {}, {"Retry-After": "0.1"} if what == "http429" else {}
+        if what == "slow":
+            time.sleep(2.0)
+        content, finish = json.dumps(GOOD), "stop"
+        if what == "malformed":
+            content = "Sure! Here is the description: {\"setting\": {\"city\": }"
+        elif what == "truncated":
+            content, finish = json.dumps(GOOD)[:60], "length"
+        elif what == "badschema":
+            content = json.dumps({**GOOD, "time_of_day": "teatime", "qa": [{"question": "?"}]})
+        return 200, completion(content, finish, 1000 + 10 * repair, 200), {}
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
 
 @pytest.fixture()

@@ -7,10 +7,9 @@ Run: python -m pytest tests/test_eval_units.py -q
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_chat import FakeChatServer, completion
 
 from streamlearn.errors import StreamlearnError
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short, normalize, numbers_in
@@ -96,46 +95,30 @@ class Judges:
     """Three fake judge models on one local server: how each answers is scripted by model name."""
 
     def __init__(self, behaviour: dict[str, str]):
-        owner = self
+        self.behaviour = behaviour
         self.calls: list[dict] = []
+        self.server = FakeChatServer(self.reply)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.calls.append(body)
-                how = behaviour[body["model"]]
-                if how == "fail":
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                user = json.loads(body["messages"][1]["content"])
-                if how == "strict":
-                    verdict = user["candidate"].strip().lower() == user["reference"].lower()
-                elif how == "lenient":
-                    verdict = True
-                else:  # garbage
-                    verdict = "maybe"
-                data = json.dumps({"choices": [{"message": {"content": json.dumps({"correct": verdict})},
-                                                "finish_reason": "stop"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+    def reply(self, body: dict, headers) -> tuple[int, dict | None, dict]:
+        self.calls.append(body)
+        how = self.behaviour[body["model"]]
+        if how == "fail":
+            return 500, None, {}
+        user = json.loads(body["messages"][1]["content"])
+        if how == "strict":
+            verdict = user["candidate"].strip().lower() == user["reference"].lower()
+        elif how == "lenient":
+            verdict = True
+        else:  # garbage
+            verdict = "maybe"
+        return 200, completion(json.dumps({"correct": verdict})), {}
 
     def panel(self, models: list[str]) -> JudgePanel:
         return JudgePanel([parse_judge_spec(f"{m}@{self.url}", "NO_SUCH_KEY_ENV") for m in models])
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
 
 def test_judge_panel_votes():

@@ -231,5 +231,7 @@ class SignalsBackend:
                                    f"{at(0.0)}{day}?", "answer": str(len(doc["people"])), "type": "people",
                        "evidence_s": [0.0, round(dur, 2)]})
         # one answer per question: two texts on screen in the same second would make it ambiguous
-        seen: set[str] = set()
-        return [q for q in qa if not (q["question"] in seen or seen.add(q["question"]))]
+        first: dict[str, dict] = {}
+        for q in qa:
+            first.setdefault(q["question"], q)
+        return list(first.values())

@@ -385,10 +385,10 @@ class Trainer:
                 continue
             specs = day_specs * cfg.epochs_per_day
             if cfg.stream_replay > 0:
-                every_day = every_day if every_day is not None else build_specs(self.corpus, cfg, None)[0]
+                if every_day is None:  # --days may have narrowed the plan; the pool is every earlier day
+                    every_day = by_day if days is None else build_specs(self.corpus, cfg, None)[0]
                 specs, _ = mix_replay(specs, earlier_days_pool(every_day, day, cfg.seed), cfg.stream_replay, 0)
-            start_offset = self.progress.replay_offset if self.progress.day != day else self.progress.replay_offset
-            specs, end_offset = mix_replay(specs, replay, cfg.replay_ratio, start_offset)
+            specs, end_offset = mix_replay(specs, replay, cfg.replay_ratio, self.progress.replay_offset)
             steps = math.ceil(len(specs) / (d.world * cfg.grad_accum))
             first = self.progress.day_step if self.progress.day == day else 0
             self.progress.day = day
