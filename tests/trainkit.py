@@ -19,7 +19,9 @@ COLOURS = [(200, 40, 40), (40, 80, 200), (40, 160, 60), (150, 60, 160)]
 
 def make_train_corpus(root: Path, days: int = 2, chunks_per_day: int = 3, frames: int = 4, size=(56, 112),
                       train: dict | None = None, seed: int = 0) -> Corpus:
-    cfg = Config(operating_point=OperatingPoint(chunk_seconds=60, fps=frames / 60), train=train or {})
+    # these tests are about training mechanics; the held-out split has its own tests (test_heldout.py)
+    cfg = Config(operating_point=OperatingPoint(chunk_seconds=60, fps=frames / 60),
+                 train={"require_sealed_bank": False, **(train or {})})
     corpus, _ = Corpus.init(root, cfg)
     rng = np.random.default_rng(seed)
     (corpus.root / "frames").mkdir(exist_ok=True)

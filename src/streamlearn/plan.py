@@ -10,7 +10,7 @@ from streamlearn import vision_budget
 from streamlearn.config import OperatingPoint
 from streamlearn.errors import StreamlearnError
 
-MODEL_PRESETS = {"tiny", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-32b", "qwen2.5-vl-72b"}
+MODEL_PRESETS = {"tiny", "smol", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-32b", "qwen2.5-vl-72b"}
 
 
 def geometry_for(model: str | None) -> vision_budget.VisionGeometry:

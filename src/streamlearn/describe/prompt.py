@@ -34,7 +34,10 @@ SHAPE = {
     "notable": ["string"], "continuity": {"from_previous": "string or null", "sets_up": "string or null"},
     "summary": "one paragraph", "limitations": ["string"],
     "qa": [{"question": "answerable by someone who saw this chunk; name the day and local time",
-            "answer": "short answer", "type": "|".join(D.QA_TYPES[:7]), "evidence_s": ["start", "end"]}],
+            "answer": "short answer", "type": "|".join(D.QA_TYPES[:7]), "evidence_s": ["start", "end"],
+            "variants": [{"kind": "paraphrase", "question": "the same question in other words and word order"},
+                         {"kind": "reverse", "question": "the other direction: ask for the cue given the answer "
+                          "(when was X said/shown, who said X); omit when there is none", "answer": "its answer"}]}],
 }
 
 

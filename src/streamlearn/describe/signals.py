@@ -196,40 +196,69 @@ class SignalsBackend:
 
     @staticmethod
     def qa(doc: dict, segments: list[dict], dur: float) -> list[dict]:
-        day = f" on day {doc['day_index']}" if doc.get("day_index") else ""
+        """QA pairs about what was shown and said, each with a reworded paraphrase and, where the
+        fact has a second direction, a reversed question (asked by the evaluation, never trained)."""
+        d = doc.get("day_index")
+        day = f" on day {d}" if d else ""
+        on_day = f"On day {d}, " if d else ""
 
         def at(t: float) -> str:
             clock = D._clock(doc.get("start_local"), t)
             return f"at {clock}" if clock else f"{int(t)} s into chunk {doc['chunk_id']}"
 
+        def when(t: float) -> str:
+            return D._clock(doc.get("start_local"), t) or f"{int(t)} s into chunk {doc['chunk_id']}"
+
+        def para(q: str) -> dict:
+            return {"kind": "paraphrase", "question": q}
+
         qa = []
         city = doc["setting"]["city"]
         if city:
-            qa.append({"question": f"Which city was the streamer in {at(dur / 2)}{day}?", "answer": city,
-                       "type": "place", "evidence_s": [0.0, round(dur, 2)]})
+            t = dur / 2
+            qa.append({"question": f"Which city was the streamer in {at(t)}{day}?", "answer": city, "type": "place",
+                       "evidence_s": [0.0, round(dur, 2)],
+                       "variants": [para(f"{on_day}{at(t)}, the stream was broadcasting from which city?")]})
         if doc.get("start_local"):
-            qa.append({"question": f"At what local time did the part of the stream showing "
-                                   f"{(doc['on_screen_text'] or [{'text': 'this scene'}])[0]['text']} begin{day}?",
-                       "answer": doc["start_local"][11:16], "type": "time", "evidence_s": [0.0, 1.0]})
+            shown = (doc["on_screen_text"] or [{"text": "this scene"}])[0]["text"]
+            start = doc["start_local"][11:16]
+            variants = [para(f"{on_day}when, in local time, did the stretch of stream that shows {shown} start?")]
+            if doc["on_screen_text"]:
+                variants.append({"kind": "reverse", "question": f"{on_day}what was the first text on screen in the "
+                                 f"part of the stream that began at {start}?", "answer": shown})
+            qa.append({"question": f"At what local time did the part of the stream showing {shown} begin{day}?",
+                       "answer": start, "type": "time", "evidence_s": [0.0, 1.0], "variants": variants})
         skip = {key(city or ""), key(doc["setting"]["venue"] or "")}
         for item in [t for t in doc["on_screen_text"] if key(t["text"]) not in skip][:3]:
-            qa.append({"question": f"What did the text on screen read {at(item['start_s'])}{day}?",
-                       "answer": item["text"], "type": "ocr", "evidence_s": [item["start_s"], item["start_s"] + 5.0]})
-        for s in segments[:3]:
-            who = s.get("speaker") or "someone"
-            qa.append({"question": f"What did {who} say {at(s['start'])}{day}?", "answer": s["text"].strip(),
-                       "type": "spoken", "evidence_s": [round(s["start"], 2), round(s["end"], 2)]})
-        for s in segments:
-            m = COUNT.search(s["text"].lower())
+            t = item["start_s"]
+            qa.append({"question": f"What did the text on screen read {at(t)}{day}?", "answer": item["text"],
+                       "type": "ocr", "evidence_s": [t, t + 5.0],
+                       "variants": [para(f"{on_day}{at(t)}, which words could be read on screen?"),
+                                    {"kind": "reverse", "question": f"{on_day}at what time did the words "
+                                     f"\"{item['text']}\" first appear on screen?", "answer": when(t)}]})
+        for seg in segments[:3]:
+            who = seg.get("speaker") or "someone"
+            text = seg["text"].strip()
+            qa.append({"question": f"What did {who} say {at(seg['start'])}{day}?", "answer": text, "type": "spoken",
+                       "evidence_s": [round(seg["start"], 2), round(seg["end"], 2)],
+                       "variants": [para(f"{on_day}{at(seg['start'])}, what were {who}'s words?"),
+                                    {"kind": "reverse", "question": f"{on_day}at what time did {who} say "
+                                     f"\"{text}\"?", "answer": when(seg["start"])}]})
+        for seg in segments:
+            m = COUNT.search(seg["text"].lower())
             if m:
-                qa.append({"question": f"How many {m.group(2)} were mentioned {at(s['start'])}{day}?",
-                           "answer": m.group(1), "type": "counting", "evidence_s": [round(s["start"], 2),
-                                                                                     round(s["end"], 2)]})
+                qa.append({"question": f"How many {m.group(2)} were mentioned {at(seg['start'])}{day}?",
+                           "answer": m.group(1), "type": "counting",
+                           "evidence_s": [round(seg["start"], 2), round(seg["end"], 2)],
+                           "variants": [para(f"{on_day}{at(seg['start'])}, what number of {m.group(2)} came up "
+                                             "in conversation?")]})
                 break
         if doc["people"]:
             qa.append({"question": f"How many different voices are heard in the part of the stream starting "
                                    f"{at(0.0)}{day}?", "answer": str(len(doc["people"])), "type": "people",
-                       "evidence_s": [0.0, round(dur, 2)]})
+                       "evidence_s": [0.0, round(dur, 2)],
+                       "variants": [para(f"{on_day}how many distinct speakers can be heard in the stretch of "
+                                         f"stream that starts {at(0.0)}?")]})
         # one answer per question: two texts on screen in the same second would make it ambiguous
         first: dict[str, dict] = {}
         for q in qa:

@@ -1,9 +1,15 @@
 """The question bank: `questions/<bank>.jsonl`, one item per line (schema in docs/eval.md).
 
-Generated from the descriptions' QA pairs and the stream's metadata (paraphrase variants,
-distractors from the subject's own life, cross-day and "never happened" items), or imported from
-a human-written CSV/JSONL. `--seal` records the bank's hash; a sealed bank that changed is refused,
-so Day-0 and Day-N are scored on the same questions.
+Generated from the descriptions' QA pairs (each pair is one fact, a unit of the bank: its original
+question, a reworded paraphrase and, where the fact has two directions, a reversed question),
+cross-day items and "never happened" items; or imported from a human-written CSV/JSONL.
+
+Every generated fact is assigned, seeded and recorded, to the QA-trained or the held-out split
+(`streamlearn.heldout`): `questions/<bank>.split.json`. Options are of the answer's form and from
+the question's day; an item whose answer the question's own words give away is dropped, as is a
+form whose answer is the same most of the time (the no-memory guesser would get it). `--seal`
+records the hashes of the bank and its split; a sealed bank that changed is refused, and `train`
+refuses to train on its held-out items.
 """
 
 from __future__ import annotations
@@ -12,27 +18,31 @@ import csv
 import hashlib
 import json
 import random
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 from streamlearn import console
 from streamlearn import description as D
+from streamlearn import heldout as H
 from streamlearn.corpus import Corpus, stream_order
 from streamlearn.errors import StreamlearnError
-from streamlearn.evaluate.grading import normalize
+from streamlearn.evaluate.guesser import cue, form_of
 from streamlearn.manifest import DONE, atomic_write_text, status_of
 from streamlearn.paths import contained
+from streamlearn.textnorm import normalize
 
 CATEGORIES = ("place", "time_order", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
 ANSWER_TYPES = ("mc", "short", "numeric", "open")
 QA_TO_CATEGORY = {"place": "place", "time": "time_order", "people": "people", "spoken": "spoken", "ocr": "ocr",
                   "visual": "visual", "counting": "counting", "cross_day": "cross_day", "abstention": "abstention"}
+MC_TYPES = {"place", "time", "ocr", "spoken", "visual"}
 NEVER = "It never happened"
 # places a stream could plausibly have visited, for "never happened" questions
 ELSEWHERE = ["Tokyo", "Paris", "Cairo", "Sydney", "Toronto", "Lagos", "Lima", "Oslo", "Mumbai", "Rome", "Dublin",
              "Nairobi", "Seoul", "Madrid", "Vienna"]
-PARAPHRASES = ["Thinking back on the stream: {q}", "From what you saw and heard on the stream, {ql}",
-               "A question about the stream. {q}"]
+LEAK = 0.5  # an option whose content words are at least this much in the question is given away by it
+MODAL = 0.5  # a free-answer form whose most frequent answer is at least this share is guessable
 
 
 def bank_path(corpus: Corpus, name: str) -> Path:
@@ -41,6 +51,11 @@ def bank_path(corpus: Corpus, name: str) -> Path:
 
 def seal_path(corpus: Corpus, name: str) -> Path:
     return contained(corpus.subdir("questions"), name).with_suffix(".seal.json")
+
+
+def split_path(corpus: Corpus, name: str) -> Path:
+    contained(corpus.subdir("questions"), name)
+    return H.split_path(corpus.subdir("questions"), name)
 
 
 def _sha(path: Path) -> str:
@@ -59,6 +74,8 @@ def validate_item(item: dict, where: str) -> None:
         opts = item.get("options")
         if not isinstance(opts, list) or len(opts) < 2 or item["answer"] not in opts:
             raise StreamlearnError(f"{where}: a multiple-choice item needs options (2 or more) that include the answer")
+    if item.get("split") not in (None, H.TRAINED, H.HELDOUT):
+        raise StreamlearnError(f"{where}: split {item['split']!r} must be trained or heldout")
 
 
 def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
@@ -67,11 +84,15 @@ def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
         raise StreamlearnError(f"no question bank {name!r} ({corpus.rel(path)}); make one with `streamlearn questions`")
     seal = seal_path(corpus, name)
     if seal.exists():
-        want = json.loads(seal.read_text())["sha256"]
+        info = json.loads(seal.read_text())
         got = _sha(path)
-        if got != want:
+        if got != info["sha256"]:
             raise StreamlearnError(f"question bank {name!r} changed since it was sealed (sha256 {got[:12]} != "
-                                   f"{want[:12]}); restore it, or build a new bank under another name")
+                                   f"{info['sha256'][:12]}); restore it, or build a new bank under another name")
+        sp = split_path(corpus, name)
+        if info.get("split_sha256") and (not sp.exists() or _sha(sp) != info["split_sha256"]):
+            raise StreamlearnError(f"the held-out split of question bank {name!r} ({sp.name}) changed since it was "
+                                   "sealed; restore it, or build a new bank under another name")
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
@@ -81,112 +102,194 @@ def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
     return items
 
 
+def load_split(corpus: Corpus, name: str) -> dict | None:
+    sp = split_path(corpus, name)
+    return json.loads(sp.read_text()) if sp.exists() else None
+
+
 def _same(text: str) -> str:
     """Comparison key for options: "DAY1" and "Day 1" are the same option."""
     return normalize(text).replace(" ", "")
 
 
-def _distractors(answer: str, pool: list[str], rng: random.Random, k: int = 3,
-                 also_correct: list[str] = ()) -> list[str]:
+def _options(answer: str, question: str, day_pool: list[str], stream_pool: list[str], rng: random.Random,
+             k: int = 3, also_correct: list[str] = ()) -> list[str]:
+    """Distractors of the answer's form: from the question's day first, then the rest of the stream;
+    never another right answer, never one the question's wording points to."""
     seen = {_same(answer)} | {_same(a) for a in also_correct}
-    out = []
-    for cand in rng.sample(pool, len(pool)):
-        if _same(cand) not in seen and cand.strip():
-            seen.add(_same(cand))
-            out.append(cand)
-        if len(out) == k:
-            break
+    out: list[str] = []
+    for pool in (day_pool, stream_pool):
+        for cand in rng.sample(pool, len(pool)):
+            if len(out) == k:
+                return out
+            if cand.strip() and _same(cand) not in seen and cue(question, cand) < LEAK:
+                seen.add(_same(cand))
+                out.append(cand)
     return out
 
 
-def generate(corpus: Corpus, seed: int = 0) -> list[dict]:
+def _facts(corpus: Corpus) -> tuple[list[dict], list[dict]]:
+    """One fact per distinct question, in stream order (a question asked twice, such as two signs on
+    screen in the same second, is one fact whose other answers are aliases)."""
     videos = corpus.videos.rows_by_key()
     chunks = [c for c in stream_order(corpus.chunks.read(), videos) if status_of(c, "describe") == DONE]
     if not chunks:
         raise StreamlearnError("no described chunks; run `streamlearn describe` first")
-    raw = []  # (chunk, doc, qa)
-    pools: dict[str, list[str]] = {}
-    answers_of: dict[str, list[str]] = {}  # the same question asked twice (two texts on screen at once...)
+    facts: list[dict] = []
+    by_question: dict[str, dict] = {}
     for c in chunks:
         doc = D.load(corpus.abs(c["description_path"]))
         for qa in doc.get("qa", []):
-            pools.setdefault(qa["type"], []).append(qa["answer"])
-            same = answers_of.setdefault(normalize(qa["question"]), [])
-            if not same:
-                raw.append((c, doc, qa))
-            if _same(qa["answer"]) not in {_same(a) for a in same}:
-                same.append(qa["answer"])
+            key = normalize(qa["question"])
+            if key in by_question:
+                fact = by_question[key]
+                if _same(qa["answer"]) not in {_same(a) for a in [fact["qa"]["answer"], *fact["also"]]}:
+                    fact["also"].append(qa["answer"])
+                continue
+            fact = {"fact": H.fact_key(c["chunk_id"], qa["question"]), "chunk_id": c["chunk_id"],
+                    "day": c.get("day_index"), "qa": qa, "doc": doc, "also": []}
+            by_question[key] = fact
+            facts.append(fact)
+    return facts, chunks
+
+
+def _variants(qa: dict) -> list[dict]:
+    """(variant, question, answer, form) of a fact: the original, then its paraphrases and reversal."""
+    out = [{"variant": "original", "question": qa["question"], "answer": qa["answer"]}]
+    for v in qa.get("variants") or []:
+        if v.get("kind") == "paraphrase":
+            out.append({"variant": "paraphrase", "question": v["question"], "answer": qa["answer"]})
+        elif v.get("kind") == "reverse" and v.get("answer"):
+            out.append({"variant": "reverse", "question": v["question"], "answer": v["answer"]})
+    for v in out:
+        v["form"] = f"{'reverse' if v['variant'] == 'reverse' else 'original'}:{qa['type']}"
+    return out
+
+
+def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]:
+    """(items, split record) for a new bank; the record lists every fact with its split, the
+    answer frequencies the no-memory guesser may use, and the items dropped with their reasons."""
+    cfg = corpus.config.eval
+    seed = cfg.split_seed if seed is None else seed
+    facts, chunks = _facts(corpus)
+    split = H.split_facts([{"fact": f["fact"], "chunk_id": f["chunk_id"], "day": f["day"]} for f in facts], seed,
+                          cfg.heldout_fraction, cfg.heldout_chunk_fraction)
+    pools: dict[tuple, list[str]] = {}
+    frequencies: dict[str, Counter] = {}
+    for f in facts:
+        for v in _variants(f["qa"]):
+            if v["variant"] == "paraphrase":
+                continue
+            pools.setdefault((v["form"], f["day"]), []).append(v["answer"])
+            pools.setdefault((v["form"], None), []).append(v["answer"])
+            frequencies.setdefault(v["form"], Counter())[normalize(v["answer"])] += 1
     rng = random.Random(seed)
     items: list[dict] = []
-    mc_types = {"place", "time", "ocr", "spoken", "visual"}
-    for n, (c, doc, qa) in enumerate(raw, start=1):
-        qid = f"q{n:04d}"
+    dropped: list[dict] = []
+    for n, f in enumerate(facts, start=1):
+        qa, c = f["qa"], f["chunk_id"]
         cat = QA_TO_CATEGORY.get(qa["type"], "visual")
-        others = answers_of[normalize(qa["question"])][1:]  # also right: never a distractor, accepted as aliases
-        item = {"id": qid, "category": cat, "question": qa["question"], "answer": qa["answer"],
-                "aliases": list(qa.get("aliases", [])) + others, "evidence": {"chunk_ids": [c["chunk_id"]],
-                                                                     "times": [qa["evidence_s"]]},
-                "evidence_day": c.get("day_index"), "provenance": "generated", "variant_of": None,
-                "key_facts": [qa["answer"]]}
-        if qa["type"] in mc_types:
-            options = [qa["answer"]] + _distractors(qa["answer"], pools.get(qa["type"], []), rng, also_correct=others)
-            if len(options) >= 2:
-                rng.shuffle(options)
-                item.update(answer_type="mc", options=options)
+        base = {"category": cat, "evidence": {"chunk_ids": [c], "times": [qa["evidence_s"]]},
+                "evidence_day": f["day"], "provenance": "generated", "unit": f["fact"],
+                "split": split["assign"][f["fact"]]}
+        for v in _variants(qa):
+            qid = f"q{n:04d}" + {"original": "", "paraphrase": "p", "reverse": "r"}[v["variant"]]
+            if v["variant"] == "paraphrase":
+                qid += str(sum(1 for i in items if i["unit"] == f["fact"] and i["variant"] == "paraphrase") or "")
+            also = f["also"] if v["variant"] != "reverse" else []
+            item = {"id": qid, **base, "question": v["question"], "answer": v["answer"],
+                    "aliases": list(qa.get("aliases", [])) + also, "variant": v["variant"], "form": v["form"],
+                    "variant_of": None if v["variant"] == "original" else f"q{n:04d}", "key_facts": [v["answer"]]}
+            if cue(v["question"], v["answer"]) >= LEAK:
+                dropped.append({"id": qid, "question": v["question"], "reason": "the question's wording gives the "
+                                "answer away"})
+                continue
+            if v["variant"] == "reverse" or qa["type"] in MC_TYPES:
+                opts = [v["answer"]] + _options(v["answer"], v["question"], pools.get((v["form"], f["day"]), []),
+                                                 pools.get((v["form"], None), []), rng, also_correct=also)
+                if len(opts) < 2:
+                    dropped.append({"id": qid, "question": v["question"], "reason": "no distractor of the answer's "
+                                    "form in the stream"})
+                    continue
+                rng.shuffle(opts)
+                item.update(answer_type="mc", options=opts)
             else:
-                item.update(answer_type="short", options=None)
-        elif qa["type"] in ("counting", "people"):
-            item.update(answer_type="numeric", options=None)
-        else:
-            item.update(answer_type="short", options=None)
-        items.append(item)
-        q = qa["question"]
-        para = rng.choice(PARAPHRASES).format(q=q, ql=q[0].lower() + q[1:])
-        items.append({**item, "id": f"{qid}p", "question": para, "variant_of": qid})
-    # cross-day: which day was the stream in a city; which city came next
+                item.update(answer_type="numeric" if qa["type"] in ("counting", "people") else "short", options=None)
+            items.append(item)
+    # a free-answer form whose most frequent answer is most of its answers: guessable without the stream
+    for form, freq in frequencies.items():
+        total = sum(freq.values())
+        answer, top = freq.most_common(1)[0]
+        free = [i for i in items if i["form"] == form and i["answer_type"] != "mc"]
+        if free and total >= 2 and top / total >= MODAL:
+            for i in free:
+                dropped.append({"id": i["id"], "question": i["question"], "reason": f"guessable: {answer!r} is the "
+                                f"answer to {top} of {total} {form} questions"})
+            items = [i for i in items if i not in free]
+    items += _stream_items(facts, chunks, rng)
+    for it in items:
+        validate_item(it, it["id"])
+    record = {"seed": seed, "heldout_fraction": cfg.heldout_fraction,
+              "heldout_chunk_fraction": cfg.heldout_chunk_fraction, "heldout_chunks": split["heldout_chunks"],
+              "facts": [{"fact": f["fact"], "chunk_id": f["chunk_id"], "day": f["day"], "question": f["qa"]["question"],
+                         "answer": f["qa"]["answer"], "split": split["assign"][f["fact"]]} for f in facts],
+              "answer_frequencies": {k: dict(v) for k, v in frequencies.items()}, "dropped": dropped}
+    return items, record
+
+
+def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> list[dict]:
+    """Items no single chunk answers: on which day the stream was in a city, where it went next
+    (held out by nature: no QA pair of theirs is ever a target), and places it never went."""
+    items: list[dict] = []
     day_city: dict[int, str] = {}
-    for c, doc, _ in raw:
-        city = (doc.get("setting") or {}).get("city")
-        if city and c.get("day_index") and c["day_index"] not in day_city:
-            day_city[c["day_index"]] = city
+    day_chunks: dict[int, list[str]] = {}
+    for f in facts:
+        city = (f["doc"].get("setting") or {}).get("city")
+        if city and f["day"] and f["day"] not in day_city:
+            day_city[f["day"]] = city
+    for c in chunks:
+        if c.get("day_index"):
+            day_chunks.setdefault(int(c["day_index"]), []).append(c["chunk_id"])
     cities = list(dict.fromkeys(day_city.values()))
     days = sorted(day_city)
+    common = {"provenance": "generated", "variant_of": None, "variant": "original", "split": H.HELDOUT}
     k = 0
     for i, d in enumerate(days):
         city = day_city[d]
-        k += 1
         others = [f"Day {x}" for x in days if x != d]
         opts = [f"Day {d}"] + rng.sample(others, min(3, len(others)))
-        rng.shuffle(opts)
-        items.append({"id": f"x{k:03d}", "category": "cross_day", "question": f"On which day of the stream was the "
-                      f"streamer in {city}?", "answer_type": "mc" if len(opts) > 1 else "numeric",
-                      "options": opts if len(opts) > 1 else None, "answer": f"Day {d}", "aliases": [str(d)],
-                      "evidence": {"chunk_ids": [], "times": []}, "evidence_day": d, "provenance": "generated",
-                      "variant_of": None, "key_facts": [f"Day {d}"]})
+        if len(opts) > 1:
+            k += 1
+            rng.shuffle(opts)
+            items.append({"id": f"x{k:03d}", "category": "cross_day", "question": f"On which day of the stream was "
+                          f"the streamer in {city}?", "answer_type": "mc", "options": opts, "answer": f"Day {d}",
+                          "aliases": [str(d)], "evidence": {"chunk_ids": day_chunks.get(d, [])[:1], "times": []},
+                          "evidence_day": d, "unit": f"x:day:{d}", "form": "original:cross_day_day",
+                          "key_facts": [f"Day {d}"], **common})
         if i + 1 < len(days) and day_city[days[i + 1]] != city:
             nxt = day_city[days[i + 1]]
-            opts = [nxt] + _distractors(nxt, [x for x in cities if x != city], rng)
-            rng.shuffle(opts)
+            q = f"Where did the stream go right after {city}?"
+            opts = [nxt] + _options(nxt, q, [], [x for x in cities if x != city], rng)
             if len(opts) > 1:
                 k += 1
-                items.append({"id": f"x{k:03d}", "category": "cross_day", "question": f"Where did the stream go "
-                              f"right after {city}?", "answer_type": "mc", "options": opts, "answer": nxt,
-                              "aliases": [], "evidence": {"chunk_ids": [], "times": []}, "evidence_day": days[i + 1],
-                              "provenance": "generated", "variant_of": None, "key_facts": [nxt]})
-    # abstention: places the stream never went
-    stream_days = sorted({int(c["day_index"]) for c in chunks if c.get("day_index") not in (None, "")})
+                rng.shuffle(opts)
+                items.append({"id": f"x{k:03d}", "category": "cross_day", "question": q, "answer_type": "mc",
+                              "options": opts, "answer": nxt, "aliases": [],
+                              "evidence": {"chunk_ids": day_chunks.get(days[i + 1], [])[:1], "times": []},
+                              "evidence_day": days[i + 1], "unit": f"x:next:{d}", "form": "original:cross_day_next",
+                              "key_facts": [nxt], **common})
+    stream_days = sorted(day_chunks)
     unvisited = [x for x in ELSEWHERE if normalize(x) not in {normalize(c) for c in cities}]
     for j, place in enumerate(rng.sample(unvisited, min(3, len(unvisited)))):
         opts = [NEVER] + [f"Day {x}" for x in rng.sample(stream_days, min(3, len(stream_days)))]
+        if len(opts) < 2:
+            continue
         rng.shuffle(opts)
         items.append({"id": f"n{j + 1:03d}", "category": "abstention", "question": f"On which day did the "
-                      f"streamer visit {place}?", "answer_type": "mc" if len(opts) > 1 else "short",
-                      "options": opts if len(opts) > 1 else None, "answer": NEVER,
+                      f"streamer visit {place}?", "answer_type": "mc", "options": opts, "answer": NEVER,
                       "aliases": ["never", "did not", "didn't"], "evidence": {"chunk_ids": [], "times": []},
-                      "evidence_day": None, "provenance": "generated", "variant_of": None,
-                      "key_facts": ["The streamer never visited " + place]})
-    for it in items:
-        validate_item(it, it["id"])
+                      "evidence_day": None, "unit": f"n:{place}", "form": "original:abstention",
+                      "key_facts": ["The streamer never visited " + place], **common})
     return items
 
 
@@ -223,7 +326,8 @@ def import_items(path: Path) -> list[dict]:
                 "answer": r.get("answer"), "aliases": aliases,
                 "evidence": {"chunk_ids": chunk_ids, "times": (r.get("evidence") or {}).get("times", [])},
                 "evidence_day": int(day) if day not in (None, "") else None, "provenance": "human",
-                "variant_of": r.get("variant_of") or None, "key_facts": r.get("key_facts") or [r.get("answer")]}
+                "variant_of": r.get("variant_of") or None, "key_facts": r.get("key_facts") or [r.get("answer")],
+                "split": H.HELDOUT, "unit": r.get("unit") or r.get("variant_of") or str(r.get("id") or f"h{n:04d}")}
         if r.get("human_label") not in (None, ""):
             item["human_label"] = str(r["human_label"])
         validate_item(item, f"{path.name} row {n}")
@@ -231,7 +335,7 @@ def import_items(path: Path) -> list[dict]:
     return items
 
 
-def write_bank(corpus: Corpus, name: str, items: list[dict], force: bool = False) -> Path:
+def write_bank(corpus: Corpus, name: str, items: list[dict], force: bool = False, split: dict | None = None) -> Path:
     path = bank_path(corpus, name)
     if seal_path(corpus, name).exists() and not force:
         raise StreamlearnError(f"question bank {name!r} is sealed; write a new bank (--bank NAME) or pass --force")
@@ -240,6 +344,11 @@ def write_bank(corpus: Corpus, name: str, items: list[dict], force: bool = False
         dup = next(x for x in ids if ids.count(x) > 1)
         raise StreamlearnError(f"duplicate question id {dup!r}; ids must be unique in a bank")
     atomic_write_text(path, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
+    sp = split_path(corpus, name)
+    if split is not None:
+        atomic_write_text(sp, json.dumps({"bank": name, **split}, indent=1, ensure_ascii=False))
+    else:
+        sp.unlink(missing_ok=True)
     if force:
         seal_path(corpus, name).unlink(missing_ok=True)
     return path
@@ -248,22 +357,35 @@ def write_bank(corpus: Corpus, name: str, items: list[dict], force: bool = False
 def seal(corpus: Corpus, name: str) -> dict:
     path = bank_path(corpus, name)
     items = load_bank(corpus, name)
-    data = {"bank": name, "sha256": _sha(path), "items": len(items),
-            "sealed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    sp = split_path(corpus, name)
+    data = {"bank": name, "sha256": _sha(path), "split_sha256": _sha(sp) if sp.exists() else None,
+            "items": len(items), "sealed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(seal_path(corpus, name), json.dumps(data, indent=1))
     return data
 
 
+def seal_info(corpus: Corpus, name: str) -> dict | None:
+    path = seal_path(corpus, name)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def run_questions(corpus: Corpus, name: str = "main", import_file: Path | None = None, do_seal: bool = False,
-                  force: bool = False, seed: int = 0) -> dict:
+                  force: bool = False, seed: int | None = None) -> dict:
     if import_file or not do_seal or not bank_path(corpus, name).exists():
-        items = import_items(import_file) if import_file else generate(corpus, seed)
-        write_bank(corpus, name, items, force=force)
-        cats: dict[str, int] = {}
-        for i in items:
-            cats[i["category"]] = cats.get(i["category"], 0) + 1
+        split = None
+        if import_file:
+            items = import_items(import_file)
+        else:
+            items, split = generate(corpus, seed)
+        write_bank(corpus, name, items, force=force, split=split)
+        cats = Counter(i["category"] for i in items)
         console.info(f"questions: {len(items)} items in {name} ("
                      + ", ".join(f"{k} {v}" for k, v in sorted(cats.items())) + ")")
+        if split:
+            n_held = sum(1 for f in split["facts"] if f["split"] == H.HELDOUT)
+            console.info(f"questions: {len(split['facts'])} facts, {n_held} held out ({len(split['heldout_chunks'])} "
+                         f"whole chunks), {len(split['facts']) - n_held} QA-trained; {len(split['dropped'])} items "
+                         "dropped as guessable or without distractors")
     out = {"bank": name, "items": len(load_bank(corpus, name))}
     if do_seal:
         out.update(seal(corpus, name))

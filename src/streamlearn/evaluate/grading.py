@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 
-ARTICLES = {"a", "an", "the"}
+from streamlearn.textnorm import normalize
+
 ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
         "seventeen eighteen nineteen").split()
 TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
 WORD_NUMBERS = {w: i for i, w in enumerate(ONES)}
-
-
-def normalize(text: str) -> str:
-    """Case, accents, punctuation and articles ignored; unicode compatibility forms folded."""
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", str(text)))
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    words = re.sub(r"[^\w\s]", " ", text).split()
-    return " ".join(w for w in words if w not in ARTICLES)
 
 
 def grade_short(response: str, answer: str, aliases: list[str] | None = None) -> bool:

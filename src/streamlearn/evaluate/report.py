@@ -13,10 +13,15 @@ from streamlearn.manifest import atomic_write_text
 from streamlearn.paths import contained
 from streamlearn.status import corpus_status
 
-SMOKE_NOTE = ("The tiny preset is a smoke-scale model (a 39M-parameter Qwen2.5-VL of the real architecture with "
-              "random initial weights, trained on CPU): these numbers show that the pipeline learns from the stream "
-              "and that the statistics work, not what a real model learns. A real run trains Qwen2.5-VL-7B or -32B "
-              "(bf16, fp32 Adam, FSDP) on GPUs; see the README runbook.")
+SMOKE_NOTES = {
+    "tiny": "The tiny preset is a smoke-scale model (a 39M-parameter Qwen2.5-VL of the real architecture with random "
+            "initial weights, trained on CPU): these numbers show that the loop measures learning, not what a real "
+            "model learns.",
+    "smol": "The smol preset is a smoke-scale model: SmolLM2-135M-Instruct (pretrained, so Day-0 reads and answers "
+            "in English) as the language model of a Qwen2.5-VL with a small random vision tower, trained on CPU for "
+            "minutes. These numbers show what the protocol measures, not what a real model learns.",
+}
+REAL_RUN = " A real run trains Qwen2.5-VL-7B or -32B (bf16, fp32 Adam, FSDP) on GPUs; see the README runbook."
 
 
 def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
@@ -106,9 +111,18 @@ def run_report(corpus: Corpus, name: str | None = None) -> Path:
     rows = "".join(f"<tr><td>{escape(r['system'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['category'])}"
                    f"</td><td>{r['n']}</td><td>{r['accuracy']:.1%}</td><td>[{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
                    f"</tr>" for r in results["accuracy"])
-    tests = "".join(f"<tr><td>{escape(t['system'])}</td><td>{t['base']} → {t['checkpoint']}</td><td>"
-                    f"{t['n_paired']}</td><td>+{t['only_checkpoint_right']} / −{t['only_base_right']}</td>"
-                    f"<td>{t['mcnemar_p']:.3g}</td></tr>" for t in results["mcnemar"])
+    verdict = "".join(
+        f"<tr{' class=main' if r['scoring'] == results.get('mc_scoring') else ''}><td>{escape(r['system'])}</td>"
+        f"<td>{escape(r['scoring'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['group'])}</td>"
+        f"<td>{r['n']} / {r['n_clusters']}{' *' if r['few_clusters'] else ''}</td>"
+        f"<td>{r['accuracy']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
+        + (f"<td>{r['base_accuracy']:.1%}</td><td>{r['diff']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]</td>"
+           f"<td>{r['p']:.3g}</td><td>{r['p_holm']:.3g}</td>" if "diff" in r else "<td colspan=4>Day-0 reader</td>")
+        + f"<td>{r['guesser']:.1%}</td></tr>" for r in results.get("verdict", []))
+    split = results.get("split") or {}
+    contamination = results.get("contamination") or {}
+    guesser = "".join(f"<tr><td>{escape(g['category'])}</td><td>{escape(g['split'])}</td><td>{g['n']}</td>"
+                      f"<td>{g['accuracy']:.1%}</td></tr>" for g in results.get("guesser", []))
     d = status.get("describe") or {}
     steady = metrics[2:] or metrics
     cost = [("chunks described", d.get("chunks", 0)),
@@ -126,18 +140,43 @@ def run_report(corpus: Corpus, name: str | None = None) -> Path:
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>streamlearn report</title><style>
 body{{font:14px/1.45 system-ui,sans-serif;margin:20px;max-width:1100px;color:#222}} table{{border-collapse:collapse}}
 td,th{{border-top:1px solid #ddd;padding:3px 8px;text-align:left}} img{{max-width:100%}} figure{{margin:12px 0}}
-.note{{background:#fff6d6;border:1px solid #e5c65c;padding:8px 12px;border-radius:4px}}</style></head><body>
+tr.main td{{font-weight:600}} .note{{background:#fff6d6;border:1px solid #e5c65c;padding:8px 12px;border-radius:4px}}</style></head><body>
 <h1>{escape(corpus.config.corpus.subject)}: Day-0 vs Day-N</h1>
-<p class="note">{escape(SMOKE_NOTE) if results.get("model") == "tiny" else
+<p class="note">{escape(SMOKE_NOTES[results["model"]] + REAL_RUN) if results.get("model") in SMOKE_NOTES else
  "Model: " + escape(str(results.get("model")))}</p>
 <p>Bank <b>{escape(results['bank'])}</b> ({results['items']} items, {'sealed' if results['bank_sealed'] else 'not sealed'}),
 run <b>{escape(results['run'])}</b>, checkpoints {', '.join(results['checkpoints'])}, systems {', '.join(results['systems'])}.
 Ungraded answers: {escape(json.dumps(results.get('ungraded', {})))}.</p>
 {imgs}
-<h2>Accuracy (95% cluster-bootstrap CI, clusters = evidence chunks)</h2>
+<h2>Accuracy by category, every item (95% cluster-bootstrap CI, clusters = evidence chunks)</h2>
 <table><tr><th>system</th><th>checkpoint</th><th>category</th><th>n</th><th>accuracy</th><th>95% CI</th></tr>{rows}</table>
-<h2>Paired test (McNemar, exact)</h2>
-<table><tr><th>system</th><th>comparison</th><th>paired items</th><th>discordant</th><th>p</th></tr>{tests}</table>
+<h2>The verdict: memorised, transfer, placebo</h2>
+<p>Per Day-N checkpoint: <b>memorised</b> = facts whose QA pair was a training target (never the verdict);
+<b>transfer</b> = held-out facts (never a target in any form; seen only in the description and the video) with
+evidence on a trained day: the hypothesis; <b>placebo</b> = held-out facts whose evidence is after the
+checkpoint's last trained day (should stay at the Day-0 level). Difference = Day-N − Day-0 on the same items,
+95% paired cluster-bootstrap CI (clusters = evidence chunks; a question and its paraphrase share one);
+p = exact/permutation cluster sign-flip test, Holm-adjusted over the Day-N checkpoints. Multiple choice is
+scored by the rule fixed in the config (<b>{escape(str(results.get('mc_scoring')))}</b>, bold rows) and the other
+rule beside it. * fewer than 30 clusters: the interval is indicative only.</p>
+<table><tr><th>system</th><th>MC rule</th><th>checkpoint</th><th>group</th><th>items / clusters</th>
+<th>accuracy (95% CI)</th><th>Day-0</th><th>difference (95% CI)</th><th>p</th><th>Holm p</th><th>guesser</th></tr>
+{verdict}</table>
+<h2>Held-out split</h2>
+<p>{split.get('facts', '?')} facts, {split.get('facts_heldout', '?')} held out (including every fact of
+{len(split.get('heldout_chunks', []))} whole chunks: {escape(', '.join(split.get('heldout_chunks', [])))}),
+seed {split.get('seed', '?')}; bank items: {split.get('items_trained', 0)} QA-trained,
+{split.get('items_heldout', 0)} held out; {split.get('dropped', 0)} generated items dropped as guessable or
+without distractors.</p>
+<h2>Contamination audit</h2>
+<p>Every item against every target the run trained (question match, answer with its question, 8-/13-word
+windows): {contamination.get('flagged', 0)} items flagged, {contamination.get('flagged_trained', 0)} of them
+QA-trained (expected) and <b>{contamination.get('flagged_heldout', 0)} held out</b> (out of the verdict{': ' +
+escape(', '.join(contamination.get('heldout_ids', []))) if contamination.get('heldout_ids') else ''}).
+Flags: {escape(json.dumps(contamination.get('by_flag', {})))}.</p>
+<h2>No-memory guesser</h2>
+<p>Question, options and the stream's answer frequencies, no chunk: the floor any system must clear.</p>
+<table><tr><th>category</th><th>split</th><th>items</th><th>expected accuracy</th></tr>{guesser}</table>
 <h2>Forgetting check (general held-out set, mean answer loss)</h2>
 <table><tr><th>checkpoint</th><th>loss</th><th>vs Day-0</th></tr>{fl}</table>
 <p>Margin {forget.get('margin', 0):.0%}: {'within' if forget.get('within_margin') else 'EXCEEDED'}.</p>

@@ -22,9 +22,15 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.evaluate import bank as B
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
-from streamlearn.evaluate.stats import cluster_bootstrap, cohen_kappa, mcnemar_exact
+from streamlearn.evaluate.contamination import audit
+from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, cohen_kappa, holm,
+                                        paired_cluster_bootstrap)
+from streamlearn import heldout as H
 from streamlearn.manifest import DONE, atomic_write_text, status_of
 from streamlearn.paths import contained
+from streamlearn.runrecord import read_heldout, read_targets
+
+FEW_CLUSTERS = 30  # below this a percentile cluster bootstrap under-covers (docs/eval.md)
 
 
 def checkpoints(corpus: Corpus, run: str, wanted: list[str] | None = None) -> list[tuple[str, int, Path]]:
@@ -123,6 +129,28 @@ def general_items() -> list[dict]:
     return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
+def run_checks(corpus: Corpus, run: str, bank: str) -> dict | None:
+    """The run's record of the banks it honoured; refuses a bank the run did not train against
+    (sealed after training started, or changed since)."""
+    record = read_heldout(corpus.root / "runs" / run)
+    info = B.seal_info(corpus, bank)
+    if record is None:
+        console.warn(f"run {run!r} trained without a held-out split (train.require_sealed_bank = false): every "
+                     "item is audited against its targets, but none was held out by construction")
+        return None
+    honoured = {b["name"]: b for b in record["banks"]}
+    if bank not in honoured or info is None:
+        when = f"sealed at {info['sealed_at']}" if info else "not sealed"
+        raise StreamlearnError(f"question bank {bank!r} ({when}) was not sealed when run {run!r} started training "
+                               f"({record['started_at']}), so its held-out split never constrained that run; "
+                               "evaluate with a bank sealed before the run, or seal this one and train a new run "
+                               "(train.run = NEW)")
+    if (info["sha256"], info.get("split_sha256")) != (honoured[bank]["sha256"], honoured[bank].get("split_sha256")):
+        raise StreamlearnError(f"question bank {bank!r} changed since run {run!r} started training on it; restore "
+                               "the bank the run was trained against, or train a new run (train.run = NEW)")
+    return record
+
+
 def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None = None,
              wanted: list[str] | None = None, run: str | None = None, name: str | None = None) -> dict:
     cfg = corpus.config.eval
@@ -134,8 +162,17 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         console.warn(f"question bank {bank!r} is not sealed; seal it (`streamlearn questions --seal`) before "
                      "comparing checkpoints over time")
     ckpts = checkpoints(corpus, run, wanted)
+    record = run_checks(corpus, run, bank)
     out_dir = contained(corpus.subdir("evals"), name or f"{run}-{bank}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    targets = read_targets(corpus.root / "runs" / run)
+    if not targets:
+        raise StreamlearnError(f"run {run!r} has no record of its training targets (runs/{run}/targets/); it was "
+                               "trained by an older streamlearn: train it again to evaluate it")
+    flags = audit(items, targets)
+    split = B.load_split(corpus, bank)
+    atomic_write_text(out_dir / "contamination.json", json.dumps(
+        {"bank": bank, "run": run, "targets": len(targets), "items": flags}, indent=1))
     chunks = corpus.chunks.rows_by_key()
     panel = None
     if cfg.judges:
@@ -144,12 +181,16 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         panel = JudgePanel([parse_judge_spec(j, cfg.judge_api_key_env) for j in cfg.judges])
     answers: list[dict] = []
 
-    def record(system: str, label: str, item: dict, r: dict) -> None:
+    def record_answer(system: str, label: str, item: dict, r: dict) -> None:
         correct, status, extra = grade(item, r, panel, cfg.numeric_tolerance)
+        both = {}
+        if r.get("choice_logprob") is not None:
+            both = {"correct_logprob": r["choice_logprob"] == item["answer"],
+                    "correct_calibrated": r["choice_calibrated"] == item["answer"]}
         answers.append({"system": system, "checkpoint": label, "id": item["id"], "category": item["category"],
                         "evidence_day": item.get("evidence_day"), "cluster": cluster_of(item),
                         "answer": item["answer"], "response": r["response"], "correct": correct, "status": status,
-                        **{k: r[k] for k in ("scores", "logprobs") if k in r}, **extra})
+                        **both, **{k: r[k] for k in ("scores", "logprobs") if k in r}, **extra})
 
     from streamlearn.evaluate.systems import EndpointAnswerer, LocalAnswerer, Retriever
 
@@ -164,7 +205,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
             with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
                 for item in items:
                     frames, fps = evidence_frames(corpus, chunks, item) if system == "video" else (None, 1.0)
-                    record(system, label, item, answerer.answer(item, frames, fps))
+                    record_answer(system, label, item, answerer.answer(item, frames, fps))
                     prog.advance(item["id"])
         forgetting[label] = general_loss(answerer, general)
         if "rag" in systems and label == ckpts[0][0]:
@@ -176,7 +217,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
             with console.stage_progress(f"eval rag {label}", len(items)) as prog:
                 for item in items:
                     context = "\n".join(f"- {t}" for _, t in retriever.top(item["question"], cfg.rag_top_k))
-                    record("rag", label, item, answerer.answer(item, None, 1.0, context))
+                    record_answer("rag", label, item, answerer.answer(item, None, 1.0, context))
                     prog.advance(item["id"])
         del answerer
     if "openai" in systems:
@@ -196,9 +237,15 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                                     "cluster": cluster_of(item), "answer": item["answer"], "response": "",
                                     "correct": None, "status": f"system_failed: {exc}"})
                 else:
-                    record("openai", cfg.openai_model, item, r)
+                    record_answer("openai", cfg.openai_model, item, r)
                 prog.advance(item["id"])
     results = aggregate(answers, [c[0] for c in ckpts], cfg.bootstrap)
+    days = {label: day for label, day, _ in ckpts}
+    frequencies = (split or {}).get("answer_frequencies", {})
+    results["verdict"] = verdict_table(answers, items, flags, days, cfg.mc_scoring, cfg.bootstrap, frequencies)
+    results["guesser"] = guesser_table(items, flags, frequencies)
+    results["contamination"] = contamination_summary(items, flags)
+    results["split"] = split_summary(items, split)
     results["forgetting"] = {"general_loss": forgetting, "margin": cfg.forgetting_margin}
     if forgetting and ckpts[0][0] in forgetting:
         base = forgetting[ckpts[0][0]]
@@ -213,7 +260,11 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     run_cfg = corpus.root / "runs" / run / "config.json"
     model = json.loads(run_cfg.read_text()).get("train", {}).get("model") if run_cfg.exists() else None
     results.update({"bank": bank, "bank_sealed": B.seal_path(corpus, bank).exists(), "run": run, "model": model,
-                    "items": len(items), "systems": systems, "checkpoints": [c[0] for c in ckpts]})
+                    "run_started_at": (record or {}).get("started_at"), "mc_scoring": cfg.mc_scoring,
+                    "items": len(items), "systems": systems, "checkpoints": [c[0] for c in ckpts],
+                    "checkpoint_days": days})
+    for a in answers:
+        a["contaminated"] = bool(flags.get(a["id"], {}).get("flags"))
     atomic_write_text(out_dir / "answers.jsonl", "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers))
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out_dir / "results.csv", to_csv(results))
@@ -221,6 +272,116 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         console.info(line)
     console.info(f"eval: results in {corpus.rel(out_dir)}")
     return results
+
+
+GROUPS = ("memorised", "transfer", "placebo")
+
+
+def group_of(item: dict, flagged: bool, day: int) -> str | None:
+    """The item's group for a Day-`day` checkpoint: `memorised` (its QA pair was a target), `transfer`
+    (held out, evidence on a trained day: the hypothesis), `placebo` (held out, evidence after the
+    checkpoint's last trained day), `contaminated` (held out but found in a target), or None (no
+    evidence day: abstention and the like, reported by category only)."""
+    ev = item.get("evidence_day")
+    if ev is None or item["category"] == "abstention":
+        return None
+    if item.get("split") == H.TRAINED:
+        return "memorised" if int(ev) <= day else None
+    if flagged:
+        return "contaminated"
+    return "transfer" if int(ev) <= day else "placebo"
+
+
+def verdict_table(answers: list[dict], items: list[dict], flags: dict, days: dict[str, int], scoring: str,
+                  n_boot: int, frequencies: dict) -> list[dict]:
+    """Per system, Day-N checkpoint, group and MC scoring rule: accuracy of Day-N and of Day-0 on the
+    same items, the paired difference with a cluster bootstrap CI, the cluster sign-flip p-value and
+    its Holm adjustment over the Day-N checkpoints, and the no-memory guesser on the same items.
+    `rag` answers only at Day-0 (a reader with retrieval); it is reported on each Day-N's groups."""
+    from streamlearn.evaluate.guesser import guess
+
+    by_id = {i["id"]: i for i in items}
+    base = min(days, key=days.get)
+    later = sorted((d, label) for label, d in days.items() if label != base)
+    rules = [scoring] + [r for r in ("logprob", "calibrated") if r != scoring]
+    rows: list[dict] = []
+    for system in sorted({a["system"] for a in answers if a["checkpoint"] in days}):
+        mine = [a for a in answers if a["system"] == system and a["correct"] is not None and a["checkpoint"] in days]
+        for rule in rules:
+            if rule != scoring and not any(f"correct_{rule}" in a for a in mine):
+                continue  # one scoring rule only (generation, endpoints)
+            got: dict[str, dict[str, bool]] = {}
+            for a in mine:
+                got.setdefault(a["checkpoint"], {})[a["id"]] = bool(a["correct"] if rule == scoring
+                                                                    else a[f"correct_{rule}"])
+            for day, label in later:
+                for group in GROUPS:
+                    ids = [i for i in got.get(base, {}) if group_of(by_id[i], bool(flags[i]["flags"]), day) == group]
+                    if system != "rag":
+                        ids = [i for i in ids if i in got.get(label, {})]
+                    if not ids:
+                        continue
+                    clusters = [cluster_of(by_id[i]) for i in ids]
+                    old = [got[base][i] for i in ids]
+                    row = {"system": system, "scoring": rule, "checkpoint": label, "day": day, "group": group,
+                           "n": len(ids), "n_clusters": len(set(clusters)),
+                           "few_clusters": len(set(clusters)) < FEW_CLUSTERS,
+                           "guesser": float(np.mean([guess(by_id[i], frequencies) for i in ids]))}
+                    if system == "rag":
+                        acc, lo, hi = cluster_bootstrap(old, clusters, n_boot)
+                        row.update(accuracy=acc, ci_low=lo, ci_high=hi)
+                    else:
+                        new = [got[label][i] for i in ids]
+                        acc, lo, hi = cluster_bootstrap(new, clusters, n_boot)
+                        acc0, lo0, hi0 = cluster_bootstrap(old, clusters, n_boot)
+                        diff, dlo, dhi = paired_cluster_bootstrap(old, new, clusters, n_boot)
+                        row.update(accuracy=acc, ci_low=lo, ci_high=hi, base_accuracy=acc0, base_ci_low=lo0,
+                                   base_ci_high=hi0, diff=diff, diff_low=dlo, diff_high=dhi,
+                                   p=cluster_signflip_p(old, new, clusters))
+                    rows.append(row)
+    for key in {(r["system"], r["scoring"], r["group"]) for r in rows if "p" in r}:
+        family = [r for r in rows if (r["system"], r["scoring"], r["group"]) == key]
+        for r, adjusted in zip(family, holm([r["p"] for r in family])):
+            r["p_holm"] = adjusted
+    return rows
+
+
+def guesser_table(items: list[dict], flags: dict, frequencies: dict) -> list[dict]:
+    """The no-memory guesser per category and split (expected accuracy)."""
+    from streamlearn.evaluate.guesser import guess
+
+    rows: dict[tuple, list[float]] = {}
+    for i in items:
+        g = guess(i, frequencies)
+        for key in (("all", i.get("split") or "heldout"), (i["category"], i.get("split") or "heldout")):
+            rows.setdefault(key, []).append(g)
+    return [{"category": c, "split": s, "n": len(v), "accuracy": float(np.mean(v))} for (c, s), v in sorted(rows.items())]
+
+
+def contamination_summary(items: list[dict], flags: dict) -> dict:
+    out = {"flagged": 0, "flagged_heldout": 0, "by_flag": {}, "heldout_ids": []}
+    for i in items:
+        f = flags[i["id"]]["flags"]
+        if f:
+            out["flagged"] += 1
+            for x in f:
+                out["by_flag"][x] = out["by_flag"].get(x, 0) + 1
+            if i.get("split") != H.TRAINED:
+                out["flagged_heldout"] += 1
+                out["heldout_ids"].append(i["id"])
+    out["flagged_trained"] = out["flagged"] - out["flagged_heldout"]
+    return out
+
+
+def split_summary(items: list[dict], split: dict | None) -> dict:
+    out = {"items_trained": sum(1 for i in items if i.get("split") == H.TRAINED),
+           "items_heldout": sum(1 for i in items if i.get("split") != H.TRAINED)}
+    if split:
+        out.update(facts=len(split["facts"]), facts_heldout=sum(1 for f in split["facts"] if f["split"] == H.HELDOUT),
+                   heldout_chunks=split["heldout_chunks"], seed=split["seed"],
+                   heldout_fraction=split["heldout_fraction"], heldout_chunk_fraction=split["heldout_chunk_fraction"],
+                   dropped=len(split.get("dropped", [])))
+    return out
 
 
 def aggregate(answers: list[dict], order: list[str], n_boot: int) -> dict:
@@ -239,21 +400,6 @@ def aggregate(answers: list[dict], order: list[str], n_boot: int) -> dict:
     for a in answers:
         if a["correct"] is None:
             ungraded[a["status"]] = ungraded.get(a["status"], 0) + 1
-    tests = []
-    for system in sorted({a["system"] for a in answers}):
-        by_ckpt: dict[str, dict[str, bool]] = {}
-        for a in answers:
-            if a["system"] == system and a["correct"] is not None:
-                by_ckpt.setdefault(a["checkpoint"], {})[a["id"]] = bool(a["correct"])
-        base = order[0] if order and order[0] in by_ckpt else None
-        for ckpt in order[1:]:
-            if base is None or ckpt not in by_ckpt:
-                continue
-            common = set(by_ckpt[base]) & set(by_ckpt[ckpt])
-            b = sum(1 for i in common if not by_ckpt[base][i] and by_ckpt[ckpt][i])
-            c = sum(1 for i in common if by_ckpt[base][i] and not by_ckpt[ckpt][i])
-            tests.append({"system": system, "base": base, "checkpoint": ckpt, "n_paired": len(common),
-                          "only_checkpoint_right": b, "only_base_right": c, "mcnemar_p": mcnemar_exact(b, c)})
     retention: dict[str, dict[str, dict[str, float]]] = {}
     for a in answers:
         if a["correct"] is None or a.get("evidence_day") is None:
@@ -262,26 +408,39 @@ def aggregate(answers: list[dict], order: list[str], n_boot: int) -> dict:
         cell.setdefault(a["checkpoint"], []).append(bool(a["correct"]))
     retention = {s: {d: {c: float(np.mean(v)) for c, v in cols.items()} for d, cols in days.items()}
                  for s, days in retention.items()}
-    return {"accuracy": table, "mcnemar": tests, "retention": retention, "ungraded": ungraded}
+    return {"accuracy": table, "retention": retention, "ungraded": ungraded}
 
 
 def to_csv(results: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["system", "checkpoint", "category", "n", "accuracy", "ci_low", "ci_high"])
-    for r in results["accuracy"]:
-        w.writerow([r["system"], r["checkpoint"], r["category"], r["n"], f"{r['accuracy']:.4f}", f"{r['ci_low']:.4f}",
-                    f"{r['ci_high']:.4f}"])
+    w.writerow(["system", "scoring", "checkpoint", "group", "n", "clusters", "accuracy", "ci_low", "ci_high",
+                "base_accuracy", "diff", "diff_low", "diff_high", "p", "p_holm", "guesser"])
+    for r in results.get("verdict", []):
+        w.writerow([r["system"], r["scoring"], r["checkpoint"], r["group"], r["n"], r["n_clusters"]]
+                   + [f"{r[k]:.4f}" if isinstance(r.get(k), float) else "" for k in
+                      ("accuracy", "ci_low", "ci_high", "base_accuracy", "diff", "diff_low", "diff_high", "p",
+                       "p_holm", "guesser")])
     return buf.getvalue()
 
 
 def summary_lines(results: dict) -> list[str]:
     lines = []
-    for r in results["accuracy"]:
-        if r["category"] == "all":
-            lines.append(f"eval {r['system']:>7} {r['checkpoint']:>6}: {r['accuracy']:.1%} "
-                         f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}] (n={r['n']})")
-    for t in results["mcnemar"]:
-        lines.append(f"eval {t['system']:>7} {t['checkpoint']} vs {t['base']}: +{t['only_checkpoint_right']} / "
-                     f"-{t['only_base_right']} items, McNemar p={t['mcnemar_p']:.3g}")
+    scoring = results.get("mc_scoring")
+    for r in results.get("verdict", []):
+        if r["scoring"] != scoring:
+            continue
+        if "diff" in r:
+            lines.append(f"eval {r['system']:>7} {r['checkpoint']:>6} {r['group']:>9}: {r['accuracy']:.1%} vs "
+                         f"day0 {r['base_accuracy']:.1%}, diff {r['diff']:+.1%} [{r['diff_low']:+.1%}, "
+                         f"{r['diff_high']:+.1%}], p={r['p']:.3g} (Holm {r['p_holm']:.3g}), n={r['n']} in "
+                         f"{r['n_clusters']} clusters{' (too few for the CI)' if r['few_clusters'] else ''}; "
+                         f"guesser {r['guesser']:.1%}")
+        else:
+            lines.append(f"eval {r['system']:>7} {r['checkpoint']:>6} {r['group']:>9}: {r['accuracy']:.1%} "
+                         f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}], n={r['n']}")
+    c = results.get("contamination") or {}
+    if c:
+        lines.append(f"eval contamination audit: {c['flagged']} items found in training targets "
+                     f"({c['flagged_trained']} QA-trained, {c['flagged_heldout']} held out: out of the verdict)")
     return lines

@@ -16,12 +16,17 @@ import numpy as np
 
 from streamlearn.evaluate.grading import rotate
 from streamlearn.llm_client import ChatClient
+from streamlearn.models import BLANK_FRAMES
 
 INSTRUCTION = "Answer these questions about this part of the stream."
 INSTRUCTION_NO_VIDEO = "Answer these questions about the stream."
 
 
 class LocalAnswerer:
+    """A local checkpoint answering bank items. `weights` and `video` are asked in the layout QA
+    targets are trained in; `rag` (a Day-0 reader given retrieved notes) in plain chat, the layout
+    an instruct model already follows."""
+
     def __init__(self, model_dir: str, label: str, mc_scoring: str = "calibrated"):
         import torch
 
@@ -30,21 +35,20 @@ class LocalAnswerer:
         self.vlm = load_for_generation(model_dir)
         self.label = label
         self.mc_scoring = mc_scoring
-        self._prior: dict[str, float] = {}
+        self._prior: dict[tuple[str, str], float] = {}
         self.newline = set(self.vlm.tok("\n", add_special_tokens=False)["input_ids"])
         self.torch = torch
 
-    def _prompt(self, item: dict, frames, fps, context: str | None):
-        from streamlearn.train.samples import BLANK_FRAMES
-
+    def _prompt(self, question: str, frames, fps, context: str | None):
+        if context is not None:
+            return self.vlm.inputs(f"Notes from a livestream:\n{context}\n\nUsing the notes, answer briefly: "
+                                   f"{question}", None)
         instruction = INSTRUCTION if frames is not None else INSTRUCTION_NO_VIDEO
-        if context:
-            instruction = f"Notes from the stream:\n{context}\n\n{instruction}"
         if frames is None:  # the same blank video that text-only training samples carry
             frames, fps = BLANK_FRAMES, 1.0
-        return self.vlm.inputs(instruction, frames, fps, answer_prefix=f"Q: {item['question']}\nA:")
+        return self.vlm.inputs(instruction, frames, fps, answer_prefix=f"Q: {question}\nA:")
 
-    def option_logprobs(self, inp: dict, options: list[str]) -> list[float]:
+    def option_logprobs(self, inp: dict, options: list[str], lead: str = " ") -> list[float]:
         """Mean log-probability of each option after the prompt. The prompt (video included) is
         encoded once; each option continues from a copy of its key/value cache."""
         import copy
@@ -63,7 +67,7 @@ class LocalAnswerer:
             nxt = int(pos.max()) + 1
             scores = []
             for option in options:
-                ids = self.vlm.tok(" " + option, add_special_tokens=False)["input_ids"]
+                ids = self.vlm.tok(lead + option, add_special_tokens=False)["input_ids"]
                 t = torch.tensor([ids], device=pos.device)
                 step = (torch.arange(len(ids), device=pos.device) + nxt).view(1, 1, -1).expand(3, 1, -1)
                 o = model(input_ids=t, position_ids=step, use_cache=True, **{key: copy.deepcopy(cache)})
@@ -72,29 +76,31 @@ class LocalAnswerer:
                 scores.append(float(logp[torch.arange(len(ids)), t[0]].mean()))
         return scores
 
-    def option_priors(self, options: list[str]) -> list[float]:
-        """Each option's mean log-probability after a prompt with no question (cached per option):
-        how much the model favours the string itself, whatever was asked."""
-        from streamlearn.train.samples import BLANK_FRAMES
-
-        missing = [o for o in options if o not in self._prior]
+    def option_priors(self, options: list[str], chat: bool) -> list[float]:
+        """Each option's mean log-probability after the same prompt with no question (cached per
+        option): how much the model favours the string itself, whatever was asked."""
+        style = "chat" if chat else "qa"
+        missing = [o for o in options if (style, o) not in self._prior]
         if missing:
-            null = self.vlm.inputs(INSTRUCTION_NO_VIDEO, BLANK_FRAMES, 1.0, answer_prefix="Q: \nA:")
-            self._prior.update(zip(missing, self.option_logprobs(null, missing)))
-        return [self._prior[o] for o in options]
+            null = self._prompt("", None, 1.0, "" if chat else None)
+            scores = self.option_logprobs(null, missing, "" if chat else " ")
+            self._prior.update({(style, o): v for o, v in zip(missing, scores)})
+        return [self._prior[(style, o)] for o in options]
 
     def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None) -> dict:
-        inp = self._prompt(item, frames, fps, context)
+        """MC items are scored both ways, raw mean log-probability and calibrated (minus the option's
+        prior); `choice` follows eval.mc_scoring, fixed before the run. Other items: greedy decoding."""
+        chat = context is not None
+        inp = self._prompt(item["question"], frames, fps, context)
         if item["answer_type"] == "mc":
-            scores = self.option_logprobs(inp, item["options"])
-            extra = {}
-            if self.mc_scoring == "calibrated":
-                priors = self.option_priors(item["options"])
-                extra["logprobs"] = [round(s, 4) for s in scores]
-                scores = [s - p for s, p in zip(scores, priors)]
-            best = int(np.argmax(scores))
-            return {"response": item["options"][best], "choice": item["options"][best],
-                    "scores": [round(s, 4) for s in scores], **extra}
+            opts = item["options"]
+            raw = self.option_logprobs(inp, opts, "" if chat else " ")
+            cal = [s - p for s, p in zip(raw, self.option_priors(opts, chat))]
+            by = {"logprob": opts[int(np.argmax(raw))], "calibrated": opts[int(np.argmax(cal))]}
+            choice = by[self.mc_scoring]
+            return {"response": choice, "choice": choice, "choice_logprob": by["logprob"],
+                    "choice_calibrated": by["calibrated"], "logprobs": [round(x, 4) for x in raw],
+                    "scores": [round(x, 4) for x in cal]}
         new = self.vlm.greedy(inp, 24, self.newline | {self.vlm.tok.eos_token_id})
         return {"response": self.vlm.tok.decode(new, skip_special_tokens=True).strip(), "choice": None}
 

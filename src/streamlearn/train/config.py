@@ -41,6 +41,8 @@ class TrainConfig:
     fast_vision_attention: bool = True  # batched window attention in the vision tower (same math)
     compile: str = "auto"  # torch.compile of norms/MLPs/rotary: auto (on GPUs) | on | off
     seed: int = 0
+    # refuse to train until a sealed question bank fixes which facts are held out (docs/eval.md)
+    require_sealed_bank: bool = True
     replay_dir: str = ""  # general video-caption pairs (export format) mixed in against forgetting
     replay_ratio: float = 0.0
     stream_replay: float = 0.0  # fraction of each day's samples drawn from earlier stream days (against forgetting)

@@ -34,7 +34,9 @@ import torch.distributed as dist
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
+from streamlearn.heldout import Constraints, load_constraints
 from streamlearn.manifest import atomic_write_text
+from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
 from streamlearn.train.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, sample_flops
 from streamlearn.train.samples import (Encoded, SampleSpec, build_specs, earlier_days_pool, encode, mix_replay,
@@ -351,11 +353,46 @@ class Trainer:
                 "second_per_grid_ts": e.second_per_grid_ts.to(dev)}
 
     # ------------------------------------------------------------------ the run
+    def constraints(self) -> Constraints | None:
+        """The sealed banks' held-out split; the run records the banks it honours when it starts and
+        refuses to go on if one of them changed since."""
+        c = load_constraints(self.corpus.root / "questions")
+        if not c.banks:
+            if self.cfg.require_sealed_bank:
+                raise StreamlearnError("no sealed question bank: seal one before training (`streamlearn questions "
+                                       "CORPUS --seal`) so its held-out facts are never training targets, or set "
+                                       "train.require_sealed_bank = false to train without a held-out split")
+            return None
+        record = read_heldout(self.run_dir) or {"banks": c.banks}
+        now = {b["name"]: b for b in c.banks}
+        for b in record["banks"]:
+            cur = now.get(b["name"])
+            if cur is None or (cur["sha256"], cur.get("split_sha256")) != (b["sha256"], b.get("split_sha256")):
+                raise StreamlearnError(f"question bank {b['name']!r} changed or was unsealed after run "
+                                       f"{self.cfg.run!r} started training on its split; restore the bank, or "
+                                       "start a new run (train.run = NEW)")
+        return c
+
     def plan(self, days: list[int] | None) -> tuple[dict[int, list[SampleSpec]], dict]:
-        by_day, skipped = build_specs(self.corpus, self.cfg, days)
+        constraints = self.constraints()
+        by_day, skipped = build_specs(self.corpus, self.cfg, days, constraints)
         if not by_day:
             raise StreamlearnError("nothing to train on: no described chunks with cached frames"
                                    + (f" in days {days}" if days else "") + "; run describe and frames first")
+        if constraints is not None:
+            bad = constraints.violations([(s.key, s.target) for specs in by_day.values() for s in specs])
+            if bad:
+                raise StreamlearnError(f"train would train on a held-out question: target {bad[0]}"
+                                       + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                                       + "; take it out of the description or the bank, then train; nothing "
+                                       "was trained")
+            if self.d.main:
+                start_heldout(self.run_dir, constraints.banks)
+                n_qa = sum(1 for specs in by_day.values() for s in specs if s.kind in ("qa", "qa_text"))
+                console.info(f"train: held-out split of sealed bank(s) {', '.join(b['name'] for b in constraints.banks)}"
+                             f": {len(constraints.trained)} QA-trained facts, {len(constraints.heldout)} held out "
+                             f"({n_qa} QA samples)")
+        self.constraints_used = constraints
         return by_day, skipped
 
     def run(self, days: list[int] | None = None, max_steps: int | None = None) -> Progress:
@@ -386,10 +423,13 @@ class Trainer:
             specs = day_specs * cfg.epochs_per_day
             if cfg.stream_replay > 0:
                 if every_day is None:  # --days may have narrowed the plan; the pool is every earlier day
-                    every_day = by_day if days is None else build_specs(self.corpus, cfg, None)[0]
+                    every_day = by_day if days is None else build_specs(self.corpus, cfg, None,
+                                                                         self.constraints_used)[0]
                 specs, _ = mix_replay(specs, earlier_days_pool(every_day, day, cfg.seed), cfg.stream_replay, 0)
             specs, end_offset = mix_replay(specs, replay, cfg.replay_ratio, self.progress.replay_offset)
             steps = math.ceil(len(specs) / (d.world * cfg.grad_accum))
+            if d.main:
+                write_day_targets(self.run_dir, day, specs)
             first = self.progress.day_step if self.progress.day == day else 0
             self.progress.day = day
             for s in range(first, steps):

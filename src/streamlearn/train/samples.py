@@ -21,8 +21,9 @@ import numpy as np
 from streamlearn import description as D
 from streamlearn.corpus import Corpus, stream_order
 from streamlearn.errors import StreamlearnError
+from streamlearn.heldout import Constraints
 from streamlearn.manifest import DONE, status_of
-from streamlearn.models import VIDEO_PAD, rope_index
+from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
 from streamlearn.train.config import TrainConfig
 from streamlearn.video_pixels import n_video_tokens, video_inputs
 from streamlearn.vision_budget import VisionGeometry
@@ -71,8 +72,13 @@ def paraphrase(doc: dict) -> str:
     return "\n".join(parts)
 
 
-def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None) -> tuple[dict[int, list[SampleSpec]], dict]:
-    """Samples grouped by day in stream order, and the items skipped with their reasons."""
+def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
+                constraints: Constraints | None = None) -> tuple[dict[int, list[SampleSpec]], dict]:
+    """Samples grouped by day in stream order, and the items skipped with their reasons.
+
+    With `constraints` (the sealed banks' held-out split) a QA pair is a `qa`/`qa_text` target only
+    when a sealed split records its fact as QA-trained; held-out facts reach training only inside
+    the description (and its paraphrase) and the video."""
     videos = corpus.videos.rows_by_key()
     chunks = stream_order(corpus.chunks.read(), videos)
     skipped: dict[str, str] = {}
@@ -106,6 +112,8 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None)
             specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, [c["frames_path"]], paraphrase(doc),
                                     INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
         for k, q in enumerate(doc.get("qa") or []):
+            if constraints is not None and not constraints.qa_trainable(cid, q["question"]):
+                continue
             if "qa" in cfg.targets:  # with the chunk's video: perception and recall together
                 specs.append(SampleSpec(f"{cid}/qa{k}", "qa", day, [c["frames_path"]], D.render_qa(q),
                                         INSTRUCTIONS["qa"], {"chunk_id": cid}))
@@ -168,9 +176,6 @@ class Encoded:
     n_vision: int
 
 
-BLANK_FRAMES = np.zeros((2, 28, 28, 3), dtype=np.uint8)  # one vision token of black
-
-
 def load_frames_for(corpus_root: Path, spec: SampleSpec, max_frames: int | None = None) -> tuple[np.ndarray, float]:
     """Frames (T, H, W, 3) and their sampling fps; several chunks become one day montage; a
     text-only sample gets a blank two-frame video (one token), so every rank runs the vision
@@ -225,5 +230,5 @@ def encode(spec: SampleSpec, tok, corpus_root: Path, g: VisionGeometry, tokens_p
     grid = torch.from_numpy(vis["video_grid_thw"])
     spg = torch.from_numpy(vis["second_per_grid_ts"])
     return Encoded(spec.key, input_ids, torch.tensor([labels]),
-                   rope_index(input_ids, grid, spg, g.merge_size, tokens_per_second),
+                   rope_index(input_ids, grid, spg, g.merge_size, tokens_per_second, tok.convert_tokens_to_ids(VIDEO_PAD)),
                    torch.from_numpy(vis["pixel_values_videos"]), grid, spg, len(t_ids) + 1, n_vid)

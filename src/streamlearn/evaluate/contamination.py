@@ -1,0 +1,81 @@
+"""The contamination audit: every bank item against every target the run actually trained.
+
+The run records its targets (`runrecord.read_targets`). An item is flagged when a target
+
+- `question`: contains the item's question verbatim (after normalisation);
+- `answer_with_question`: contains its answer together with its question (verbatim or by a
+  diagnostic n-gram below);
+- `ngram8` / `ngram13`: shares an 8-/13-word window of the item's question + answer (PaLM's and
+  GPT-3's contamination tests) that is diagnostic of the item: it includes a word of the question
+  outside quotes (a window of the answer or of a quoted line alone is the fact itself, which the
+  description carries by design), and no other bank unit has it (a template's wording, such as
+  "what did the text on screen read at", identifies no item).
+
+Flagged items leave the verdict and are counted in the report. The audit is linear in the
+targets' length: only the bank's own windows are indexed.
+"""
+
+from __future__ import annotations
+
+from streamlearn.textnorm import normalize
+
+NS = (8, 13)
+MIN_QUESTION_WORDS = 4
+
+
+def _marked_words(question: str) -> list[tuple[str, bool]]:
+    """(word, free) for the question: `free` is False inside double quotes."""
+    out = []
+    for k, part in enumerate(question.replace("“", '"').replace("”", '"').split('"')):
+        out += [(w, k % 2 == 0) for w in normalize(part).split()]
+    return out
+
+
+def _windows(item: dict, n: int) -> set[tuple[str, ...]]:
+    q = _marked_words(item["question"])
+    words = [w for w, _ in q] + normalize(item["answer"]).split()
+    free = [f for _, f in q] + [False] * (len(words) - len(q))
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1) if any(free[i:i + n])}
+
+
+def audit(items: list[dict], targets: list[dict]) -> dict[str, dict]:
+    """{item id: {"flags": [...], "targets": [keys]}} for every item (flags empty when clean)."""
+    unit_of = {i["id"]: i.get("unit") or i["id"] for i in items}
+    windows = {n: {i["id"]: _windows(i, n) for i in items} for n in NS}
+    owners: dict[int, dict[tuple, set[str]]] = {n: {} for n in NS}
+    for n in NS:
+        for iid, ws in windows[n].items():
+            for w in ws:
+                owners[n].setdefault(w, set()).add(unit_of[iid])
+    index: dict[int, dict[tuple, list[str]]] = {n: {} for n in NS}  # diagnostic window -> items
+    for n in NS:
+        for iid, ws in windows[n].items():
+            for w in ws:
+                if len(owners[n][w]) == 1:
+                    index[n].setdefault(w, []).append(iid)
+    questions: dict[tuple, list[tuple[list[str], str]]] = {}
+    for i in items:
+        q = normalize(i["question"]).split()
+        if len(q) >= MIN_QUESTION_WORDS:
+            questions.setdefault(tuple(q[:MIN_QUESTION_WORDS]), []).append((q, i["id"]))
+    answers = {i["id"]: f" {normalize(i['answer'])} " for i in items}
+    result = {i["id"]: {"flags": set(), "targets": []} for i in items}
+    for t in targets:
+        words = normalize(t["target"]).split()
+        text = f" {' '.join(words)} "
+        hit_question: set[str] = set()
+        for i in range(len(words)):
+            for q, iid in questions.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
+                if words[i:i + len(q)] == q:
+                    result[iid]["flags"].add("question")
+                    hit_question.add(iid)
+            for n in NS:
+                for iid in index[n].get(tuple(words[i:i + n]), []):
+                    result[iid]["flags"].add(f"ngram{n}")
+                    hit_question.add(iid)
+        for iid in hit_question:
+            if answers[iid].strip() and answers[iid] in text:
+                result[iid]["flags"].add("answer_with_question")
+            if len(result[iid]["targets"]) < 5 and t["key"] not in result[iid]["targets"]:
+                result[iid]["targets"].append(t["key"])
+    return {iid: {"flags": sorted(r["flags"]), "targets": r["targets"]} for iid, r in result.items()}
