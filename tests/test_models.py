@@ -49,3 +49,53 @@ def test_special_tokens_and_chat_template(tok):
                                    tokenize=False, add_generation_prompt=True)
     assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                     "<|vision_start|><|video_pad|><|vision_end|>hi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_smol_preset_is_smollm2_in_a_qwen25vl():
+    """Qwen2's decoder with zero q/k/v biases computes what SmolLM2's Llama decoder does, and M-RoPE
+    over text-only positions is plain RoPE: the converted model's logits equal the GGUF model's."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from streamlearn.models import VIDEO_PAD, load_for_generation, smol_gguf
+
+    gguf = smol_gguf()
+    llama = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    vlm = load_for_generation("smol")
+    assert vlm.model.config.video_token_id == vlm.tok.convert_tokens_to_ids(VIDEO_PAD) == 49154
+    ids = torch.randint(0, 49152, (1, 48), generator=torch.Generator().manual_seed(0))
+    pos = torch.arange(48).view(1, 1, -1).expand(3, 1, -1)  # text only: t = h = w
+    with torch.no_grad():
+        ref = llama(input_ids=ids).logits
+        got = vlm.model(input_ids=ids, position_ids=pos).logits[..., :49152]
+    assert torch.allclose(ref, got, atol=1e-4), (ref - got).abs().max()
+    text, _, _, finish = vlm.generate_text("What is the capital of France?", None, max_new_tokens=12)
+    assert "Paris" in text and finish == "stop"
+
+
+def test_cached_batched_option_scores_equal_full_sequence_scores():
+    import numpy as np
+    import torch
+
+    from streamlearn.models import load_for_generation
+
+    vlm = load_for_generation("tiny")
+    frames = np.random.default_rng(0).integers(0, 255, (8, 56, 112, 3), dtype=np.uint8)
+    options = ["Miami", "New Orleans", "It never happened", "12:03:05"]
+    question = "Q: Which city was it at 12:00 on day 2?\nA:"
+    prefix = vlm.prefix("Answer these questions about the stream.", frames, 0.5)
+    got = vlm.continuation_logprobs(prefix, question, options, " ")
+    chat = vlm.prefix(None, None)
+    notes = "Notes: " + "a sign read GATE 12; " * 20 + "\nWhich city?"  # long: encoded once, then the options
+    got_chat = vlm.continuation_logprobs(chat, notes, options, "", user_suffix=True)
+    for o, g, gc in zip(options, got, got_chat):
+        for inp, lead, value in ((vlm.inputs("Answer these questions about the stream.", frames, 0.5,
+                                             answer_prefix=question), " ", g), (vlm.inputs(notes, None), "", gc)):
+            o_ids = vlm.tok(lead + o, add_special_tokens=False)["input_ids"]
+            full = {k: v for k, v in inp.items() if k != "attention_mask"}
+            full["input_ids"] = torch.cat([inp["input_ids"], torch.tensor([o_ids])], dim=1)
+            with torch.no_grad():
+                logits = vlm.model(**full, position_ids=vlm.positions(full)).logits[0].float()
+            n = len(o_ids)
+            logp = torch.log_softmax(logits[-n - 1:-1], dim=-1)[torch.arange(n), torch.tensor(o_ids)].mean()
+            assert value == pytest.approx(float(logp), abs=1e-4)

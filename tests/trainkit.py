@@ -18,7 +18,8 @@ COLOURS = [(200, 40, 40), (40, 80, 200), (40, 160, 60), (150, 60, 160)]
 
 
 def make_train_corpus(root: Path, days: int = 2, chunks_per_day: int = 3, frames: int = 4, size=(56, 112),
-                      train: dict | None = None, seed: int = 0) -> Corpus:
+                      train: dict | None = None, seed: int = 0, signs: int = 0) -> Corpus:
+    """`signs` > 0 adds that many on-screen signs per chunk, each with its own QA pair (facts to split)."""
     # these tests are about training mechanics; the held-out split has its own tests (test_heldout.py)
     cfg = Config(operating_point=OperatingPoint(chunk_seconds=60, fps=frames / 60),
                  train={"require_sealed_bank": False, **(train or {})})
@@ -47,6 +48,16 @@ def make_train_corpus(root: Path, days: int = 2, chunks_per_day: int = 3, frames
             doc["speech"] = [{"start_s": 1.0, "speaker": "SPEAKER_00", "text": f"We are in {city} now."}]
             doc["qa"] = [{"question": f"Which city was the streamer in on day {day}?", "answer": city,
                           "type": "place", "evidence_s": [0.0, 60.0]}]
+            for j in range(signs):
+                text, t = f"GATE {10 * day + 3 * k + j}", 5.0 * (j + 1)
+                doc["on_screen_text"].append({"start_s": t, "text": text})
+                clock = f"{12 + k:02d}:00:{int(t):02d}"
+                doc["qa"].append({"question": f"What did the sign read at {clock} on day {day}?", "answer": text,
+                                  "type": "ocr", "evidence_s": [t, t + 2.0],
+                                  "variants": [{"kind": "paraphrase", "question": f"On day {day} at {clock}, "
+                                                "which words were on the sign?"},
+                                               {"kind": "reverse", "question": f"On day {day}, when did \"{text}\" "
+                                                "appear?", "answer": clock}]})
             (corpus.root / "descriptions" / f"{cid}.json").write_text(json.dumps(doc))
             rows.append({"chunk_id": cid, "video_id": vid, "chunk_index": k, "n_chunks": chunks_per_day,
                          "start_s": 60.0 * k, "end_s": 60.0 * (k + 1), "duration_s": 60.0, "day_index": day,

@@ -458,7 +458,7 @@ def questions(corpus, bank, import_file, do_seal, force):
 @click.option("--run", default=None, help="Training run whose exports are evaluated (default: eval.run).")
 @click.option("--name", default=None, help="Output folder under evals/ (default RUN-BANK).")
 def eval_cmd(corpus, bank, systems, checkpoints, run, name):
-    """Day-0 vs Day-N: accuracy with 95% CIs per category, McNemar, retention, forgetting.
+    """Day-0 vs Day-N: memorised / transfer / placebo with paired cluster CIs, audit, guesser, forgetting.
 
     Example: streamlearn eval ./corpus --systems weights,rag --checkpoints day0,day3
     """

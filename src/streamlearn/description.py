@@ -196,3 +196,62 @@ def render_day(doc: dict) -> str:
 
 def render_digest(doc: dict) -> str:
     return "\n".join([doc["summary"]] + [f"- Day {d['day_index']}: {d['summary']}" for d in doc["days"]])
+
+
+FACT_TEMPLATES = {
+    "place": ["On day {day}, from {start} to {end}, the stream was in {place}.",
+              "{place} is where the stream was on day {day} between {start} and {end}.",
+              "Between {start} and {end} on day {day} the streamer was in {place}."],
+    "opening": ["Day {day}, {start} local time: this part opens with {text} on screen.",
+                "The stretch that started at {start} on day {day} opened on the words {text}."],
+    "shown": ["On day {day} at {clock}, the words \"{text}\" were on screen.",
+              "The words \"{text}\" appeared on screen at {clock} on day {day}.",
+              "At {clock} on day {day} the picture showed \"{text}\"."],
+    "said": ["At {clock} on day {day}, {who} said: \"{text}\"",
+             "{who} said \"{text}\" on day {day} at {clock}.",
+             "On day {day}, {clock}: {who}: \"{text}\""],
+    "voices": ["{n} voices are heard on day {day} from {start} to {end}.",
+               "From {start} to {end} on day {day}, {n} different people speak."],
+}
+
+
+def _pick(seed: int, *parts) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).digest()[:4], "big")
+
+
+def render_facts(doc: dict, variant: int = 0) -> str:
+    """An augmented description: every fact of the description as a self-contained sentence that
+    carries its own day and clock time, worded by one of several templates and shuffled, both
+    chosen by `variant` (Allen-Zhu & Li, Physics of LMs 3.1: knowledge becomes extractable when each
+    statement names its anchor and appears in varied wordings and orders). Made from the
+    description alone, never from its QA pairs."""
+    import random
+
+    day = doc.get("day_index") or "?"
+    start = _clock(doc.get("start_local"), 0.0) or "+0:00"
+    end = _clock(doc.get("start_local"), float(doc.get("duration_s") or 0)) or f"+{_mmss(doc.get('duration_s') or 0)}"
+    facts: list[tuple[str, dict]] = []
+    setting = doc.get("setting") or {}
+    place = ", ".join(x for x in (setting.get("venue"), setting.get("city"), setting.get("region")) if x)
+    if place:
+        facts.append(("place", {"place": place}))
+    shown = doc.get("on_screen_text") or []
+    if shown and doc.get("start_local"):
+        facts.append(("opening", {"text": shown[0]["text"]}))
+    for t in shown:
+        facts.append(("shown", {"text": t["text"], "clock": _clock(doc.get("start_local"), t["start_s"])
+                                or f"+{_mmss(t['start_s'])}"}))
+    for s in doc.get("speech") or []:
+        facts.append(("said", {"text": s["text"], "who": s.get("speaker") or "someone",
+                               "clock": _clock(doc.get("start_local"), s["start_s"]) or f"+{_mmss(s['start_s'])}"}))
+    if doc.get("people"):
+        facts.append(("voices", {"n": len(doc["people"])}))
+    lines = []
+    for k, (kind, values) in enumerate(facts):
+        options = FACT_TEMPLATES[kind]
+        lines.append(options[_pick(variant, doc.get("chunk_id"), k) % len(options)].format(
+            day=day, start=start, end=end, **values))
+    random.Random(_pick(variant, doc.get("chunk_id"), "order")).shuffle(lines)
+    return "\n".join(lines)

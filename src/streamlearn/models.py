@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -356,6 +357,19 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+MARK = "\u2063"  # an invisible separator no template emits: where a shared prompt prefix ends
+
+
+@dataclass
+class Prefix:
+    """The key/value cache of a shared prompt prefix and where the next position starts."""
+
+    cache: object
+    next_pos: int
+    length: int
+    tail: list[int] = field(default_factory=list)  # template tokens after a per-item user text
+
+
 class VLM:
     """Video-conditioned greedy generation with streamlearn's own preprocessing and positions."""
 
@@ -393,6 +407,93 @@ class VLM:
         dev = next(self.model.parameters()).device
         dt = next(self.model.parameters()).dtype
         return {k: (v.to(dev, dt) if k == "pixel_values_videos" else v.to(dev)) for k, v in out.items()}
+
+    def prefix(self, user_text: str | None, frames: np.ndarray | None, sample_fps: float = 1.0) -> "Prefix":
+        """Encode the part of a chat prompt that many items share, once: the system prompt, the video
+        (blank or a chunk's) and, when `user_text` is given, the user turn up to the assistant's start.
+        With `user_text=None` the user's text is per item: it starts the suffix, followed by the
+        template's tail (`Prefix.tail`)."""
+        import torch
+
+        inp = self.inputs(MARK if user_text is None else user_text, frames, sample_fps)
+        ids = inp["input_ids"][0].tolist()
+        tail = []
+        if user_text is None:
+            mark = self.tok(MARK, add_special_tokens=False)["input_ids"]
+            at = next(i for i in range(len(ids)) if ids[i:i + len(mark)] == mark)
+            ids, tail = ids[:at], ids[at + len(mark):]
+        fwd = {k: v for k, v in inp.items() if k != "attention_mask"}
+        fwd["input_ids"] = torch.tensor([ids], device=inp["input_ids"].device)
+        pos = self.positions(fwd)
+        with torch.no_grad():
+            out = self.model(**fwd, position_ids=pos, use_cache=True)
+        return Prefix(getattr(out, _cache_kwarg(self.model)), int(pos.max()) + 1, len(ids), tail)
+
+    def continuation_logprobs(self, prefix: "Prefix", suffix: str, options: list[str], lead: str = " ",
+                              user_suffix: bool = False) -> list[float]:
+        """Mean log-probability of each option after prefix + suffix, all options in one batch over
+        a copy of the prefix's cache (right-padded: causal attention never sees the padding). A long
+        suffix (retrieved notes) is encoded once and its cache shared by the options."""
+        import copy
+
+        import torch
+
+        s_ids = self.tok(suffix, add_special_tokens=False)["input_ids"] + (prefix.tail if user_suffix else [])
+        if not s_ids:
+            raise ValueError("the per-item part of a prompt cannot be empty")
+        o_ids = [self.tok(lead + o, add_special_tokens=False)["input_ids"] for o in options]
+        dev = next(self.model.parameters()).device
+        key = _cache_kwarg(self.model)
+        cache = copy.deepcopy(prefix.cache)
+        start, lead_ids = prefix.next_pos, s_ids
+        if len(s_ids) * (len(options) - 1) > 64:  # encode the suffix once, keep its last token per option
+            pos = (torch.arange(len(s_ids) - 1, device=dev) + start).view(1, 1, -1).expand(3, 1, -1)
+            if len(s_ids) > 1:
+                with torch.no_grad():
+                    cache = getattr(self.model(input_ids=torch.tensor([s_ids[:-1]], device=dev), position_ids=pos,
+                                               use_cache=True, **{key: cache}), key)
+            start, lead_ids = start + len(s_ids) - 1, s_ids[-1:]
+        length = len(lead_ids) + max(len(o) for o in o_ids)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        batch = torch.tensor([lead_ids + o + [pad] * (length - len(lead_ids) - len(o)) for o in o_ids], device=dev)
+        pos = (torch.arange(length, device=dev) + start).view(1, 1, -1).expand(3, len(options), -1)
+        cache.batch_repeat_interleave(len(options))
+        with torch.no_grad():
+            logits = self.model(input_ids=batch, position_ids=pos, use_cache=True, **{key: cache}).logits
+        scores = []
+        for j, o in enumerate(o_ids):
+            rows = logits[j, len(lead_ids) - 1:len(lead_ids) - 1 + len(o)].float()
+            logp = torch.log_softmax(rows, dim=-1)
+            scores.append(float(logp[torch.arange(len(o)), torch.tensor(o, device=dev)].mean()))
+        return scores
+
+    def greedy_from(self, prefix: "Prefix", suffix: str, max_new_tokens: int, stop_ids: set[int],
+                    user_suffix: bool = False) -> list[int]:
+        """Greedy decoding after prefix + suffix, from a copy of the prefix's cache."""
+        import copy
+
+        import torch
+
+        ids = self.tok(suffix, add_special_tokens=False)["input_ids"] + (prefix.tail if user_suffix else [])
+        dev = next(self.model.parameters()).device
+        key = _cache_kwarg(self.model)
+        cache = copy.deepcopy(prefix.cache)
+
+        def forward(step: list[int], at: int):
+            pos = (torch.arange(len(step), device=dev) + at).view(1, 1, -1).expand(3, 1, -1)
+            return self.model(input_ids=torch.tensor([step], device=dev), position_ids=pos, use_cache=True,
+                              **{key: cache})
+
+        out_ids: list[int] = []
+        with torch.no_grad():
+            out, nxt = forward(ids, prefix.next_pos), prefix.next_pos + len(ids)
+            for _ in range(max_new_tokens):
+                tok = int(out.logits[0, -1].argmax())
+                out_ids.append(tok)
+                if tok in stop_ids:
+                    break
+                out, nxt = forward([tok], nxt), nxt + 1
+        return out_ids
 
     def positions(self, inp: dict):
         vc = self.model.config.vision_config

@@ -32,6 +32,7 @@ def start_heldout(run_dir: Path, banks: list[dict]) -> dict:
     record = read_heldout(run_dir)
     if record is None:
         record = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "banks": banks}
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_text(heldout_path(run_dir), json.dumps(record, indent=1))
     return record
 

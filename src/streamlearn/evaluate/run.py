@@ -1,9 +1,12 @@
 """`streamlearn eval`: every checkpoint x system over the sealed bank, graded, with statistics.
 
-Writes evals/<name>/answers.jsonl (every answer and its grade), results.json and results.csv
-(accuracy per checkpoint, system and category with 95% cluster-bootstrap CIs; McNemar Day-0 vs
-Day-N; the retention matrix evidence day x checkpoint; the general-set forgetting check; judge
-agreement with human labels where they exist).
+Refuses a bank the run was not trained against (sealed after it started, or changed since). Writes
+evals/<name>/: answers.jsonl (every answer, both MC scores, its grade), contamination.json (the
+audit of every item against every target the run recorded), results.json and results.csv: per
+Day-N checkpoint the memorised / transfer / placebo groups with the Day-N - Day-0 difference, its
+paired cluster-bootstrap CI, the cluster sign-flip p-value (Holm-adjusted over checkpoints) and the
+no-memory guesser on the same items; accuracy by category; the retention matrix; the general-set
+forgetting check; judge agreement with human labels where they exist.
 """
 
 from __future__ import annotations
@@ -80,15 +83,21 @@ def grade(item: dict, r: dict, panel, tolerance: float) -> tuple[bool | None, st
     return v["correct"], v["status"], {"votes": v["votes"], "judge_errors": v["judge_errors"]}
 
 
-def evidence_frames(corpus: Corpus, chunks: dict, item: dict):
-    """The first evidence chunk's cached frames and their fps, or (None, 1.0)."""
+def evidence_chunk(corpus: Corpus, chunks: dict, item: dict) -> str | None:
+    """The first evidence chunk with cached frames."""
     for cid in (item.get("evidence") or {}).get("chunk_ids") or []:
         c = chunks.get(cid)
         if c and status_of(c, "frames") == DONE and c.get("frames_path") and corpus.abs(c["frames_path"]).exists():
-            arr = np.load(corpus.abs(c["frames_path"]))
-            meta = json.loads(corpus.abs(c["frames_path"]).with_suffix(".json").read_text())
-            return arr, float(meta["sample_fps"])
-    return None, 1.0
+            return cid
+    return None
+
+
+def evidence_frames(corpus: Corpus, chunks: dict, cid: str | None):
+    """A chunk's cached frames and their fps, or (None, 1.0)."""
+    if cid is None:
+        return None, 1.0
+    path = corpus.abs(chunks[cid]["frames_path"])
+    return np.load(path), float(json.loads(path.with_suffix(".json").read_text())["sample_fps"])
 
 
 def passages(corpus: Corpus, described: list[dict]) -> tuple[list[str], list[str]]:
@@ -108,7 +117,8 @@ def passages(corpus: Corpus, described: list[dict]) -> tuple[list[str], list[str
 
 def general_loss(answerer, items: list[dict]) -> float:
     """Mean per-token loss of the general answers given their questions (forgetting check)."""
-    torch = answerer.torch
+    import torch
+
     vlm = answerer.vlm
     losses = []
     for it in items:
@@ -202,10 +212,16 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
             continue
         answerer = LocalAnswerer(str(path), label, cfg.mc_scoring)
         for system in local_systems:
+            # items grouped by evidence chunk: each chunk's video is encoded once per checkpoint
+            order = sorted(items, key=lambda i: evidence_chunk(corpus, chunks, i) or "") if system == "video" else items
             with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
-                for item in items:
-                    frames, fps = evidence_frames(corpus, chunks, item) if system == "video" else (None, 1.0)
-                    record_answer(system, label, item, answerer.answer(item, frames, fps))
+                loaded: tuple = (None, (None, 1.0))
+                for item in order:
+                    cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
+                    if cid != loaded[0]:
+                        loaded = (cid, evidence_frames(corpus, chunks, cid))
+                    frames, fps = loaded[1]
+                    record_answer(system, label, item, answerer.answer(item, frames, fps, video_key=cid))
                     prog.advance(item["id"])
         forgetting[label] = general_loss(answerer, general)
         if "rag" in systems and label == ckpts[0][0]:

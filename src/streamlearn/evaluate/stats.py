@@ -1,8 +1,7 @@
-"""Statistics for Day-0 vs Day-N: clustered bootstrap CIs, McNemar's exact test, Cohen's kappa."""
+"""Statistics for Day-0 vs Day-N on clustered, paired items: cluster bootstrap CIs (of an accuracy and of a
+paired difference), the cluster sign-flip test, Holm's adjustment, Cohen's kappa (judges vs humans)."""
 
 from __future__ import annotations
-
-from math import comb
 
 import numpy as np
 
@@ -24,17 +23,6 @@ def cluster_bootstrap(correct: list[bool], clusters: list[str], n_boot: int = 20
     stats = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
     lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return acc, float(lo), float(hi)
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (b: only the first condition
-    right, c: only the second right)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = sum(comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def cohen_kappa(a: list, b: list) -> float:

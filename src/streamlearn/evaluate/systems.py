@@ -25,10 +25,12 @@ INSTRUCTION_NO_VIDEO = "Answer these questions about the stream."
 class LocalAnswerer:
     """A local checkpoint answering bank items. `weights` and `video` are asked in the layout QA
     targets are trained in; `rag` (a Day-0 reader given retrieved notes) in plain chat, the layout
-    an instruct model already follows."""
+    an instruct model already follows. The prompt's shared start (system prompt, video, instruction)
+    is encoded once per video and its key/value cache reused for every item; the options of a
+    multiple-choice item are scored in one batch."""
 
-    def __init__(self, model_dir: str, label: str, mc_scoring: str = "calibrated"):
-        import torch
+    def __init__(self, model_dir: str, label: str, mc_scoring: str = "calibrated", keep_prefixes: int = 2):
+        from collections import OrderedDict
 
         from streamlearn.models import load_for_generation
 
@@ -36,45 +38,29 @@ class LocalAnswerer:
         self.label = label
         self.mc_scoring = mc_scoring
         self._prior: dict[tuple[str, str], float] = {}
+        self._prefixes: OrderedDict = OrderedDict()
+        self.keep = keep_prefixes
         self.newline = set(self.vlm.tok("\n", add_special_tokens=False)["input_ids"])
-        self.torch = torch
 
-    def _prompt(self, question: str, frames, fps, context: str | None):
+    def _prefix(self, key: str, frames, fps: float, chat: bool):
+        if key not in self._prefixes:
+            if chat:
+                self._prefixes[key] = self.vlm.prefix(None, None)
+            else:
+                instruction = INSTRUCTION if frames is not None else INSTRUCTION_NO_VIDEO
+                if frames is None:  # the same blank video that text-only training samples carry
+                    frames, fps = BLANK_FRAMES, 1.0
+                self._prefixes[key] = self.vlm.prefix(instruction, frames, fps)
+            while len(self._prefixes) > self.keep:
+                self._prefixes.popitem(last=False)
+        self._prefixes.move_to_end(key)
+        return self._prefixes[key]
+
+    @staticmethod
+    def _suffix(question: str, context: str | None) -> str:
         if context is not None:
-            return self.vlm.inputs(f"Notes from a livestream:\n{context}\n\nUsing the notes, answer briefly: "
-                                   f"{question}", None)
-        instruction = INSTRUCTION if frames is not None else INSTRUCTION_NO_VIDEO
-        if frames is None:  # the same blank video that text-only training samples carry
-            frames, fps = BLANK_FRAMES, 1.0
-        return self.vlm.inputs(instruction, frames, fps, answer_prefix=f"Q: {question}\nA:")
-
-    def option_logprobs(self, inp: dict, options: list[str], lead: str = " ") -> list[float]:
-        """Mean log-probability of each option after the prompt. The prompt (video included) is
-        encoded once; each option continues from a copy of its key/value cache."""
-        import copy
-
-        from streamlearn.models import _cache_kwarg
-
-        torch = self.torch
-        model = self.vlm.model
-        key = _cache_kwarg(model)
-        pos = self.vlm.positions(inp)
-        fwd = {k: v for k, v in inp.items() if k != "attention_mask"}
-        with torch.no_grad():
-            out = model(**fwd, position_ids=pos, use_cache=True)
-            first = out.logits[0, -1].float()
-            cache = getattr(out, key)
-            nxt = int(pos.max()) + 1
-            scores = []
-            for option in options:
-                ids = self.vlm.tok(lead + option, add_special_tokens=False)["input_ids"]
-                t = torch.tensor([ids], device=pos.device)
-                step = (torch.arange(len(ids), device=pos.device) + nxt).view(1, 1, -1).expand(3, 1, -1)
-                o = model(input_ids=t, position_ids=step, use_cache=True, **{key: copy.deepcopy(cache)})
-                logits = torch.cat([first[None], o.logits[0, :-1].float()])
-                logp = torch.log_softmax(logits, dim=-1)
-                scores.append(float(logp[torch.arange(len(ids)), t[0]].mean()))
-        return scores
+            return f"Notes from a livestream:\n{context}\n\nUsing the notes, answer briefly: {question}"
+        return f"Q: {question}\nA:"
 
     def option_priors(self, options: list[str], chat: bool) -> list[float]:
         """Each option's mean log-probability after the same prompt with no question (cached per
@@ -82,26 +68,30 @@ class LocalAnswerer:
         style = "chat" if chat else "qa"
         missing = [o for o in options if (style, o) not in self._prior]
         if missing:
-            null = self._prompt("", None, 1.0, "" if chat else None)
-            scores = self.option_logprobs(null, missing, "" if chat else " ")
+            prefix = self._prefix("chat" if chat else "blank", None, 1.0, chat)
+            scores = self.vlm.continuation_logprobs(prefix, "" if chat else "Q: \nA:", missing, "" if chat else " ",
+                                                    user_suffix=chat)
             self._prior.update({(style, o): v for o, v in zip(missing, scores)})
         return [self._prior[(style, o)] for o in options]
 
-    def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None) -> dict:
+    def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None,
+               video_key: str | None = None) -> dict:
         """MC items are scored both ways, raw mean log-probability and calibrated (minus the option's
         prior); `choice` follows eval.mc_scoring, fixed before the run. Other items: greedy decoding."""
         chat = context is not None
-        inp = self._prompt(item["question"], frames, fps, context)
+        key = "chat" if chat else ("blank" if frames is None else f"video:{video_key or id(frames)}")
+        prefix = self._prefix(key, frames, fps, chat)
+        suffix = self._suffix(item["question"], context)
         if item["answer_type"] == "mc":
             opts = item["options"]
-            raw = self.option_logprobs(inp, opts, "" if chat else " ")
+            raw = self.vlm.continuation_logprobs(prefix, suffix, opts, "" if chat else " ", user_suffix=chat)
             cal = [s - p for s, p in zip(raw, self.option_priors(opts, chat))]
             by = {"logprob": opts[int(np.argmax(raw))], "calibrated": opts[int(np.argmax(cal))]}
             choice = by[self.mc_scoring]
             return {"response": choice, "choice": choice, "choice_logprob": by["logprob"],
                     "choice_calibrated": by["calibrated"], "logprobs": [round(x, 4) for x in raw],
                     "scores": [round(x, 4) for x in cal]}
-        new = self.vlm.greedy(inp, 24, self.newline | {self.vlm.tok.eos_token_id})
+        new = self.vlm.greedy_from(prefix, suffix, 24, self.newline | {self.vlm.tok.eos_token_id}, user_suffix=chat)
         return {"response": self.vlm.tok.decode(new, skip_special_tokens=True).strip(), "choice": None}
 
 

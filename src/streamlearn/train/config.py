@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlearn.errors import ConfigError
 
-TARGETS = ("description", "qa", "qa_text", "paraphrase", "day_summary")
+TARGETS = ("description", "qa", "qa_text", "paraphrase", "facts", "day_summary")
 
 
 def _check(cond: bool, key: str, msg: str) -> None:
@@ -34,6 +34,7 @@ class TrainConfig:
     max_seq_len: int = 32768  # samples longer than this are skipped and listed
     targets: list[str] = field(default_factory=lambda: ["description"])
     instruction: str = "Describe this part of the stream."
+    fact_variants: int = 2  # "facts" target: augmented renderings of each description (wording, order)
     checkpoint_every: int = 0  # steps; 0 = only at the end of each day
     keep_last: int = 2  # periodic checkpoints kept (Day-N checkpoints are always kept)
     freeze_vision: bool = False
@@ -63,6 +64,7 @@ class TrainConfig:
         _check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
         _check(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
         _check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
+        _check(self.fact_variants >= 1, "fact_variants", "must be >= 1")
         _check(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")
 
 

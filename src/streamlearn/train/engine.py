@@ -203,7 +203,7 @@ class Trainer:
         np.random.seed(cfg.seed)
         self.model, self.config, self.tok, self.target = build(cfg, d)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=tuple(cfg.betas),
-                                     weight_decay=cfg.weight_decay, fused=d.device.type == "cuda")
+                                     weight_decay=cfg.weight_decay, fused=True)
         from streamlearn.vision_budget import geometry_from_config
 
         self.geometry = geometry_from_config(self.config.vision_config.to_dict())

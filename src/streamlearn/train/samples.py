@@ -33,6 +33,7 @@ INSTRUCTIONS = {
     "qa": "Answer these questions about this part of the stream.",
     "qa_text": "Answer these questions about the stream.",
     "paraphrase": "Tell what happens in this part of the stream.",
+    "facts": "List the facts of this part of the stream, each with its day and time.",
     "day_summary": "Summarize this day of the stream.",
 }
 
@@ -108,6 +109,10 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
         if "description" in cfg.targets:
             specs.append(SampleSpec(f"{cid}/description", "description", day, [c["frames_path"]],
                                     D.render_target(doc), cfg.instruction, {"chunk_id": cid}))
+        if "facts" in cfg.targets:  # augmented descriptions: each fact anchored, varied wording and order
+            for v in range(cfg.fact_variants):
+                specs.append(SampleSpec(f"{cid}/facts{v}", "facts", day, [c["frames_path"]], D.render_facts(doc, v),
+                                        INSTRUCTIONS["facts"], {"chunk_id": cid}))
         if "paraphrase" in cfg.targets:
             specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, [c["frames_path"]], paraphrase(doc),
                                     INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
