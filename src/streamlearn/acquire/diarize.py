@@ -22,7 +22,7 @@ import numpy as np
 
 from streamlearn import console, transcript
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import StageResult, run_stage, select
@@ -321,7 +321,7 @@ def diarize_row(corpus: Corpus, row: dict, s: DiarizeSettings) -> dict:
     vdir = corpus.video_dir(vid)
     media = corpus.abs(row["media_path"])
     if not probe(media).has_audio:
-        raise StreamlearnError(f"{media.name} has no audio stream; nothing to diarize")
+        raise NotApplicable(f"{media.name} has no audio stream; nothing to diarize")
     turns = assign_speakers(embed_file(media, s), s.threshold, s.link_threshold)
     atomic_write_text(vdir / "diarization.rttm", to_rttm(turns, vid))
     doc = attribute(transcript.load(corpus.abs(row["transcript_path"])), turns)

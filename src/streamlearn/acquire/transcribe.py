@@ -17,7 +17,7 @@ from pathlib import Path
 from streamlearn import console, transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import StageResult, run_stage, select
 from streamlearn.vad import snap_words, speech_regions
@@ -127,8 +127,8 @@ def transcribe_row(corpus: Corpus, row: dict, s: AsrSettings) -> dict:
     media = corpus.abs(row["media_path"])
     info = probe(media)
     if not info.has_audio:
-        raise StreamlearnError(f"{media.name} has no audio stream; nothing to transcribe "
-                               "(the video is still chunked and described from its frames)")
+        raise NotApplicable(f"{media.name} has no audio stream; nothing to transcribe "
+                            "(the video is still chunked and described from its frames)")
     duration = info.duration_s or 0.0
     notes = []
     for vtt in pick_captions(vdir, vid, row.get("subtitles")):
