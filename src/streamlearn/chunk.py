@@ -60,15 +60,37 @@ def segment(media: Path, out_dir: Path, video_id: str, chunk_seconds: float) -> 
     return rows
 
 
-def exact_times(pieces: list[dict], origin: float, end: float | None) -> list[dict]:
+def cut_time(media: Path, approx: float, video: bool, search_s: float = 1.5) -> float | None:
+    """The presentation time of the packet a segment really starts with: the keyframe (or, for
+    audio only, the packet) nearest the segment muxer's listed start. The list's own number is
+    not exact (it was 60 ms after the keyframe on a VFR file), so it only says where to look."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0" if video else "a:0", "-show_entries",
+           "packet=pts_time,flags", "-read_intervals", f"{max(0.0, approx - search_s):.3f}%{approx + search_s:.3f}",
+           "-of", "csv=p=0", str(media)]
+    best = None
+    for line in subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines():
+        pts, _, flags = line.partition(",")
+        if pts in ("", "N/A") or (video and "K" not in flags):
+            continue
+        t = float(pts)
+        if best is None or abs(t - approx) < abs(best - approx):
+            best = t
+    return best
+
+
+def exact_times(pieces: list[dict], media: Path, origin: float, end: float | None, video: bool) -> list[dict]:
     """Chunk times in the source's own clock, as players and transcripts count it (0 = the
-    container's start time). The segment list gives each cut as the pts of the first packet of the
-    new segment (absolute: a source whose packets start at 0.08 s lists 10.08 for the cut 10.0 s
-    into it); each chunk ends where the next begins, the last at the end of the last packet. So
-    chunks are contiguous and cover the source exactly, constant frame rate or not."""
+    container's start time), from the packets themselves: each cut is the presentation time of
+    the keyframe the segment starts with; each chunk ends where the next begins, the last at the
+    end of the source's last packet. So chunks are contiguous and cover the source exactly,
+    constant frame rate or not, and transcripts are sliced with the same times."""
     out = []
     for i, piece in enumerate(pieces):
-        start = 0.0 if i == 0 else max(0.0, piece["start_s"] - origin)
+        if i == 0:
+            start = 0.0
+        else:
+            t = cut_time(media, piece["start_s"], video)
+            start = max(0.0, (t if t is not None else piece["start_s"]) - origin)
         out.append({**piece, "start_s": round(start, 6)})
     for i, piece in enumerate(out):
         if i + 1 < len(out):
@@ -148,7 +170,7 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
     staging = staging_root / vid
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        pieces = exact_times(segment(media, staging, vid, chunk_seconds), p.start_s, end)
+        pieces = exact_times(segment(media, staging, vid, chunk_seconds), media, p.start_s, end, p.has_video)
         start_at, time_source = stream_start(corpus, row)
         tz = ZoneInfo(row.get("timezone") or corpus.config.corpus.timezone)
         n = len(pieces)
