@@ -164,7 +164,7 @@ def cluster(emb: np.ndarray, threshold: float, split: float | None = None) -> np
     distance serves both. The embeddings are centred on the recording's mean first (the
     channel and the room are shared by everyone, the voice is not), which spreads the speakers
     apart; average-linkage clustering cuts there at `split`. A split of one voice is then undone:
-    clusters whose mean raw embeddings are closer than `threshold / 4` are one speaker, and
+    clusters whose mean raw embeddings are closer than `threshold / 3` are one speaker, and
     clusters of fewer than 3 pieces join their nearest."""
     n = len(emb)
     if n < 4:
@@ -176,7 +176,7 @@ def cluster(emb: np.ndarray, threshold: float, split: float | None = None) -> np
     labels = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
                                      distance_threshold=split if split is not None else CENTERED_SPLIT).fit_predict(x)
     labels = _absorb_small(emb, labels, max(3, int(0.02 * n)))
-    labels = _merge_close(emb, labels, threshold / 4)
+    labels = _merge_close(emb, labels, threshold / 3)
     return np.unique(labels, return_inverse=True)[1]
 
 

@@ -231,7 +231,7 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         if not src.is_file():
             raise StreamlearnError(f"recording {src} is gone; restore it or delete the row")
         media = vdir / f"{vid}{src.suffix.lower()}"
-        if not media.exists():
+        if not media.is_symlink() and not media.exists():
             media.symlink_to(src)
         info: dict = {}
         expected = row.get("duration_s")
@@ -243,8 +243,8 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         expected = info.get("duration") or row.get("duration_s")
         if info:
             atomic_write_text(vdir / f"{vid}.info.json", json.dumps(info, ensure_ascii=False, indent=1))
-    try:
-        values = verify(media, float(expected) if expected else None)
+    try:  # a recording is checked under its own name, so a failure names the user's file
+        values = verify(src if row.get("source") == "dir" else media, float(expected) if expected else None)
     except StreamlearnError:
         if row.get("source") != "dir":
             media.unlink(missing_ok=True)  # a bad file must not be taken as finished next run
