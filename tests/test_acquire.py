@@ -252,7 +252,8 @@ def test_from_dir_recordings(tour, tmp_path):
     assert set(rows) == {good.name, "silent.mp4", "broken.mp4"}
     assert all(re.fullmatch(r"rec-[0-9a-f]{12}", r["video_id"]) for r in rows.values())
     assert rows["broken.mp4"]["download_status"] == "failed"
-    assert rows["broken.mp4"]["download_error"].startswith("not a readable media file: ffprobe cannot read broken.mp4")
+    assert rows["broken.mp4"]["download_error"] == ("broken.mp4: truncated: the file ends inside its header; "
+                                                    "copy or download the complete file again")
     assert rows[good.name]["start_source"] == "container"
     assert rows[good.name]["release_timestamp"] == truth["days"][0]["release_timestamp"]
     again = run_playlist(corpus, from_dir=rec)
@@ -263,8 +264,12 @@ def test_from_dir_recordings(tour, tmp_path):
     assert media.is_symlink() and media.parent == corpus.video_dir(rows[good.name]["video_id"])
     result = run_transcribe(corpus)
     silent = rows["silent.mp4"]["video_id"]
-    assert result.failed[silent].startswith(f"{silent}.mp4 has no audio stream; nothing to transcribe")
+    # not applicable is not a failure: skipped with the reason, and a re-run has nothing to do
+    assert result.ok and result.skipped[silent].startswith(f"{silent}.mp4 has no audio stream; nothing to transcribe")
+    assert corpus.videos.get(silent)["transcribe_status"] == "skipped"
     assert result.done == [rows[good.name]["video_id"]]
+    again = run_transcribe(corpus)
+    assert again.ok and not again.done and not again.skipped
 
 
 def test_malformed_captions_fall_back_to_asr(acquired, tmp_path):

@@ -144,7 +144,8 @@ def test_short_unreadable_and_empty_videos(tour, tmp_path):
     try:
         target.write_bytes(b"not a video at all")
         result = run_chunk(corpus, force=True, chunk_seconds=10)
-        assert result.failed[vid].startswith(f"ffprobe cannot read {media.name}")
+        assert result.failed[vid] == (f"{media.name}: not a media file (no audio or video container ffmpeg knows); "
+                                      "remove it from the folder, or export it from the recorder as MP4/MKV/M4A")
         assert corpus.videos.get(vid)["chunk_status"] == "failed"
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.01", "-frames:v", "0",
                         "-f", "matroska", str(target)], check=True)

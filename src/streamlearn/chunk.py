@@ -24,12 +24,12 @@ from streamlearn import console, transcript
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import DONE, Manifest, atomic_write_text, merge_parts, status_of
-from streamlearn.media import probe, sha256_file
+from streamlearn.media import check_decodes, probe, sha256_file
 from streamlearn.runner import StageResult, run_stage, select
 from streamlearn.store import Store
 from streamlearn.tables import CHUNKS
 
-CONTAINER = {".mkv": ".mkv", ".webm": ".mkv", ".mp4": ".mp4", ".mov": ".mp4", ".m4v": ".mp4"}
+CONTAINER = {".mkv": ".mkv", ".webm": ".mkv", ".mp4": ".mp4", ".mov": ".mp4", ".m4v": ".mp4", ".m4a": ".m4a"}
 
 
 def store_for(corpus: Corpus, uri: str | None = None) -> Store:
@@ -40,7 +40,7 @@ def store_for(corpus: Corpus, uri: str | None = None) -> Store:
 def segment(media: Path, out_dir: Path, video_id: str, chunk_seconds: float) -> list[dict]:
     """Stream-copy `media` into chunks; returns [{path, start_s, end_s}] in source time."""
     ext = CONTAINER.get(media.suffix.lower(), ".mkv")
-    fmt = "matroska" if ext == ".mkv" else "mp4"
+    fmt = "matroska" if ext == ".mkv" else "ipod" if ext == ".m4a" else "mp4"
     out_dir.mkdir(parents=True, exist_ok=True)
     seg_list = out_dir / "segments.csv"
     cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", str(media), "-map", "0", "-dn", "-ignore_unknown",
@@ -58,6 +58,46 @@ def segment(media: Path, out_dir: Path, video_id: str, chunk_seconds: float) -> 
     if not rows:
         raise StreamlearnError(f"{media.name} produced no chunks (no packets?)")
     return rows
+
+
+def cut_time(media: Path, approx: float, video: bool, search_s: float = 1.5) -> float | None:
+    """The presentation time of the packet a segment really starts with: the keyframe (or, for
+    audio only, the packet) nearest the segment muxer's listed start. The list's own number is
+    not exact (it was 60 ms after the keyframe on a VFR file), so it only says where to look."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0" if video else "a:0", "-show_entries",
+           "packet=pts_time,flags", "-read_intervals", f"{max(0.0, approx - search_s):.3f}%{approx + search_s:.3f}",
+           "-of", "csv=p=0", str(media)]
+    best = None
+    for line in subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines():
+        pts, _, flags = line.partition(",")
+        if pts in ("", "N/A") or (video and "K" not in flags):
+            continue
+        t = float(pts)
+        if best is None or abs(t - approx) < abs(best - approx):
+            best = t
+    return best
+
+
+def exact_times(pieces: list[dict], media: Path, origin: float, end: float | None, video: bool) -> list[dict]:
+    """Chunk times in the source's own clock, as players and transcripts count it (0 = the
+    container's start time), from the packets themselves: each cut is the presentation time of
+    the keyframe the segment starts with; each chunk ends where the next begins, the last at the
+    end of the source's last packet. So chunks are contiguous and cover the source exactly,
+    constant frame rate or not, and transcripts are sliced with the same times."""
+    out = []
+    for i, piece in enumerate(pieces):
+        if i == 0:
+            start = 0.0
+        else:
+            t = cut_time(media, piece["start_s"], video)
+            start = max(0.0, (t if t is not None else piece["start_s"]) - origin)
+        out.append({**piece, "start_s": round(start, 6)})
+    for i, piece in enumerate(out):
+        if i + 1 < len(out):
+            piece["end_s"] = out[i + 1]["start_s"]
+        else:
+            piece["end_s"] = round(max(piece["start_s"], (end if end is not None else piece["end_s"]) - origin), 6)
+    return out
 
 
 def stream_start(corpus: Corpus, row: dict) -> tuple[datetime | None, str]:
@@ -123,10 +163,14 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
     p = probe(media)
     if not p.duration_s or p.duration_s <= 0:
         raise StreamlearnError(f"{media.name} has zero length; re-download it (streamlearn download --force --only {vid})")
+    try:  # a truncated or damaged source is refused before anything is cut from it
+        end = check_decodes(media, p)
+    except StreamlearnError as exc:
+        raise StreamlearnError(f"{exc} (chunk refuses it: streamlearn download --force --only {vid})") from None
     staging = staging_root / vid
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        pieces = segment(media, staging, vid, chunk_seconds)
+        pieces = exact_times(segment(media, staging, vid, chunk_seconds), media, p.start_s, end, p.has_video)
         start_at, time_source = stream_start(corpus, row)
         tz = ZoneInfo(row.get("timezone") or corpus.config.corpus.timezone)
         n = len(pieces)

@@ -41,7 +41,7 @@ class StageProgress:
         self.label, self.total, self.unit = label, total, unit
         # a line per item for small stages, about every 5 % for large ones (failures always)
         self.every = 1 if total <= 50 else max(1, total // 20)
-        self.done = self.failed = 0
+        self.done = self.failed = self.skipped = 0
         self.t0 = time.monotonic()
         self._bar = None
         self._task = None
@@ -53,17 +53,19 @@ class StageProgress:
             self._bar.start()
             self._task = self._bar.add_task(label, total=total)
 
-    def advance(self, item: str = "", ok: bool = True, note: str = "") -> None:
+    def advance(self, item: str = "", ok: bool = True, note: str = "", skipped: bool = False) -> None:
+        """One item finished: done (ok), failed (not ok) or skipped (the stage does not apply)."""
         self.done += 1
         self.failed += 0 if ok else 1
+        self.skipped += 1 if skipped else 0
         if self._bar is not None:
             self._bar.advance(self._task)
-            if not ok:
-                self._bar.console.print(f"{self.label} failed {item}: {note}")
+            if not ok or skipped:
+                self._bar.console.print(f"{self.label} {'skipped' if skipped else 'failed'} {item}: {note}")
             return
-        if ok and self.done % self.every and self.done != self.total:
+        if ok and not skipped and self.done % self.every and self.done != self.total:
             return
-        status = "done" if ok else "FAILED"
+        status = "skipped" if skipped else "done" if ok else "FAILED"
         tail = f" {item}" if item else ""
         tail += f" ({note})" if note else ""
         info(f"{self.label} {self.done}/{self.total} {status}{tail}")
@@ -72,8 +74,9 @@ class StageProgress:
         if self._bar is not None:
             self._bar.stop()
         dt = time.monotonic() - self.t0
-        ok = self.done - self.failed
-        info(f"{self.label}: {ok} done, {self.failed} failed of {self.total} in {dt:.1f}s")
+        ok = self.done - self.failed - self.skipped
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        info(f"{self.label}: {ok} done, {self.failed} failed{skipped} of {self.total} in {dt:.1f}s")
 
 
 @contextmanager

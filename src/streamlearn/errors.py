@@ -11,3 +11,8 @@ class ManifestError(StreamlearnError):
 
 class ConfigError(StreamlearnError):
     pass
+
+
+class NotApplicable(StreamlearnError):
+    """The stage does not apply to this item (e.g. no audio to transcribe): recorded as `skipped`
+    with this message as the reason, never as a failure."""

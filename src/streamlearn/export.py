@@ -43,9 +43,43 @@ def training_pairs(corpus: Corpus) -> list[dict]:
                           "frames": str(corpus.abs(s.frames[0])) if len(s.frames) == 1 else None,
                           "sample_fps": frames_meta.get("sample_fps"), "instruction": s.instruction,
                           "target": s.target})
+    pairs += audio_only_pairs(corpus, cfg)
     if skipped:
         console.warn(f"export: {len(skipped)} items skipped (see `streamlearn train` for why)")
     return pairs
+
+
+def audio_only_pairs(corpus: Corpus, cfg) -> list[dict]:
+    """Described chunks of audio-only recordings (frames `skipped`: no picture) as text samples:
+    the description is the target, with no video."""
+    from streamlearn import description as D
+    from streamlearn.corpus import stream_order
+    from streamlearn.manifest import DONE, SKIPPED, status_of
+
+    out = []
+    for c in stream_order(corpus.chunks.read(), corpus.videos.rows_by_key()):
+        if status_of(c, "describe") != DONE or status_of(c, "frames") != SKIPPED:
+            continue
+        doc = D.load(corpus.abs(c["description_path"]))
+        out.append({"key": f"{c['chunk_id']}__description_text", "kind": "description_text",
+                    "day": int(c.get("day_index") or 0), "chunk_id": c["chunk_id"], "video": None, "frames": None,
+                    "sample_fps": None, "instruction": "Tell what was said in this audio recording.",
+                    "target": D.render_target(doc)})
+    return out
+
+
+def _operating_point(corpus: Corpus) -> dict:
+    """The operating point as run: the configured one, with the chunk length(s) the videos were
+    actually cut at and the frame sizes actually cached."""
+    op = dict(corpus.config.operating_point.__dict__)
+    lengths = sorted({float(v["chunk_seconds"]) for v in corpus.videos.read() if v.get("chunk_seconds")})
+    if lengths:
+        op["chunk_seconds"] = lengths[0] if len(lengths) == 1 else lengths
+    chunks = [c for c in corpus.chunks.read() if c.get("frame_width")]
+    op["frame_sizes"] = sorted({f"{c['frame_width']}x{c['frame_height']}" for c in chunks})
+    op["sample_fps"] = sorted({round(float(c["sample_fps"]), 4) for c in chunks if c.get("sample_fps")})
+    op["configured"] = dict(corpus.config.operating_point.__dict__)
+    return op
 
 
 def run_export(corpus: Corpus, fmt: str, out: Path | None = None, bank: str | None = None) -> Path:
@@ -53,18 +87,20 @@ def run_export(corpus: Corpus, fmt: str, out: Path | None = None, bank: str | No
         raise StreamlearnError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out or corpus.root / "exports" / fmt)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "operating_point.json", json.dumps(corpus.config.operating_point.__dict__, indent=1))
+    atomic_write_text(out / "operating_point.json", json.dumps(_operating_point(corpus), indent=1))
     if fmt == "lmms-eval":
         return _lmms_eval(corpus, bank or corpus.config.eval.bank, out)
-    pairs = [p for p in training_pairs(corpus) if p["video"] or fmt in ("hf", "webdataset")]
+    pairs = [p for p in training_pairs(corpus) if p["video"] or p["kind"] == "description_text"
+             or fmt in ("hf", "webdataset")]
     if fmt == "llava":
-        data = [{"id": p["key"], "video": p["video"], "conversations": [
-            {"from": "human", "value": f"<video>\n{p['instruction']}"}, {"from": "gpt", "value": p["target"]}]}
-            for p in pairs]
+        data = [{"id": p["key"], **({"video": p["video"]} if p["video"] else {}), "conversations": [
+            {"from": "human", "value": ("<video>\n" if p["video"] else "") + p["instruction"]},
+            {"from": "gpt", "value": p["target"]}]} for p in pairs]
         atomic_write_text(out / "train.json", json.dumps(data, ensure_ascii=False, indent=1))
     elif fmt == "sharegpt":
-        data = [{"messages": [{"role": "user", "content": f"<video>{p['instruction']}"},
-                              {"role": "assistant", "content": p["target"]}], "videos": [p["video"]]} for p in pairs]
+        data = [{"messages": [{"role": "user", "content": ("<video>" if p["video"] else "") + p["instruction"]},
+                              {"role": "assistant", "content": p["target"]}],
+                 **({"videos": [p["video"]]} if p["video"] else {})} for p in pairs]
         atomic_write_text(out / "train.json", json.dumps(data, ensure_ascii=False, indent=1))
         atomic_write_text(out / "dataset_info.json", json.dumps({"streamlearn": {
             "file_name": "train.json", "formatting": "sharegpt",

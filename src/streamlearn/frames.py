@@ -25,9 +25,9 @@ import numpy as np
 
 from streamlearn import vision_budget
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import atomic_write_bytes, atomic_write_text
-from streamlearn.media import probe
+from streamlearn.media import display_size, probe
 from streamlearn.paths import contained
 from streamlearn.runner import StageResult, run_stage, select
 from streamlearn.store import Store
@@ -57,10 +57,23 @@ def samples_on_keyframes(sample_times: list[float], keyframes: list[float], tole
     return all(float(np.min(np.abs(k - t))) <= tolerance for t in sample_times)
 
 
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn a decoded (coded-orientation) picture the way a player shows it: `rotation` is the
+    display matrix's counter-clockwise angle (ffprobe's `rotation`, e.g. -90 for a phone held
+    upright), so the picture is turned by that angle."""
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
+
+
 def extract(src: Path, start: float, duration: float, n: int, width: int, height: int,
-            keyframes_only: bool = False, source_fps: float = 30.0) -> np.ndarray:
+            keyframes_only: bool = False, source_fps: float = 30.0, rotation: int | None = None) -> np.ndarray:
     """n frames at times start + i*duration/n (the first source frame at or after each time, less
     half a source frame: the nearest one), resized to width x height, RGB uint8.
+
+    width x height is the picture as a player shows it: the coded picture is scaled (which also
+    undoes a non-square sample aspect ratio) and turned by the display matrix's rotation
+    (`rotation`, else what the decoder reports on the frame), so a portrait phone video gives
+    upright portrait frames.
 
     libavcodec decodes with frame threads, and only the sampled frames are scaled and converted
     (converting every 1080p frame to RGB is most of the cost of the usual decode-all loop). With
@@ -103,8 +116,12 @@ def extract(src: Path, start: float, duration: float, n: int, width: int, height
             for t, frame in decoded():
                 if t < times[k] - half:
                     continue
-                rgb = frame.reformat(width=width, height=height, format="rgb24",
-                                     interpolation="BICUBIC").to_ndarray()
+                if rotation is None:
+                    rotation = int(getattr(frame, "rotation", 0) or 0)
+                quarter = int(round(rotation / 90.0)) % 2
+                cw, ch = (height, width) if quarter else (width, height)
+                rgb = upright(frame.reformat(width=cw, height=ch, format="rgb24",
+                                             interpolation="BICUBIC").to_ndarray(), rotation)
                 while k < n and t >= times[k] - half:  # a sparse source fills several samples
                     out[k] = rgb
                     k += 1
@@ -144,24 +161,36 @@ def frames_chunk(corpus: Corpus, chunk: dict, video: dict, store: Store,
         src, offset, label = _source(corpus, chunk, video, store, Path(tmp))
         info = probe(src)
         if not info.has_video:
-            raise StreamlearnError(f"{chunk['chunk_id']}: {src.name} has no video stream")
+            raise NotApplicable(f"{chunk['chunk_id']}: {src.name} has no video stream (an audio-only recording); "
+                                "no frames to sample, the chunk stays a transcript-only item")
         duration = float(chunk["duration_s"])
         fps = info.fps or 30.0
-        # plan from the archival resolution, whichever file is decoded, so a rendition changes nothing
-        width, height = int(video.get("width") or info.width), int(video.get("height") or info.height)
+        # plan from the archival picture as it is shown (rotation and pixel aspect applied), whichever
+        # file is decoded, so a rendition changes nothing
+        if video.get("width") and video.get("height"):
+            width, height = display_size(int(video["width"]), int(video["height"]), int(video.get("rotation") or 0),
+                                         float(video.get("sar") or 1.0))
+        else:
+            width, height = info.display_size()
         p = vision_budget.plan(duration, width, height, op, geometry, source_fps=fps)
         times = [offset + i * duration / p.n_frames for i in range(p.n_frames)]
         keys = keyframe_times(src, offset, duration)
         exact = samples_on_keyframes(times, keys, tolerance=0.5 / fps)
         frames = extract(src, offset, duration, p.n_frames, p.frame_width, p.frame_height, keyframes_only=exact,
-                         source_fps=fps)
+                         source_fps=fps, rotation=info.rotation)
     name = contained(out_dir, chunk["chunk_id"])
     buf = _npy_bytes(frames)
     atomic_write_bytes(name.with_suffix(".npy"), buf)
     meta = {"chunk_id": chunk["chunk_id"], "n_frames": p.n_frames, "sample_fps": p.sample_fps,
             "timestamps": [round(t - offset, 4) for t in times], "width": p.frame_width, "height": p.frame_height,
             "grid_thw": list(p.grid_thw), "vision_tokens": p.vision_tokens, "seconds_per_grid": p.seconds_per_grid,
-            "source": label, "keyframes_only": exact, "operating_point": op.__dict__,
+            "source": label, "keyframes_only": exact,
+            # what was done, not only what was configured: the chunk length the video was cut at
+            "operating_point": {**op.__dict__, "chunk_seconds": float(video.get("chunk_seconds") or duration)},
+            "chunk_duration_s": duration,
+            "source_picture": {"coded_width": info.width, "coded_height": info.height, "rotation": info.rotation,
+                               "sample_aspect_ratio": info.sar, "display_width": width, "display_height": height,
+                               "fps": fps, "variable_frame_rate": info.vfr},
             "geometry": geometry.__dict__}
     atomic_write_text(name.with_suffix(".json"), json.dumps(meta, indent=1))
     return {"frames_path": corpus.rel(name.with_suffix(".npy")), "n_frames": p.n_frames,

@@ -2,7 +2,9 @@
 
 A manifest is one CSV file, one row per item (video or chunk), keyed by an id column.
 Static columns come from the source (the playlist, the chunker); each stage owns a block of
-runtime columns: `<stage>_status` (pending|done|failed), `<stage>_error` and its own values.
+runtime columns: `<stage>_status` (pending|done|failed|skipped), `<stage>_error` (the reason for
+failed and skipped) and its own values. `skipped` means the stage does not apply to the item (no
+audio to transcribe, no picture to sample): not a failure, and not retried.
 
 Every change is made under a file lock on a fresh read of the file, written to a temporary
 file, fsynced and renamed over the old one, so concurrent workers never lose a row and a
@@ -24,8 +26,9 @@ from filelock import FileLock
 
 from streamlearn.errors import ManifestError
 
-PENDING, DONE, FAILED = "pending", "done", "failed"
-STATUSES = (PENDING, DONE, FAILED)
+PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
+STATUSES = (PENDING, DONE, FAILED, SKIPPED)
+SETTLED = (DONE, SKIPPED)  # nothing left to do for the item in that stage
 
 Row = dict[str, Any]
 

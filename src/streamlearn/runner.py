@@ -2,7 +2,9 @@
 
 Workers only compute; the calling thread is the single manifest writer. An item that raises is
 recorded as failed with a one-line reason and the rest carries on; failed items are retried on
-the next run. Nothing is recorded for an item until its outputs are complete on disk.
+the next run. An item the stage does not apply to (the worker raises `NotApplicable`: no audio
+to transcribe, no picture to sample) is recorded as skipped with the reason and is not retried.
+Nothing is recorded for an item until its outputs are complete on disk.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from streamlearn import console
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import DONE, FAILED, Manifest, one_line, status_of
+from streamlearn.errors import NotApplicable, StreamlearnError
+from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, status_of
 
 
 @dataclass
@@ -22,16 +24,21 @@ class StageResult:
     stage: str
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # not run: prerequisite missing
+    skipped: dict[str, str] = field(default_factory=dict)  # the stage does not apply (or must wait), with why
 
     @property
     def ok(self) -> bool:
+        """No item failed (skips are not failures: a re-run with only skips left exits 0)."""
         return not self.failed
 
 
 def select(manifest: Manifest, stage: str, requires: Iterable[str] = (), only: Iterable[str] | None = None,
            force: bool = False) -> tuple[list[dict], dict[str, str]]:
-    """Rows to run (pending or failed, or all with force) and rows skipped for a missing prerequisite."""
+    """Rows to run (pending or failed, or all with force) and rows waiting for a prerequisite.
+
+    Rows already done or skipped are settled. A prerequisite counts when it is done or skipped:
+    the worker then sees the item and says itself whether the stage applies (e.g. diarize after
+    a transcribe skipped for lack of audio is skipped for the same reason)."""
     only = set(only or [])
     key = manifest.table.key
     rows = manifest.read()
@@ -43,9 +50,9 @@ def select(manifest: Manifest, stage: str, requires: Iterable[str] = (), only: I
         rows = [r for r in rows if r[key] in only]
     todo, skipped = [], {}
     for row in rows:
-        if status_of(row, stage) == DONE and not force:
+        if status_of(row, stage) in SETTLED and not force:
             continue
-        missing = [req for req in requires if status_of(row, req) != DONE]
+        missing = [req for req in requires if status_of(row, req) not in SETTLED]
         if missing:
             skipped[row[key]] = f"{missing[0]} not done"
             continue
@@ -98,6 +105,12 @@ def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable, 
 
     def record(row: dict, values: dict | None, exc: BaseException | None, prog) -> None:
         k = row[key]
+        if isinstance(exc, NotApplicable):
+            reason = one_line(str(exc))
+            manifest.record(k, stage, SKIPPED, error=reason, force=True)
+            result.skipped[k] = reason
+            prog.advance(k, note=reason, skipped=True)
+            return
         if exc is None:
             try:
                 if on_result:

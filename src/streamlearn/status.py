@@ -1,9 +1,11 @@
-"""Per-stage counts (done / failed / pending), hours and bytes, and the failed rows' reasons."""
+"""Per-stage counts (done / failed / skipped / pending), hours and bytes, and the reasons of the
+failed rows (something went wrong: fix and re-run) apart from the skipped ones (the stage does not
+apply, e.g. no audio to transcribe: nothing to do)."""
 
 from __future__ import annotations
 
 from streamlearn.corpus import Corpus
-from streamlearn.manifest import DONE, FAILED, status_of
+from streamlearn.manifest import DONE, FAILED, SKIPPED, status_of
 
 
 def _hours(row: dict) -> float:
@@ -12,14 +14,14 @@ def _hours(row: dict) -> float:
 
 def corpus_status(corpus: Corpus) -> dict:
     report: dict = {"corpus": str(corpus.root), "subject": corpus.config.corpus.subject,
-                    "stages": [], "failed": [], "warnings": []}
+                    "stages": [], "failed": [], "skipped": [], "warnings": []}
     for manifest, bytes_col in ((corpus.videos, {"download": "media_bytes"}), (corpus.chunks, {})):
         rows = manifest.read()
         table = manifest.table
         report[table.name] = {"rows": len(rows), "hours": round(sum(_hours(r) for r in rows), 4),
                               "bytes": sum(int(r.get("media_bytes") or r.get("bytes") or 0) for r in rows)}
         for stage in table.stages:
-            counts = {"done": 0, "failed": 0, "pending": 0}
+            counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
             hours = 0.0
             nbytes = 0
             for r in rows:
@@ -28,9 +30,10 @@ def corpus_status(corpus: Corpus) -> dict:
                 if st == DONE:
                     hours += _hours(r)
                     nbytes += int(r.get(bytes_col.get(stage, "bytes")) or 0)
-                elif st == FAILED:
-                    report["failed"].append({"table": table.name, "id": r[table.key], "stage": stage,
-                                             "error": r.get(f"{stage}_error") or "(no reason recorded)"})
+                elif st in (FAILED, SKIPPED):
+                    report["failed" if st == FAILED else "skipped"].append(
+                        {"table": table.name, "id": r[table.key], "stage": stage,
+                         "error": r.get(f"{stage}_error") or "(no reason recorded)"})
             report["stages"].append({"table": table.name, "stage": stage, **counts,
                                      "hours": round(hours, 4), "bytes": nbytes})
     chunk_rows = corpus.chunks.read()
@@ -42,6 +45,10 @@ def corpus_status(corpus: Corpus) -> dict:
                           "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in described),
                           "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in described),
                           "cost_usd": round(sum(float(r.get("cost_usd") or 0) for r in described), 4)}
+    mtime = [r["video_id"] for r in corpus.videos.read() if r.get("start_source") == "file_mtime"]
+    if mtime:
+        report["warnings"].append(f"{len(mtime)} videos take their start time from the file's modification time "
+                                  f"(e.g. {mtime[0]}), not from the recording; check release_timestamp in videos.csv")
     no_time = [r["chunk_id"] for r in chunk_rows if not r.get("start_utc")]
     if no_time:
         report["warnings"].append(f"{len(no_time)} chunks have no real-world start time "
@@ -119,13 +126,16 @@ def format_status(report: dict) -> str:
              f"videos: {report['videos']['rows']} rows, {report['videos']['hours']:.2f} h, "
              f"{human_bytes(report['videos']['bytes'])}; chunks: {report['chunks']['rows']} rows, "
              f"{report['chunks']['hours']:.2f} h, {human_bytes(report['chunks']['bytes'])}",
-             f"{'stage':<20}{'done':>7}{'failed':>8}{'pending':>9}{'hours':>9}{'bytes':>12}"]
+             f"{'stage':<20}{'done':>7}{'failed':>8}{'skipped':>9}{'pending':>9}{'hours':>9}{'bytes':>12}"]
     for s in report["stages"]:
-        lines.append(f"{s['table'] + '/' + s['stage']:<20}{s['done']:>7}{s['failed']:>8}{s['pending']:>9}"
-                     f"{s['hours']:>9.2f}{human_bytes(s['bytes']):>12}")
+        lines.append(f"{s['table'] + '/' + s['stage']:<20}{s['done']:>7}{s['failed']:>8}{s['skipped']:>9}"
+                     f"{s['pending']:>9}{s['hours']:>9.2f}{human_bytes(s['bytes']):>12}")
     if report["failed"]:
-        lines.append("failed:")
+        lines.append("failed (fix the cause, then re-run the stage):")
         lines += [f"  {f['table']}/{f['id']} {f['stage']}: {f['error']}" for f in report["failed"]]
+    if report.get("skipped"):
+        lines.append("skipped (the stage does not apply; nothing to do):")
+        lines += [f"  {f['table']}/{f['id']} {f['stage']}: {f['error']}" for f in report["skipped"]]
     for t in report.get("training", []):
         lines.append(f"train {t['run']}: {t['steps']} steps, days done {t['completed_days']}, "
                      f"exports {', '.join(t['exports']) or 'none'}")

@@ -36,8 +36,10 @@ VIDEOS = Table(
             C("format_id"),
             C("vcodec"),
             C("acodec"),
-            C("width", "int"),
+            C("width", "int"),  # coded picture size
             C("height", "int"),
+            C("rotation", "int"),  # display matrix, degrees counter-clockwise (phones: -90 / 90)
+            C("sar", "float"),  # sample aspect ratio when not square
             C("fps", "float"),
             C("has_audio", "bool"),
             C("info_json"),

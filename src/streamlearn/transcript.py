@@ -71,9 +71,28 @@ def resegment(words: list[dict], max_gap: float = 0.8, max_len: float = 12.0) ->
     return segments
 
 
+_GLUE_BEFORE = ("-", "'", "’", ",", ".", "!", "?", ";", ":", "%", ")", "]", "…")
+_GLUE_AFTER = ("-", "(", "[", "“")
+
+
+def join_words(words: list[dict]) -> str:
+    """Words back into text: a space between words, none before a word that continues the previous
+    one (`-disposed`, `'s`, `n't`, punctuation) or after one that opens (`ill-`, `(`), so
+    "ill-disposed" does not become "ill -disposed"."""
+    out = ""
+    for w in words:
+        word = w["word"].strip()
+        if not word:
+            continue
+        if out and not word.startswith(_GLUE_BEFORE) and not out.endswith(_GLUE_AFTER) \
+                and not (word.startswith("n't") or word.lower() in ("n't",)):
+            out += " "
+        out += word
+    return out
+
+
 def _segment(words: list[dict]) -> dict:
-    text = "".join(w["word"] if w["word"].startswith(" ") else " " + w["word"] for w in words).strip()
-    return {"start": words[0]["start"], "end": words[-1]["end"], "text": text, "words": words}
+    return {"start": words[0]["start"], "end": words[-1]["end"], "text": join_words(words), "words": words}
 
 
 def slice_doc(doc: dict, start: float, end: float) -> dict:
@@ -86,7 +105,7 @@ def slice_doc(doc: dict, start: float, end: float) -> dict:
             continue
         shifted = [{**w, "start": round(w["start"] - start, 3), "end": round(w["end"] - start, 3)} for w in words]
         if words:
-            text = "".join(w["word"] if w["word"].startswith(" ") else " " + w["word"] for w in words).strip()
+            text = join_words(words)
             s0, s1 = words[0]["start"], words[-1]["end"]
         else:
             text, s0, s1 = seg["text"], seg["start"], seg["end"]

@@ -24,14 +24,16 @@ def _model():
         return _MODEL[0]
 
 
-def speech_regions(audio: np.ndarray, min_silence_ms: int = 300, pad_ms: int = 30) -> list[tuple[float, float]]:
-    """(start, end) seconds of speech in 16 kHz mono audio."""
+def speech_regions(audio: np.ndarray, min_silence_ms: int = 300, pad_ms: int = 30,
+                   threshold: float = 0.5) -> list[tuple[float, float]]:
+    """(start, end) seconds of speech in 16 kHz mono audio (`threshold`: Silero's speech probability)."""
     import torch
     from silero_vad import get_speech_timestamps
 
     with _LOCK:  # the ONNX session keeps state between calls
         stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio)), _model(), sampling_rate=RATE,
-                                       min_silence_duration_ms=min_silence_ms, speech_pad_ms=pad_ms)
+                                       min_silence_duration_ms=min_silence_ms, speech_pad_ms=pad_ms,
+                                       threshold=threshold, neg_threshold=max(0.01, threshold - 0.15))
     return [(s["start"] / RATE, s["end"] / RATE) for s in stamps]
 
 

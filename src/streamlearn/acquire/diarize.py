@@ -22,7 +22,7 @@ import numpy as np
 
 from streamlearn import console, transcript
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import StageResult, run_stage, select
@@ -50,6 +50,7 @@ class Window:
     region_of: np.ndarray  # (n,) index into regions
     embeddings: np.ndarray  # (n, 256), L2-normalised
     local_labels: np.ndarray | None = None  # from a backend that clusters itself (pyannote)
+    pauses: np.ndarray | None = None  # absolute seconds of short pauses (>= 80 ms) inside speech
 
 
 @dataclass
@@ -77,26 +78,26 @@ def _encoder():
 
 
 def embed_regions(audio: np.ndarray, regions: list[tuple[float, float]],
-                  piece_s: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One resemblyzer embedding per piece of speech: each region is cut into pieces of at most
-    `piece_s` seconds and a piece's embedding is the mean of its 1.6 s partials. Whole-utterance
-    embeddings are far steadier than single 1.6 s windows, and pieces still catch a change of
-    speaker inside a long region."""
+                  hop_s: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sliding resemblyzer embeddings over speech: 1.6 s partials every `hop_s` seconds inside
+    each VAD region (a region shorter than a partial gives one, zero-padded). A phone call often
+    has no pause long enough for VAD between turns, so speakers must be told apart inside a
+    region, not only between regions; the labels are smoothed and the turn edges moved to pauses
+    afterwards (`refine_turns`)."""
     enc = _encoder()
     from resemblyzer.audio import normalize_volume
 
     embs, centers, owner = [], [], []
     for k, (a, b) in enumerate(regions):
-        n = max(1, int(np.ceil((b - a) / piece_s)))
-        edges = np.linspace(a, b, n + 1)
-        for p0, p1 in zip(edges[:-1], edges[1:]):
-            wav = normalize_volume(audio[int(p0 * RATE):int(p1 * RATE)], -30, increase_only=True)
-            if len(wav) < int(0.3 * RATE):
-                continue
-            with _LOCK:
-                emb = enc.embed_utterance(wav, rate=1 / 0.75, min_coverage=0.5)
+        wav = normalize_volume(audio[int(a * RATE):int(b * RATE)], -30, increase_only=True)
+        if len(wav) < int(0.4 * RATE):
+            continue
+        with _LOCK:
+            _, partials, slices = enc.embed_utterance(wav, return_partials=True, rate=1 / hop_s, min_coverage=0.5)
+        for emb, sl in zip(partials, slices):
+            c = a + (sl.start + min(sl.stop, len(wav))) / 2 / RATE
             embs.append(emb)
-            centers.append((p0 + p1) / 2)
+            centers.append(min(c, b))
             owner.append(k)
     if not embs:
         return np.zeros((0, 256), np.float32), np.zeros(0), np.zeros(0, int)
@@ -114,10 +115,12 @@ def embed_file(media: Path, s: DiarizeSettings) -> Embedded:
             emb, centers, owner = embed_regions(audio, regions)
             local = labels[owner] if len(owner) else np.zeros(0, int)
         else:
-            regions = speech_regions(audio)
+            regions = speech_regions(audio, threshold=VAD_THRESHOLD)
             emb, centers, owner = embed_regions(audio, regions)
             local = None
-        out.windows.append(Window(offset, regions, offset + centers, owner, emb, local))
+        fine = speech_regions(audio, min_silence_ms=80, pad_ms=0, threshold=VAD_THRESHOLD) if len(audio) else []
+        pauses = np.array([(b0 + a1) / 2 for (_, b0), (a1, _) in zip(fine, fine[1:])]) + offset
+        out.windows.append(Window(offset, regions, offset + centers, owner, emb, local, pauses))
     return out
 
 
@@ -149,15 +152,65 @@ def _pyannote_window(audio: np.ndarray, s: DiarizeSettings) -> tuple[list[tuple[
 
 
 # ---------------------------------------------------------------------------- clustering
-def cluster(emb: np.ndarray, threshold: float) -> np.ndarray:
-    if len(emb) == 0:
-        return np.zeros(0, int)
-    if len(emb) == 1:
-        return np.zeros(1, int)
+VAD_THRESHOLD = 0.5  # Silero speech probability for diarization (chosen on the tuning voices)
+CENTERED_SPLIT = 1.1  # average-linkage cut on session-centred embeddings (chosen on the tuning voices)
+
+
+def cluster(emb: np.ndarray, threshold: float, split: float | None = None) -> np.ndarray:
+    """Speaker labels for embeddings, without being told how many speakers there are.
+
+    Real voices on one channel sit close together for resemblyzer (cosine distance 0.1-0.25
+    between two people on a phone call, vs 0.2-0.5 between synthetic voices), so no fixed
+    distance serves both. The embeddings are centred on the recording's mean first (the
+    channel and the room are shared by everyone, the voice is not), which spreads the speakers
+    apart; average-linkage clustering cuts there at `split`. A split of one voice is then undone:
+    clusters whose mean raw embeddings are closer than `threshold / 3` are one speaker, and
+    clusters of fewer than 3 pieces join their nearest."""
+    n = len(emb)
+    if n < 4:
+        return np.zeros(n, int)
     from sklearn.cluster import AgglomerativeClustering
 
-    return AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
-                                   distance_threshold=threshold).fit_predict(emb)
+    x = emb - emb.mean(axis=0)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-9
+    labels = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                     distance_threshold=split if split is not None else CENTERED_SPLIT).fit_predict(x)
+    labels = _absorb_small(emb, labels, max(3, int(0.02 * n)))
+    labels = _merge_close(emb, labels, threshold / 3)
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def _centroids(emb: np.ndarray, labels: np.ndarray) -> tuple[list[int], np.ndarray]:
+    ids = sorted(set(labels.tolist()))
+    c = np.stack([emb[labels == i].mean(axis=0) for i in ids])
+    return ids, c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-9)
+
+
+def _absorb_small(emb: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
+    labels = labels.copy()
+    while True:
+        ids, c = _centroids(emb, labels)
+        sizes = np.array([(labels == i).sum() for i in ids])
+        if len(ids) < 2 or sizes.min() >= min_size:
+            return labels
+        small = int(np.argmin(sizes))
+        d = 1.0 - c @ c[small]
+        d[small] = np.inf
+        labels[labels == ids[small]] = ids[int(np.argmin(d))]
+
+
+def _merge_close(emb: np.ndarray, labels: np.ndarray, min_distance: float) -> np.ndarray:
+    labels = labels.copy()
+    while True:
+        ids, c = _centroids(emb, labels)
+        if len(ids) < 2:
+            return labels
+        d = 1.0 - c @ c.T
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        if d[i, j] >= min_distance:
+            return labels
+        labels[labels == ids[j]] = ids[i]
 
 
 def assign_speakers(embedded: Embedded, threshold: float, link_threshold: float | None = None) -> list[tuple]:
@@ -202,7 +255,7 @@ def assign_speakers(embedded: Embedded, threshold: float, link_threshold: float 
                 continue
             t = w.offset + np.arange(a, b, FRAME) + FRAME / 2
             nearest = mine[np.abs(t[:, None] - w.centers[mine][None, :]).argmin(axis=1)]
-            lab = labels[nearest]
+            lab = refine_labels(t, labels[nearest], w.pauses)
             cuts = np.flatnonzero(np.diff(lab)) + 1
             for seg in np.split(np.arange(len(t)), cuts):
                 turns.append((round(float(t[seg[0]] - FRAME / 2), 3), round(float(t[seg[-1]] + FRAME / 2), 3),
@@ -212,6 +265,37 @@ def assign_speakers(embedded: Embedded, threshold: float, link_threshold: float 
     for _, _, g in sorted(turns):
         order.setdefault(g, f"SPEAKER_{len(order):02d}")
     return [(a, b, order[g]) for a, b, g in sorted(turns)]
+
+
+def refine_labels(t: np.ndarray, lab: np.ndarray, pauses: np.ndarray | None, smooth_s: float = 0.8,
+                  snap_s: float = 0.6) -> np.ndarray:
+    """Per-frame speaker labels inside one speech region, cleaned: a majority filter of `smooth_s`
+    removes flicker shorter than a word or two, then each change of speaker moves to the nearest
+    short pause (a breath between turns, found by a fine VAD pass) within `snap_s`, so turns end
+    where speech stops, not on the embedding grid."""
+    if len(lab) < 3:
+        return lab
+    half = max(1, int(smooth_s / FRAME / 2))
+    ids = np.unique(lab)
+    if len(ids) > 1:
+        onehot = (lab[:, None] == ids[None, :]).astype(np.float32)
+        csum = np.vstack([np.zeros((1, len(ids)), np.float32), np.cumsum(onehot, axis=0)])
+        i = np.arange(len(lab))
+        counts = csum[np.minimum(i + half + 1, len(lab))] - csum[np.maximum(i - half, 0)]
+        lab = ids[counts.argmax(axis=1)]
+    if pauses is None or not len(pauses):
+        return lab
+    out = lab.copy()
+    for c in np.flatnonzero(np.diff(lab)) + 1:
+        near = pauses[np.abs(pauses - t[c]) <= snap_s]
+        if not len(near):
+            continue
+        target = int(np.clip(np.searchsorted(t, near[np.argmin(np.abs(near - t[c]))]), 1, len(t) - 1))
+        if target < c:
+            out[target:c] = lab[c]
+        else:
+            out[c:target] = lab[c - 1]
+    return out
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -321,7 +405,7 @@ def diarize_row(corpus: Corpus, row: dict, s: DiarizeSettings) -> dict:
     vdir = corpus.video_dir(vid)
     media = corpus.abs(row["media_path"])
     if not probe(media).has_audio:
-        raise StreamlearnError(f"{media.name} has no audio stream; nothing to diarize")
+        raise NotApplicable(f"{media.name} has no audio stream; nothing to diarize")
     turns = assign_speakers(embed_file(media, s), s.threshold, s.link_threshold)
     atomic_write_text(vdir / "diarization.rttm", to_rttm(turns, vid))
     doc = attribute(transcript.load(corpus.abs(row["transcript_path"])), turns)

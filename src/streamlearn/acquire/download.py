@@ -24,7 +24,7 @@ from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
-from streamlearn.media import probe, sha256_file
+from streamlearn.media import check_decodes, probe, sha256_file
 from streamlearn.runner import StageResult, run_stage, select
 
 # The Archivist order as a sort: resolution, then frame rate, then codec (yt-dlp's codec order is
@@ -167,10 +167,11 @@ def fetch(url: str, vdir: Path, video_id: str, archive: Path, s: DownloadSetting
 
 
 def verify(media: Path, expected_s: float | None) -> dict:
-    """sha256 + ffprobe, and the duration compared with the platform's (catches silent truncation)."""
-    p = probe(media)
-    if not p.has_video and not p.has_audio:
-        raise StreamlearnError(f"{media.name} has neither video nor audio")
+    """sha256 + ffprobe; the file must decode to the duration its header claims (a packet-level
+    scan of its end: a truncated transfer keeps its header), and that duration must match the
+    platform's when there is one."""
+    p = probe(media)  # empty, not media, no streams, unsupported codec: one-line reasons
+    check_decodes(media, p)  # truncated or damaged: "truncated: decodes 10.4 s of 21.3 s"
     integrity = "no_reference"
     if expected_s and p.duration_s is not None:
         tolerance = max(1.5, 0.005 * expected_s)
@@ -182,7 +183,8 @@ def verify(media: Path, expected_s: float | None) -> dict:
         raise StreamlearnError(f"integrity: ffprobe finds no duration in {media.name}")
     return {"media_bytes": p.bytes, "media_sha256": sha256_file(media), "probe_duration_s": p.duration_s,
             "integrity": integrity, "vcodec": p.vcodec, "acodec": p.acodec, "width": p.width,
-            "height": p.height, "fps": p.fps, "has_audio": p.has_audio, "creation_time": p.creation_time}
+            "height": p.height, "fps": p.fps, "has_audio": p.has_audio, "creation_time": p.creation_time,
+            "rotation": p.rotation or None, "sar": p.sar if abs(p.sar - 1.0) > 1e-3 else None}
 
 
 def train_rendition(media: Path, height: int) -> Path:
@@ -229,7 +231,7 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         if not src.is_file():
             raise StreamlearnError(f"recording {src} is gone; restore it or delete the row")
         media = vdir / f"{vid}{src.suffix.lower()}"
-        if not media.exists():
+        if not media.is_symlink() and not media.exists():
             media.symlink_to(src)
         info: dict = {}
         expected = row.get("duration_s")
@@ -241,8 +243,8 @@ def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
         expected = info.get("duration") or row.get("duration_s")
         if info:
             atomic_write_text(vdir / f"{vid}.info.json", json.dumps(info, ensure_ascii=False, indent=1))
-    try:
-        values = verify(media, float(expected) if expected else None)
+    try:  # a recording is checked under its own name, so a failure names the user's file
+        values = verify(src if row.get("source") == "dir" else media, float(expected) if expected else None)
     except StreamlearnError:
         if row.get("source") != "dir":
             media.unlink(missing_ok=True)  # a bad file must not be taken as finished next run

@@ -116,7 +116,8 @@ def scan_dir(folder: Path, default_tz: str) -> tuple[list[dict], list[tuple[dict
             info = probe(path)
             readable = (info.has_video or info.has_audio) and not info.format_name.endswith("_pipe") \
                 and info.format_name not in ("image2", "tty")
-            reason = "" if readable else f"{path.name} has no audio or video stream"
+            reason = "" if readable else (f"{path.name}: not a recording ({info.format_name}); "
+                                          "remove it from the folder")
         except StreamlearnError as exc:
             info, readable, reason = None, False, str(exc)
         if not readable and not media_ext:
@@ -136,6 +137,9 @@ def scan_dir(folder: Path, default_tz: str) -> tuple[list[dict], list[tuple[dict
                 pass
         if ts is None:
             ts, start_source = int(path.stat().st_mtime), "file_mtime"
+            if readable:
+                console.warn(f"{path.name}: no creation time in the file; its start time is the file's modification "
+                             "time (start_source=file_mtime in videos.csv); set release_timestamp there if that is wrong")
         title = path.stem
         row = {"video_id": vid, "title": title, "ascii_title": ascii_name(title), "url": path.resolve().as_uri(),
                "source": "dir", "playlist_index": i, "release_timestamp": ts, "start_source": start_source,
@@ -144,7 +148,7 @@ def scan_dir(folder: Path, default_tz: str) -> tuple[list[dict], list[tuple[dict
         if readable:
             rows.append(row)
         else:
-            failed.append((row, f"not a readable media file: {reason}"))
+            failed.append((row, reason))
     return rows, failed, ignored
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from streamlearn import console, transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import StageResult, run_stage, select
 from streamlearn.vad import snap_words, speech_regions
@@ -32,6 +32,7 @@ class AsrSettings:
     compute_type: str = "default"
     batch_size: int = 8  # 0 = sequential decoding
     language: str | None = None
+    repair: bool = True  # batched: decode again, sequentially, speech the batched pipeline left without words
     window_s: float = 600.0
     workers: int = 1
 
@@ -100,8 +101,61 @@ def asr_words(media: Path, s: AsrSettings) -> tuple[list[dict], str | None]:
         window_words = [{"start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
                          "word": w.word.strip(), "prob": round(w.probability, 3)}
                         for seg in segs for w in (seg.words or [])]
-        words += snap_words(window_words, speech_regions(audio), offset)
+        regions = speech_regions(audio)
+        if s.batch_size > 0 and s.repair:
+            window_words = repair_gaps(model, audio, offset, regions, window_words, s.language)
+        words += snap_words(window_words, regions, offset)
     return words, language
+
+
+def uncovered(regions: list[tuple[float, float]], words: list[dict], offset: float = 0.0,
+              min_s: float = 1.0, slack_s: float = 0.4) -> list[tuple[float, float]]:
+    """Spans of VAD speech (window-relative seconds) that no recognised word comes near: at least
+    `min_s` long, counting `slack_s` around each word as covered."""
+    spans = [(w["start"] - offset - slack_s, w["end"] - offset + slack_s) for w in words]
+    spans.sort()
+    out = []
+    for a, b in regions:
+        cur = a
+        for s0, s1 in spans:
+            if s1 <= cur or s0 >= b:
+                continue
+            if s0 > cur and s0 - cur >= min_s:
+                out.append((cur, min(s0, b)))
+            cur = max(cur, s1)
+            if cur >= b:
+                break
+        if b - cur >= min_s:
+            out.append((cur, b))
+    return out
+
+
+def repair_gaps(model, audio, offset: float, regions: list[tuple[float, float]], words: list[dict],
+                language: str | None, rate: int = 16000) -> list[dict]:
+    """Decode again, sequentially, the speech the batched pipeline left without words.
+
+    faster-whisper's batched pipeline decodes each ~30 s VAD chunk once, without timestamps; when
+    the decoder emits end-of-text early, the rest of the chunk is silently lost (the final
+    sentence of a file, typically). The sequential decoder seeks past what it has read and goes
+    on, so every span of VAD speech with no word near it is decoded again that way."""
+    gaps = uncovered(regions, words, offset)
+    if not gaps:
+        return words
+    extra = []
+    for a, b in gaps:
+        a0, b0 = max(0.0, a - 0.3), min(len(audio) / rate, b + 0.3)
+        segs, _ = model.transcribe(audio[int(a0 * rate):int(b0 * rate)], beam_size=5, word_timestamps=True,
+                                   vad_filter=False, condition_on_previous_text=False, language=language)
+        for seg in segs:
+            for w in seg.words or []:
+                mid = a0 + (w.start + w.end) / 2
+                if a - 0.3 <= mid <= b + 0.3:
+                    extra.append({"start": round(offset + a0 + w.start, 3), "end": round(offset + a0 + w.end, 3),
+                                  "word": w.word.strip(), "prob": round(w.probability, 3)})
+    if extra:
+        console.debug(f"ASR: {len(gaps)} speech spans had no words from the batched pipeline; "
+                      f"{len(extra)} words recovered sequentially")
+    return sorted(words + extra, key=lambda w: w["start"])
 
 
 def _drop_loops(segments: list[dict]) -> list[dict]:
@@ -127,8 +181,8 @@ def transcribe_row(corpus: Corpus, row: dict, s: AsrSettings) -> dict:
     media = corpus.abs(row["media_path"])
     info = probe(media)
     if not info.has_audio:
-        raise StreamlearnError(f"{media.name} has no audio stream; nothing to transcribe "
-                               "(the video is still chunked and described from its frames)")
+        raise NotApplicable(f"{media.name} has no audio stream; nothing to transcribe "
+                            "(the video is still chunked and described from its frames)")
     duration = info.duration_s or 0.0
     notes = []
     for vtt in pick_captions(vdir, vid, row.get("subtitles")):

@@ -50,8 +50,19 @@ class ChunkContext:
                                         float(self.chunk["end_s"]))
         return None
 
+    @property
+    def has_video(self) -> bool:
+        """False for an audio-only recording (a voice memo): described from its speech alone."""
+        if "has_video" not in self._frames:
+            from streamlearn.media import probe
+
+            with tempfile.TemporaryDirectory() as tmp:
+                self._frames["has_video"] = probe(self._chunk_file(Path(tmp))).has_video
+        return self._frames["has_video"]
+
     def frames(self, n: int, max_width: int) -> tuple[list[float], np.ndarray]:
-        """n frames spread over the chunk (chunk-relative times), at most max_width wide."""
+        """n frames spread over the chunk (chunk-relative times), upright as a player shows them
+        (rotation and pixel aspect applied), at most max_width wide."""
         key = (n, max_width)
         if key not in self._frames:
             from streamlearn.frames import extract
@@ -62,9 +73,10 @@ class ChunkContext:
                 p = probe(src)
                 if not p.has_video:
                     raise StreamlearnError(f"{self.chunk['chunk_id']}: the chunk has no video stream")
-                w = min(max_width, p.width) // 2 * 2
-                h = int(round(p.height * w / p.width / 2)) * 2
-                arr = extract(src, 0.0, self.duration, n, w, h, source_fps=p.fps or 30.0)
+                dw, dh = p.display_size()
+                w = min(max_width, dw) // 2 * 2
+                h = int(round(dh * w / dw / 2)) * 2
+                arr = extract(src, 0.0, self.duration, n, w, h, source_fps=p.fps or 30.0, rotation=p.rotation)
             self._frames[key] = ([i * self.duration / n for i in range(n)], arr)
         return self._frames[key]
 

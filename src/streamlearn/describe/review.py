@@ -51,7 +51,10 @@ def render_chunk(corpus: Corpus, chunk: dict, doc: dict, ctx: ChunkContext, page
     local = ctx.store.local_path(rel) if rel else None
     if local is not None and local.exists():
         src = os.path.relpath(local, page_dir)
-        media = f'<video controls preload="none" src="{escape(src)}"></video>'
+        tag = "video" if ctx.has_video else "audio"
+        media = f'<{tag} controls preload="none" src="{escape(src)}"></{tag}>'
+    elif not ctx.has_video:
+        media = "<i>audio-only recording</i>"
     else:
         _, frames = ctx.frames(6, 320)
         media = f'<img class="strip" alt="frames" src="{_strip(frames)}">'

@@ -87,7 +87,11 @@ def describe_group(corpus: Corpus, rows: list[dict], name: str, n_days: int | No
             prev_path = description_path(corpus, prev_id) if prev_id else None
             prev = D.load(prev_path) if prev_path and prev_path.exists() else None
             ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store, prev)
-            if replies is not None:
+            if not ctx.has_video:  # a voice memo: described from its speech, never from frames
+                from streamlearn.describe.speech_only import describe_speech_only
+
+                doc, usage = describe_speech_only(ctx)
+            elif replies is not None:
                 if c["chunk_id"] not in replies:
                     raise StreamlearnError(f"no result for {c['chunk_id']} in {Path(import_file).name}")
                 doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))

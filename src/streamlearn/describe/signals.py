@@ -46,7 +46,7 @@ def ocr(frame: np.ndarray, min_conf: float = 0.6) -> list[tuple[str, float]]:
         result, _ = engine(np.ascontiguousarray(frame[..., ::-1]))
     boxes = []
     for box, text, conf in result or []:
-        if float(conf) >= min_conf and text.strip():
+        if float(conf) >= min_conf and text.strip() and not _ocr_junk(text):
             xs, ys = [p[0] for p in box], [p[1] for p in box]
             boxes.append([min(xs), max(xs), (min(ys) + max(ys)) / 2, max(ys) - min(ys), " ".join(text.split())])
     boxes.sort(key=lambda b: (b[2], b[0]))
@@ -59,6 +59,13 @@ def ocr(frame: np.ndarray, min_conf: float = 0.6) -> list[tuple[str, float]]:
         else:
             lines.append(list(b))
     return [(b[4], float(b[3])) for b in lines]
+
+
+def _ocr_junk(text: str) -> bool:
+    """A read of very low content: one or two characters with no letter or digit of a word
+    (a lone `一` or `|` that a stroke or an edge became)."""
+    t = "".join(text.split())
+    return len(t) <= 2 and not re.search(r"[A-Za-z0-9]", t) and not (len(t) == 2 and all(c.isalpha() for c in t))
 
 
 def key(text: str) -> str:

@@ -67,10 +67,10 @@ def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps
                     info = probe(src)
                     a = max(0.0, min(t - cs / 2, max(0.0, dur - cs)))
                     length = min(cs, dur - a) if dur else cs
-                    p = vision_budget.plan(length, int(v.get("width") or info.width), int(v.get("height") or info.height),
-                                           op, g, source_fps=info.fps or 30.0)
+                    dw, dh = info.display_size()  # upright, as shown (rotation, pixel aspect)
+                    p = vision_budget.plan(length, dw, dh, op, g, source_fps=info.fps or 30.0)
                     frames = extract(src, a, length, p.n_frames, p.frame_width, p.frame_height,
-                                     source_fps=info.fps or 30.0)
+                                     source_fps=info.fps or 30.0, rotation=info.rotation)
                     r = answerer.answer(item, frames, p.sample_fps)
                     correct, status, _ = grade(item, r, None, corpus.config.eval.numeric_tolerance)
                     if correct is not None:
