@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from streamlearn.models import preset_config, rope_index  # noqa: E402
 from streamlearn.train import fast_vision  # noqa: E402
-from streamlearn.train.loss import TargetLossModel, sample_flops  # noqa: E402
+from streamlearn.train.loss import TargetLossModel, peak_tflops, sample_flops  # noqa: E402
 
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU only to check the script itself
@@ -37,21 +37,6 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU only to check the sc
 def sync() -> None:
     if DEV == "cuda":
         torch.cuda.synchronize()
-
-
-def matmul_peak(n: int = 8192, reps: int = 10) -> float:
-    if DEV == "cpu":
-        n, reps = 512, 2
-    a = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=DEV, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
 
 
 def build(arch: str, layers: int | None):
@@ -198,6 +183,39 @@ def profile_ours(arch: str, pairs: int, gh: int, gw: int, text: int, out: Path) 
     torch.cuda.empty_cache()
 
 
+def product_step(args, gh: int, gw: int, peak: float) -> dict:
+    """`streamlearn train` itself on a corpus of the same architecture, depth and tokens: each chunk
+    `pairs` frame pairs of (gh*14)x(gw*14) and a description of about `text` tokens."""
+    import shutil
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_corpus import make_corpus
+
+    work = Path("/tmp/train_step_product")
+    shutil.rmtree(work, ignore_errors=True)
+    train = {"model": args.arch, "preset_layers": args.layers, "lr": 1e-5, "warmup_steps": 1,
+             "targets": ["description"], "require_sealed_bank": False, "peak_tflops": peak,
+             "max_seq_len": 65536}
+    corpus = make_corpus(work, days=1, chunks_per_day=args.product_steps, frames=2 * args.pairs,
+                         size=(gh * 14, gw * 14), target_words=int(args.text * 0.55), signs=0, train=train)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-m", "streamlearn", "train", str(corpus.root)], capture_output=True,
+                         text=True, env=env)
+    if res.returncode != 0:
+        print(res.stdout[-3000:], res.stderr[-3000:], flush=True)
+        raise SystemExit("streamlearn train failed")
+    metrics = [json.loads(x) for x in (work / "runs/main/metrics.jsonl").read_text().splitlines()]
+    steady = metrics[2:]  # the first steps compile
+    out = {k: sum(m[k] for m in steady) / len(steady) for k in ("seconds", "tokens", "target_tokens",
+                                                                 "tokens_per_s", "tflops", "mfu", "peak_mem_gib")}
+    out["steps"] = len(metrics)
+    print(f"streamlearn train ({args.arch}, {args.layers or 'full'} layers): {out['seconds']:.2f} s/step, "
+          f"{out['tokens']:.0f} tokens ({out['target_tokens']:.0f} target), {out['tokens_per_s']:.0f} tokens/s, "
+          f"MFU {out['mfu']:.1%}, peak {out['peak_mem_gib']:.1f} GiB", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="qwen2.5-vl-7b")
@@ -208,20 +226,25 @@ def main() -> None:
     ap.add_argument("--modes", default="naive,ours+compile+text+parts")
     ap.add_argument("--scale-mode", default="ours+compile+text")
     ap.add_argument("--scale-arch", default="", help="e.g. qwen2.5-vl-32b: time 4 and 8 layers, extrapolate")
+    ap.add_argument("--layers", type=int, default=0, help="decoder layers (0: the architecture's full depth)")
+    ap.add_argument("--product", action="store_true",
+                    help="also time the real `streamlearn train` step (FSDP, fp32 AdamW, data loading) on the same "
+                         "model and tokens, from its own metrics.jsonl")
+    ap.add_argument("--product-steps", type=int, default=8)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", default=os.environ.get("OUT", "") and os.environ["OUT"] + "/train_step.json")
     args = ap.parse_args()
     gh, gw = (int(x) for x in args.grid.split("x"))
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    peak = matmul_peak()
+    peak = peak_tflops(torch.device(DEV))  # the same figure `streamlearn train` computes its MFU against
     name = torch.cuda.get_device_name() if DEV == "cuda" else "cpu"
-    print(f"device {name} | torch {torch.__version__} | bf16 matmul {peak:.0f} TFLOP/s",
+    print(f"device {name} | torch {torch.__version__} | bf16 matmul {peak:.0f} TFLOP/s (the MFU peak)",
           flush=True)
     results = {"device": name, "torch": torch.__version__, "matmul_tflops": peak}
     import transformers
 
     results["transformers"] = transformers.__version__
-    r = run(args.arch, None, args.pairs, gh, gw, args.text, args.modes.split(","), args.reps, peak)
+    r = run(args.arch, args.layers or None, args.pairs, gh, gw, args.text, args.modes.split(","), args.reps, peak)
     results["main"] = r
     ours = [m for m in r if m.startswith("ours")]
     if "naive" in r and ours:
@@ -233,6 +256,17 @@ def main() -> None:
               f"(rel. diff {diff:.2e})", flush=True)
         results["speedup"] = speed
         results["loss_rel_diff"] = diff
+    if args.product:
+        results["product"] = product_step(args, gh, gw, peak)
+        bench = [m for m in r if m.startswith("ours")]
+        if bench:
+            best = min(bench, key=lambda m: r[m]["seconds"])
+            tok_s = r["seq_len"] / r[best]["seconds"]
+            ratio = results["product"]["tokens_per_s"] / tok_s
+            results["product"].update(benchmark_mode=best, benchmark_tokens_per_s=tok_s, ratio=ratio)
+            print(f"product step vs benchmark ({best}) fwd+bwd: {results['product']['tokens_per_s']:.0f} vs "
+                  f"{tok_s:.0f} tokens/s = {ratio:.0%}; MFU {results['product']['mfu']:.1%} vs {r[best]['mfu']:.1%}",
+                  flush=True)
     if args.scale_arch:
         a = run(args.scale_arch, 4, args.pairs, gh, gw, args.text, [args.scale_mode], args.reps, peak)
         b = run(args.scale_arch, 8, args.pairs, gh, gw, args.text, [args.scale_mode], args.reps, peak)

@@ -125,7 +125,7 @@ def test_second_run_reuses_everything(demo):
                           "--chunk-seconds", "30"], capture_output=True, text=True, timeout=600)
     took = time.monotonic() - t0
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "reusing the previous evaluation" in res.stdout
+    assert "eval: reusing" in res.stdout and not [x for x in res.stdout.splitlines() if x.startswith("eval weights day")]
     assert not [x for x in res.stdout.splitlines() if x.startswith("step ")]  # no training step repeated
     assert took < 60, took
 

@@ -133,6 +133,7 @@ class DiarizeSection:
 class DescribeSection:
     backend: str = "signals"  # signals | openai | transformers | batch
     model: str = ""  # served model name (openai/batch) or a path / hub id / preset (transformers)
+    device: str = "auto"  # transformers backend: auto (the GPU when there is one, bf16), cpu, cuda[:N]
     endpoint: str = ""  # OpenAI-compatible base URL, e.g. http://localhost:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
     n_frames: int = 16  # frames per chunk sent to a generator
@@ -169,6 +170,7 @@ class EvalSection:
     # local models' multiple choice: "calibrated" = log p(option | question) - log p(option | no question),
     # so an answer string the model saw often in training does not win every question; or "logprob"
     mc_scoring: str = "calibrated"
+    device: str = "auto"  # local checkpoints: auto (the GPU when there is one, bf16), cpu, cuda[:N]
     bootstrap: int = 2000
     numeric_tolerance: float = 0.0  # relative
     # the held-out split, recorded with the bank when it is generated (docs/eval.md)

@@ -95,7 +95,7 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 2.0, chunk_seconds: 
     progress = train(corpus, load_train_config(corpus.config.train))
     done("train", t0, f"{progress.step} steps, days {progress.completed_days}")
     t0 = time.monotonic()
-    results = cached_eval(corpus, run_eval)
+    results = run_eval(corpus)  # each checkpoint x system pass already answered is reused
     done("eval", t0)
     t0 = time.monotonic()
     page = run_report(corpus)
@@ -106,22 +106,6 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 2.0, chunk_seconds: 
     console.info(f"[demo] report: {page}")
     console.info(f"[demo] finished in {total:.0f}s")
     return {"report": str(page), "results": results, "timings": timings, "seconds": total}
-
-
-def cached_eval(corpus: Corpus, run_eval) -> dict:
-    """Re-evaluate only when the bank or a checkpoint changed since the last evaluation."""
-    from streamlearn.evaluate.bank import bank_path
-
-    ev = corpus.root / "evals" / "main-main"
-    exports = sorted((corpus.root / "runs" / "main" / "export").glob("day-*/model.safetensors"))
-    key = json.dumps([bank_path(corpus, "main").stat().st_mtime_ns] + [(str(p), p.stat().st_mtime_ns) for p in exports])
-    stamp = ev / "inputs.json"
-    if stamp.exists() and stamp.read_text() == key and (ev / "results.json").exists():
-        console.info("[demo] eval: reusing the previous evaluation (same bank and checkpoints)")
-        return json.loads((ev / "results.json").read_text())
-    results = run_eval(corpus)
-    stamp.write_text(key)
-    return results
 
 
 def verdict(results: dict) -> list[str]:

@@ -296,6 +296,19 @@ def resolve(model: str) -> str:
     return model
 
 
+def pick_device(want: str = "auto") -> str:
+    """`auto`: the GPU when there is one, else the CPU; `cuda`/`cpu` as asked (a missing GPU is an error)."""
+    import torch
+
+    if want not in ("auto", "cuda", "cpu") and not want.startswith("cuda:"):
+        raise StreamlearnError(f"device {want!r} is not auto, cpu or cuda[:N]; fix eval.device / describe.device")
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise StreamlearnError(f"device {want!r} asked for, but torch sees no GPU; set the device to auto or cpu")
+    return want
+
+
 def load_model(model: str, dtype=None, device: str | None = None):
     """(model, tokenizer) for a preset, folder or hub id. Presets other than tiny get random weights."""
     import torch
@@ -303,12 +316,19 @@ def load_model(model: str, dtype=None, device: str | None = None):
 
     quiet_transformers()
     target = resolve(model)
-    if target in ARCHITECTURES:
-        m = Qwen2_5_VLForConditionalGeneration(preset_config(target))
+    if target in ARCHITECTURES:  # random weights, made where they will run, in the dtype they run in
+        prev = torch.get_default_dtype()
+        torch.set_default_dtype(dtype or torch.float32)
+        try:
+            with torch.device(device or "cpu"):
+                m = Qwen2_5_VLForConditionalGeneration(preset_config(target))
+        finally:
+            torch.set_default_dtype(prev)
         tok = build_tokenizer()
     else:
         try:
-            m = Qwen2_5_VLForConditionalGeneration.from_pretrained(target, dtype=dtype or torch.float32)
+            m = Qwen2_5_VLForConditionalGeneration.from_pretrained(target, dtype=dtype or torch.float32,
+                                                                   device_map=device if device else None)
             tok = AutoTokenizer.from_pretrained(target)
         except OSError as exc:
             raise StreamlearnError(f"cannot load model {model!r}: {' '.join(str(exc).split())[:200]}") from None
@@ -532,7 +552,11 @@ class VLM:
         return self.tok.decode(new, skip_special_tokens=True), int(inp["input_ids"].shape[1]), len(new), finish
 
 
-def load_for_generation(model: str) -> VLM:
-    m, tok = load_model(model)
+def load_for_generation(model: str, device: str = "auto") -> VLM:
+    """A checkpoint ready to answer: bf16 on a GPU (loaded straight into GPU memory), fp32 on the CPU."""
+    import torch
+
+    dev = pick_device(device)
+    m, tok = load_model(model, dtype=torch.bfloat16 if dev.startswith("cuda") else torch.float32, device=dev)
     m.eval()
     return VLM(m, tok)

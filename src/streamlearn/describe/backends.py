@@ -21,6 +21,7 @@ from streamlearn.manifest import atomic_write_text
 @dataclass
 class ModelSettings:
     model: str = ""
+    device: str = "auto"
     endpoint: str = ""
     api_key_env: str = "OPENAI_API_KEY"
     n_frames: int = 16
@@ -65,7 +66,7 @@ class TransformersBackend:
         from streamlearn.models import load_for_generation
 
         self.s, self.cache, self.model = s, cache, s.model or "tiny"
-        self.vlm = load_for_generation(self.model)
+        self.vlm = load_for_generation(self.model, s.device)
         self.lock = threading.Lock()  # one model, one generation at a time (batching is the model's job)
 
     def _ask(self, msgs: list[dict], frames: np.ndarray, sample_fps: float) -> Reply:

@@ -34,7 +34,7 @@ BACKENDS = ("signals", "openai", "transformers", "batch")
 
 def model_settings(corpus: Corpus) -> ModelSettings:
     d = corpus.config.describe
-    return ModelSettings(model=d.model, endpoint=d.endpoint, api_key_env=d.api_key_env, n_frames=d.n_frames,
+    return ModelSettings(model=d.model, device=d.device, endpoint=d.endpoint, api_key_env=d.api_key_env, n_frames=d.n_frames,
                          frame_width=d.frame_width, max_tokens=d.max_tokens, timeout_s=d.timeout_s,
                          max_retries=d.max_retries, backoff_s=d.backoff_s, repairs=d.repairs,
                          price_prompt_per_mtok=d.price_prompt_per_mtok,

@@ -12,6 +12,7 @@ forgetting check; judge agreement with human labels where they exist.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from importlib import resources
@@ -101,12 +102,14 @@ def evidence_frames(corpus: Corpus, chunks: dict, cid: str | None):
 
 
 def passages(corpus: Corpus, described: list[dict]) -> tuple[list[str], list[str]]:
-    """The retrieval index: each line of each rendered description, prefixed with the chunk's header
-    (day, place, time), so a retrieved line carries its own context."""
+    """The retrieval index: each line of each rendered description, prefixed with the chunk's day and
+    place, so a retrieved line carries its own context (its clock times are in the line)."""
     texts, keys = [], []
     for c in described:
         doc = D.load(corpus.abs(c["description_path"]))
-        head, *lines = D.render_target(doc).splitlines()
+        _, *lines = D.render_target(doc).splitlines()
+        head = ", ".join(x for x in (f"Day {doc['day_index']}" if doc.get("day_index") else None,
+                                     (doc.get("setting") or {}).get("city")) if x) or doc["chunk_id"]
         for line in lines:
             line = line.lstrip("- ").strip()
             if len(line) > 8 and not line.endswith(":"):
@@ -191,51 +194,69 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         panel = JudgePanel([parse_judge_spec(j, cfg.judge_api_key_env) for j in cfg.judges])
     answers: list[dict] = []
 
-    def record_answer(system: str, label: str, item: dict, r: dict) -> None:
+    def graded(system: str, label: str, item: dict, r: dict) -> dict:
         correct, status, extra = grade(item, r, panel, cfg.numeric_tolerance)
         both = {}
         if r.get("choice_logprob") is not None:
             both = {"correct_logprob": r["choice_logprob"] == item["answer"],
                     "correct_calibrated": r["choice_calibrated"] == item["answer"]}
-        answers.append({"system": system, "checkpoint": label, "id": item["id"], "category": item["category"],
-                        "evidence_day": item.get("evidence_day"), "cluster": cluster_of(item),
-                        "answer": item["answer"], "response": r["response"], "correct": correct, "status": status,
-                        **both, **{k: r[k] for k in ("scores", "logprobs") if k in r}, **extra})
+        return {"system": system, "checkpoint": label, "id": item["id"], "category": item["category"],
+                "evidence_day": item.get("evidence_day"), "cluster": cluster_of(item),
+                "answer": item["answer"], "response": r["response"], "correct": correct, "status": status,
+                **both, **{k: r[k] for k in ("scores", "logprobs") if k in r}, **extra}
 
     from streamlearn.evaluate.systems import EndpointAnswerer, LocalAnswerer, Retriever
 
     general = general_items()
     forgetting: dict[str, float] = {}
     local_systems = [s for s in systems if s in ("weights", "video")]
+    parts = Parts(out_dir / "parts", B.bank_path(corpus, bank), cfg)
+    reused = 0
     for label, _, path in ckpts:
-        if not local_systems and not (label == ckpts[0][0] and "rag" in systems):
+        passes = [s for s in local_systems] + (["rag"] if "rag" in systems and label == ckpts[0][0] else [])
+        if not passes:
             continue
-        answerer = LocalAnswerer(str(path), label, cfg.mc_scoring)
-        for system in local_systems:
+        answerer = None
+        for system in passes + ["forgetting"]:
+            done = parts.load(system, label, path)
+            if done is not None:
+                reused += 1
+                if system == "forgetting":
+                    forgetting[label] = done[0]["loss"]
+                else:
+                    answers.extend(done)
+                continue
+            answerer = answerer or LocalAnswerer(str(path), label, cfg.mc_scoring, device=cfg.device)
+            if system == "forgetting":
+                forgetting[label] = general_loss(answerer, general)
+                parts.save(system, label, path, [{"loss": forgetting[label]}])
+                continue
+            rows = []
+            if system == "rag":
+                described = [c for c in chunks.values() if status_of(c, "describe") == DONE]
+                if not described:
+                    raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
+                retriever = Retriever(*passages(corpus, described))
             # items grouped by evidence chunk: each chunk's video is encoded once per checkpoint
             order = sorted(items, key=lambda i: evidence_chunk(corpus, chunks, i) or "") if system == "video" else items
             with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
                 loaded: tuple = (None, (None, 1.0))
                 for item in order:
-                    cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
-                    if cid != loaded[0]:
-                        loaded = (cid, evidence_frames(corpus, chunks, cid))
-                    frames, fps = loaded[1]
-                    record_answer(system, label, item, answerer.answer(item, frames, fps, video_key=cid))
+                    if system == "rag":
+                        context = "\n".join(f"- {t}" for _, t in retriever.top(item["question"], cfg.rag_top_k))
+                        r = answerer.answer(item, None, 1.0, context)
+                    else:
+                        cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
+                        if cid != loaded[0]:
+                            loaded = (cid, evidence_frames(corpus, chunks, cid))
+                        r = answerer.answer(item, *loaded[1], video_key=cid)
+                    rows.append(graded(system, label, item, r))
                     prog.advance(item["id"])
-        forgetting[label] = general_loss(answerer, general)
-        if "rag" in systems and label == ckpts[0][0]:
-            described = [c for c in chunks.values() if status_of(c, "describe") == DONE]
-            if not described:
-                raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
-            texts, keys = passages(corpus, described)
-            retriever = Retriever(texts, keys)
-            with console.stage_progress(f"eval rag {label}", len(items)) as prog:
-                for item in items:
-                    context = "\n".join(f"- {t}" for _, t in retriever.top(item["question"], cfg.rag_top_k))
-                    record_answer("rag", label, item, answerer.answer(item, None, 1.0, context))
-                    prog.advance(item["id"])
+            parts.save(system, label, path, rows)
+            answers.extend(rows)
         del answerer
+    if reused:
+        console.info(f"eval: reusing {reused} answer sets recorded for the same bank, checkpoints and settings")
     if "openai" in systems:
         if not (cfg.openai_model and cfg.openai_endpoint):
             raise StreamlearnError("the openai system needs eval.openai_model and eval.openai_endpoint")
@@ -253,7 +274,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                                     "cluster": cluster_of(item), "answer": item["answer"], "response": "",
                                     "correct": None, "status": f"system_failed: {exc}"})
                 else:
-                    record_answer("openai", cfg.openai_model, item, r)
+                    answers.append(graded("openai", cfg.openai_model, item, r))
                 prog.advance(item["id"])
     results = aggregate(answers, [c[0] for c in ckpts], cfg.bootstrap)
     days = {label: day for label, day, _ in ckpts}
@@ -288,6 +309,39 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         console.info(line)
     console.info(f"eval: results in {corpus.rel(out_dir)}")
     return results
+
+
+class Parts:
+    """Each checkpoint x system pass of an evaluation, kept as it finishes (`parts/<system>-<ckpt>.jsonl`,
+    its first line the stamp it was made under): a re-run reuses a pass whose bank, checkpoint files
+    and scoring settings are unchanged, so a killed evaluation resumes and a finished one is free."""
+
+    def __init__(self, folder: Path, bank_file: Path, cfg):
+        self.folder = folder
+        self.base = {"bank_sha256": hashlib.sha256(bank_file.read_bytes()).hexdigest(), "mc_scoring": cfg.mc_scoring,
+                     "rag_top_k": cfg.rag_top_k, "numeric_tolerance": cfg.numeric_tolerance,
+                     "judges": list(cfg.judges)}
+
+    def stamp(self, path: Path) -> dict:
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(path).iterdir() if p.is_file())
+        return {**self.base, "checkpoint": str(path), "files": files}
+
+    def _file(self, system: str, label: str) -> Path:
+        return self.folder / f"{system}-{label}.jsonl"
+
+    def load(self, system: str, label: str, path: Path) -> list[dict] | None:
+        f = self._file(system, label)
+        if not f.exists():
+            return None
+        head, *rows = f.read_text(encoding="utf-8").splitlines()
+        if json.loads(head) != json.loads(json.dumps(self.stamp(path))):
+            return None
+        return [json.loads(x) for x in rows]
+
+    def save(self, system: str, label: str, path: Path, rows: list[dict]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self._file(system, label), "".join(json.dumps(x, ensure_ascii=False) + "\n"
+                                                             for x in [self.stamp(path), *rows]))
 
 
 GROUPS = ("memorised", "transfer", "placebo")
@@ -328,8 +382,8 @@ def verdict_table(answers: list[dict], items: list[dict], flags: dict, days: dic
                 continue  # one scoring rule only (generation, endpoints)
             got: dict[str, dict[str, bool]] = {}
             for a in mine:
-                got.setdefault(a["checkpoint"], {})[a["id"]] = bool(a["correct"] if rule == scoring
-                                                                    else a[f"correct_{rule}"])
+                # items that are not multiple choice are graded the same under either rule
+                got.setdefault(a["checkpoint"], {})[a["id"]] = bool(a.get(f"correct_{rule}", a["correct"]))
             for day, label in later:
                 for group in GROUPS:
                     ids = [i for i in got.get(base, {}) if group_of(by_id[i], bool(flags[i]["flags"]), day) == group]

@@ -57,7 +57,7 @@ def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps
     g = vision_budget.VisionGeometry()
     table = []
     for model in models:
-        answerer = LocalAnswerer(model, model, corpus.config.eval.mc_scoring)
+        answerer = LocalAnswerer(model, model, corpus.config.eval.mc_scoring, device=corpus.config.eval.device)
         for cs in chunk_seconds:
             for f in fps:
                 op = replace(op0, chunk_seconds=cs, fps=f)

@@ -29,12 +29,13 @@ class LocalAnswerer:
     is encoded once per video and its key/value cache reused for every item; the options of a
     multiple-choice item are scored in one batch."""
 
-    def __init__(self, model_dir: str, label: str, mc_scoring: str = "calibrated", keep_prefixes: int = 2):
+    def __init__(self, model_dir: str, label: str, mc_scoring: str = "calibrated", keep_prefixes: int = 2,
+                 device: str = "auto"):
         from collections import OrderedDict
 
         from streamlearn.models import load_for_generation
 
-        self.vlm = load_for_generation(model_dir)
+        self.vlm = load_for_generation(model_dir, device)
         self.label = label
         self.mc_scoring = mc_scoring
         self._prior: dict[tuple[str, str], float] = {}

@@ -48,7 +48,7 @@ class TrainConfig:
     replay_ratio: float = 0.0
     stream_replay: float = 0.0  # fraction of each day's samples drawn from earlier stream days (against forgetting)
     export_dtype: str = "bfloat16"  # Day-N Hugging Face exports: bfloat16 | float32
-    peak_tflops: float = 989.0  # per device, for MFU (H100 SXM dense bf16)
+    peak_tflops: float = 0.0  # per device, for MFU; 0 = measure the device's bf16 matmul rate (train/loss.py)
     compute_dtype: str = "bfloat16"
 
     def __post_init__(self):
@@ -64,6 +64,7 @@ class TrainConfig:
         _check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
         _check(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
         _check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
+        _check(self.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on the device)")
         _check(self.fact_variants >= 1, "fact_variants", "must be >= 1")
         _check(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 import math
 import os
 import random
@@ -38,7 +39,7 @@ from streamlearn.heldout import Constraints, load_constraints
 from streamlearn.manifest import atomic_write_text
 from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
 from streamlearn.train.config import TrainConfig
-from streamlearn.train.loss import TargetLossModel, peak_memory_gib, sample_flops
+from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
 from streamlearn.train.samples import (Encoded, SampleSpec, build_specs, earlier_days_pool, encode, mix_replay,
                                       replay_specs)
 
@@ -145,8 +146,13 @@ def build(cfg: TrainConfig, d: Dist):
     model = TargetLossModel(vlm)
     compute = torch.bfloat16 if cfg.compute_dtype == "bfloat16" else torch.float32
     mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
+    # a vision block's inputs are the bf16 hidden states and the fp32 rotary cos/sin: FSDP's input
+    # cast would turn cos/sin into bf16 in the forward but not when activation checkpointing
+    # recomputes the block, so saved and recomputed tensors differ in dtype (and the rotary loses
+    # precision); the blocks take their inputs as they come
+    vision_mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32, cast_forward_inputs=False)
     for block in vlm.model.visual.blocks:
-        fully_shard(block, mp_policy=mp)
+        fully_shard(block, mp_policy=vision_mp)
     for layer in vlm.model.language_model.layers:
         fully_shard(layer, mp_policy=mp)
     fully_shard(model, mp_policy=mp)
@@ -208,6 +214,7 @@ class Trainer:
 
         self.geometry = geometry_from_config(self.config.vision_config.to_dict())
         self.tps = float(self.config.vision_config.tokens_per_second)
+        self.peak = peak_tflops(d.device, cfg.peak_tflops)
         self.progress = Progress()
         self.writer = None
         if d.main:
@@ -309,14 +316,24 @@ class Trainer:
             out.append((specs[i], 1.0) if i < len(specs) else (specs[-1], 0.0))  # zero-weight filler
         return out
 
-    def step(self, specs: list[SampleSpec], step: int, day_steps: int) -> dict:
+    def prepare(self, specs: list[SampleSpec], step: int) -> list[tuple[Encoded, float]]:
+        """A step's micro-batches encoded (frames -> pixels, M-RoPE ids), pinned for an asynchronous
+        copy when training on a GPU. Runs in the background while the previous step computes."""
+        micros = []
+        for s, w in self.micro_batches(specs, step):
+            e = encode(s, self.tok, self.corpus.root, self.geometry, self.tps, self.cfg.max_seq_len)
+            if self.d.device.type == "cuda":
+                for f in ("input_ids", "labels", "position_ids", "pixel_values_videos"):
+                    setattr(e, f, getattr(e, f).pin_memory())
+            micros.append((e, w))
+        return micros
+
+    def step(self, micros: list[tuple[Encoded, float]], step: int, day_steps: int, t0: float) -> dict:
+        """One optimizer step over prepared micro-batches; `t0` is when the step began waiting for them."""
         cfg, d = self.cfg, self.d
-        t0 = time.perf_counter()
         factor = lr_factor(step, day_steps, cfg)
         for group in self.opt.param_groups:
             group["lr"] = group["base_lr"] * factor
-        micros = [(encode(s, self.tok, self.corpus.root, self.geometry, self.tps, cfg.max_seq_len), w)
-                  for s, w in self.micro_batches(specs, step)]
         local = torch.tensor([sum(w * e.n_target for e, w in micros), sum(w * e.input_ids.shape[1] for e, w in micros),
                               sum(w * self._flops(e) for e, w in micros)], dtype=torch.float64, device=d.device)
         dist.all_reduce(local)
@@ -340,7 +357,7 @@ class Trainer:
         tflops = flops / dt / 1e12
         return {"loss": float(loss_sum) / n_target, "lr": self.opt.param_groups[0]["lr"], "grad_norm": grad_norm,
                 "tokens": int(n_tokens), "target_tokens": int(n_target), "seconds": dt,
-                "tokens_per_s": n_tokens / dt, "tflops": tflops, "mfu": tflops / (cfg.peak_tflops * d.world),
+                "tokens_per_s": n_tokens / dt, "tflops": tflops, "mfu": tflops / (self.peak * d.world),
                 "peak_mem_gib": peak_memory_gib(d.device)}
 
     def _flops(self, e: Encoded) -> float:
@@ -348,9 +365,8 @@ class Trainer:
 
     def _tensors(self, e: Encoded) -> dict:
         dev = self.d.device
-        return {"input_ids": e.input_ids.to(dev), "labels": e.labels.to(dev), "position_ids": e.position_ids.to(dev),
-                "pixel_values_videos": e.pixel_values_videos.to(dev), "video_grid_thw": e.video_grid_thw.to(dev),
-                "second_per_grid_ts": e.second_per_grid_ts.to(dev)}
+        return {k: getattr(e, k).to(dev, non_blocking=True) for k in
+                ("input_ids", "labels", "position_ids", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}
 
     # ------------------------------------------------------------------ the run
     def constraints(self) -> Constraints | None:
@@ -432,18 +448,23 @@ class Trainer:
                 write_day_targets(self.run_dir, day, specs)
             first = self.progress.day_step if self.progress.day == day else 0
             self.progress.day = day
-            for s in range(first, steps):
-                if max_steps is not None and taken >= max_steps:
-                    return self.progress
-                m = self.step(specs, s, steps)
-                taken += 1
-                self.progress.step += 1
-                self.progress.day_step = s + 1
-                self.progress.losses.append(round(m["loss"], 6))
-                if d.main:
-                    self._log(day, s, steps, m, metrics_path)
-                if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0 and s + 1 < steps:
-                    self.save(f"step-{self.progress.step:06d}")
+            with ThreadPoolExecutor(max_workers=1) as loader:  # the next step's data, while this one computes
+                ahead = loader.submit(self.prepare, specs, first) if first < steps else None
+                for s in range(first, steps):
+                    if max_steps is not None and taken >= max_steps:
+                        return self.progress
+                    t0 = time.perf_counter()
+                    micros = ahead.result()
+                    ahead = loader.submit(self.prepare, specs, s + 1) if s + 1 < steps else None
+                    m = self.step(micros, s, steps, t0)
+                    taken += 1
+                    self.progress.step += 1
+                    self.progress.day_step = s + 1
+                    self.progress.losses.append(round(m["loss"], 6))
+                    if d.main:
+                        self._log(day, s, steps, m, metrics_path)
+                    if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0 and s + 1 < steps:
+                        self.save(f"step-{self.progress.step:06d}")
             self.progress.completed_days.append(day)
             self.progress.day, self.progress.day_step, self.progress.replay_offset = None, 0, end_offset
             self.save(f"day-{day:02d}")

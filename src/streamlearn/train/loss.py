@@ -71,3 +71,33 @@ def peak_memory_gib(device: torch.device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+_MEASURED: dict[str, float] = {}
+
+
+def peak_tflops(device: torch.device, configured: float = 0.0) -> float:
+    """The one peak MFU is computed against, in `train` and in the benchmarks alike: `train.peak_tflops`
+    when set (> 0), else this device's measured dense bf16 matrix-product rate (8192^3 on a GPU,
+    measured once per process; an H200 here gives ~790 TFLOP/s against the datasheet's 989)."""
+    if configured > 0:
+        return configured
+    key = str(device)
+    if key not in _MEASURED:
+        import time
+
+        n, reps = (8192, 10) if device.type == "cuda" else (1024, 3)
+        a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        for _ in range(3):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        _MEASURED[key] = 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
+        del a, b
+    return _MEASURED[key]

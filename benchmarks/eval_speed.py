@@ -1,0 +1,140 @@
+"""Evaluation speed: `weights` and `video` items per second through the product's answerer, against
+the previous algorithm measured in the same run on the same items (it re-encoded the whole prompt,
+video included, for every item and continued each option from its own copy of the cache).
+
+    PYTHONUNBUFFERED=1 python benchmarks/eval_speed.py --model qwen2.5-vl-7b          # on a GPU
+    python benchmarks/eval_speed.py --model tiny --frames 1200 --baseline-items 12    # CPU figure
+
+Same answers: every item the baseline answered must get the same choice from the product path.
+Writes eval_speed.json under $OUT (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from gpu_corpus import make_corpus  # noqa: E402
+
+from streamlearn.evaluate import bank as B  # noqa: E402
+from streamlearn.evaluate.run import evidence_chunk, evidence_frames  # noqa: E402
+from streamlearn.evaluate.systems import INSTRUCTION, INSTRUCTION_NO_VIDEO, LocalAnswerer  # noqa: E402
+from streamlearn.models import BLANK_FRAMES, _cache_kwarg  # noqa: E402
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def baseline_answer(vlm, item: dict, frames, fps: float, priors: dict) -> str:
+    """The previous answerer: the whole prompt encoded per item, options one by one from deep copies
+    of its cache, calibration priors from a null prompt encoded per new option set."""
+    def option_logprobs(inp, options):
+        model, key = vlm.model, _cache_kwarg(vlm.model)
+        pos = vlm.positions(inp)
+        fwd = {k: v for k, v in inp.items() if k != "attention_mask"}
+        with torch.no_grad():
+            out = model(**fwd, position_ids=pos, use_cache=True)
+            first, cache, nxt = out.logits[0, -1].float(), getattr(out, key), int(pos.max()) + 1
+            scores = []
+            for option in options:
+                ids = vlm.tok(" " + option, add_special_tokens=False)["input_ids"]
+                t = torch.tensor([ids], device=pos.device)
+                step = (torch.arange(len(ids), device=pos.device) + nxt).view(1, 1, -1).expand(3, 1, -1)
+                o = model(input_ids=t, position_ids=step, use_cache=True, **{key: copy.deepcopy(cache)})
+                logp = torch.log_softmax(torch.cat([first[None], o.logits[0, :-1].float()]), dim=-1)
+                scores.append(float(logp[torch.arange(len(ids)), t[0]].mean()))
+        return scores
+
+    instruction = INSTRUCTION if frames is not None else INSTRUCTION_NO_VIDEO
+    if frames is None:
+        frames, fps = BLANK_FRAMES, 1.0
+    inp = vlm.inputs(instruction, frames, fps, answer_prefix=f"Q: {item['question']}\nA:")
+    raw = option_logprobs(inp, item["options"])
+    missing = [o for o in item["options"] if o not in priors]
+    if missing:
+        null = vlm.inputs(INSTRUCTION_NO_VIDEO, BLANK_FRAMES, 1.0, answer_prefix="Q: \nA:")
+        priors.update(zip(missing, option_logprobs(null, missing)))
+    cal = [s - priors[o] for s, o in zip(raw, item["options"])]
+    return item["options"][int(np.argmax(cal))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="qwen2.5-vl-7b")
+    ap.add_argument("--chunks", type=int, default=6, help="chunks (over 2 days)")
+    ap.add_argument("--frames", type=int, default=1200, help="frames per chunk (84x168: 18 tokens per pair)")
+    ap.add_argument("--signs", type=int, default=6)
+    ap.add_argument("--baseline-items", type=int, default=16, help="items per system the baseline answers")
+    ap.add_argument("--work", default="/tmp/eval_speed")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args()
+    import shutil
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    corpus = make_corpus(Path(args.work), days=2, chunks_per_day=args.chunks // 2, frames=args.frames,
+                         signs=args.signs, train={"require_sealed_bank": False})
+    B.run_questions(corpus, "main", do_seal=True)
+    items = [i for i in B.load_bank(corpus, "main") if i["answer_type"] == "mc"]
+    chunks = corpus.chunks.rows_by_key()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    answerer = LocalAnswerer(args.model, "bench", "calibrated", device=dev)
+    load_s = time.perf_counter() - t0
+    name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
+    out = {"device": name, "model": args.model, "items": len(items), "load_s": load_s,
+           "vision_tokens_per_chunk": (args.frames // 2) * (84 // 14) * (168 // 14) // 4}
+    print(f"device {name}, model {args.model} loaded in {load_s:.1f}s; {len(items)} MC items over "
+          f"{len(chunks)} chunks of {args.frames} frames", flush=True)
+    order = sorted(items, key=lambda i: evidence_chunk(corpus, chunks, i) or "")
+    for system in ("weights", "video"):
+        answerer._prefixes.clear()
+        choices = {}
+        sync()
+        t0 = time.perf_counter()
+        loaded: tuple = (None, (None, 1.0))
+        for item in order:
+            cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
+            if cid != loaded[0]:
+                loaded = (cid, evidence_frames(corpus, chunks, cid))
+            frames, fps = loaded[1]
+            choices[item["id"]] = answerer.answer(item, frames, fps, video_key=cid)["choice"]
+        sync()
+        sec = time.perf_counter() - t0
+        sub = order[:: max(1, len(order) // args.baseline_items)][: args.baseline_items]
+        priors: dict = {}
+        sync()
+        t0 = time.perf_counter()
+        base = {}
+        for item in sub:
+            cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
+            frames, fps = evidence_frames(corpus, chunks, cid)
+            base[item["id"]] = baseline_answer(answerer.vlm, item, frames, fps, priors)
+        sync()
+        base_sec = time.perf_counter() - t0
+        same = sum(base[i] == choices[i] for i in base)
+        row = {"items_per_s": len(order) / sec, "seconds": sec, "baseline_items_per_s": len(sub) / base_sec,
+               "baseline_items": len(sub), "speedup": (len(order) / sec) / (len(sub) / base_sec),
+               "same_answers": f"{same}/{len(base)}"}
+        out[system] = row
+        print(f"{system:>7}: {row['items_per_s']:.2f} items/s ({len(order)} items in {sec:.1f}s) vs previous "
+              f"{row['baseline_items_per_s']:.3f} items/s ({len(sub)} items): {row['speedup']:.1f}x, same answers "
+              f"{row['same_answers']}", flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "eval_speed.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
