@@ -199,8 +199,7 @@ def smol_path(seed: int = 0) -> Path:
             tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-            write_processor_files(tmp)
-            (tmp / "chat_template.jinja").write_text(tok.chat_template)
+            write_processor_files(tmp, template=tok.chat_template)
             _publish(tmp, out)
     return out
 
@@ -261,7 +260,8 @@ def tiny_path(seed: int = 0) -> Path:
     return out
 
 
-def write_processor_files(folder: Path, min_pixels: int = 4 * 28 * 28, max_pixels: int = 768 * 28 * 28) -> None:
+def write_processor_files(folder: Path, min_pixels: int = 4 * 28 * 28, max_pixels: int = 768 * 28 * 28,
+                          template: str | None = None) -> None:
     """Processor configs so `AutoProcessor.from_pretrained(folder)` works where torchvision is installed
     (streamlearn itself preprocesses with NumPy, see video_pixels.py)."""
     common = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
@@ -274,7 +274,7 @@ def write_processor_files(folder: Path, min_pixels: int = 4 * 28 * 28, max_pixel
     (folder / "video_preprocessor_config.json").write_text(json.dumps(
         {**common, "video_processor_type": "Qwen2VLVideoProcessor", "processor_class": "Qwen2_5_VLProcessor",
          "cap_pixels_per_frame": True}, indent=1))
-    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    (folder / "chat_template.jinja").write_text(template or CHAT_TEMPLATE)
 
 
 def resolve(model: str) -> str:
@@ -409,8 +409,11 @@ class VLM:
         content: list[dict] = []
         vis: dict = {}
         if frames is not None and len(frames):
+            # frames keep their size (cached at the model's resolution; the blank video of text-only
+            # samples is one 28x28 token, exactly as training encodes it)
+            px = frames.shape[1] * frames.shape[2]
             h, w = smart_resize(frames.shape[1], frames.shape[2], factor=self.geometry.factor,
-                                min_pixels=4 * self.geometry.factor ** 2, max_pixels=frames.shape[1] * frames.shape[2])
+                                min_pixels=min(4 * self.geometry.factor ** 2, px), max_pixels=px)
             vis = video_inputs(frames, h, w, sample_fps, self.geometry)
             content.append({"type": "video"})
         content.append({"type": "text", "text": prompt})

@@ -76,8 +76,8 @@ def params_on_meta():
 
     def register(module, name, param):
         original(module, name, param)
-        if param is not None:
-            module._parameters[name] = torch.nn.Parameter(module._parameters[name].to("meta"),
+        if param is not None and param.device.type != "meta":  # a meta parameter is kept as is: tied
+            module._parameters[name] = torch.nn.Parameter(module._parameters[name].to("meta"),  # weights stay tied
                                                           requires_grad=param.requires_grad)
 
     torch.nn.Module.register_parameter = register
@@ -301,7 +301,7 @@ class Trainer:
             hf.save_pretrained(tmp, state_dict=sd)
             self.tok.save_pretrained(tmp)
             op = self.corpus.config.operating_point
-            write_processor_files(tmp, op.frame_min_pixels, op.frame_max_pixels)
+            write_processor_files(tmp, op.frame_min_pixels, op.frame_max_pixels, self.tok.chat_template)
             shutil.rmtree(out, ignore_errors=True)
             tmp.rename(out)
         dist.barrier()
