@@ -101,15 +101,17 @@ def model_config(model: str, layers: int = 0):
     return target, AutoConfig.from_pretrained(target)
 
 
-def initial_state(target: str, config, seed: int) -> dict:
-    """Rank 0's full fp32 state dict: a checkpoint's weights, or a preset's seeded random init."""
+def initial_state(target: str, config, seed: int, device: torch.device) -> dict:
+    """Rank 0's full fp32 state dict: a checkpoint's weights, or a preset's seeded random init (made
+    on the training device: billions of parameters initialise in seconds on a GPU, minutes on a CPU)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from streamlearn.models import ARCHITECTURES
 
     if target in ARCHITECTURES:
         torch.manual_seed(seed)
-        return Qwen2_5_VLForConditionalGeneration(config).state_dict()
+        with torch.device(device):
+            return Qwen2_5_VLForConditionalGeneration(config).state_dict()
     try:
         return Qwen2_5_VLForConditionalGeneration.from_pretrained(target, dtype=torch.float32).state_dict()
     except OSError as exc:
@@ -162,7 +164,7 @@ def build(cfg: TrainConfig, d: Dist):
             buf.copy_(buffers[name].to(buf.device))
     full = {}
     if d.main:
-        full = {f"vlm.{k}": v for k, v in initial_state(target, config, cfg.seed).items()}
+        full = {f"vlm.{k}": v for k, v in initial_state(target, config, cfg.seed, d.device).items()}
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     tok = build_tokenizer() if target in ARCHITECTURES else AutoTokenizer.from_pretrained(target)
     return model, config, tok, target
