@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from gpu_corpus import make_corpus  # noqa: E402
 
 from streamlearn.evaluate import bank as B  # noqa: E402
-from streamlearn.evaluate.run import evidence_chunk, evidence_frames  # noqa: E402
+from streamlearn.evaluate.run import evidence_chunk, evidence_frames, item_groups  # noqa: E402
 from streamlearn.evaluate.systems import INSTRUCTION, INSTRUCTION_NO_VIDEO, LocalAnswerer  # noqa: E402
 from streamlearn.models import BLANK_FRAMES, _cache_kwarg  # noqa: E402
 
@@ -67,8 +67,7 @@ def baseline_answer(vlm, item: dict, frames, fps: float, priors: dict) -> str:
     if missing:
         null = vlm.inputs(INSTRUCTION_NO_VIDEO, BLANK_FRAMES, 1.0, answer_prefix="Q: \nA:")
         priors.update(zip(missing, option_logprobs(null, missing)))
-    cal = [s - priors[o] for s, o in zip(raw, item["options"])]
-    return item["options"][int(np.argmax(cal))]
+    return [s - priors[o] for s, o in zip(raw, item["options"])]
 
 
 def main() -> None:
@@ -98,22 +97,18 @@ def main() -> None:
            "vision_tokens_per_chunk": (args.frames // 2) * (84 // 14) * (168 // 14) // 4}
     print(f"device {name}, model {args.model} loaded in {load_s:.1f}s; {len(items)} MC items over "
           f"{len(chunks)} chunks of {args.frames} frames", flush=True)
-    order = sorted(items, key=lambda i: evidence_chunk(corpus, chunks, i) or "")
     for system in ("weights", "video"):
         answerer._prefixes.clear()
-        choices = {}
+        answers = {}
         sync()
         t0 = time.perf_counter()
-        loaded: tuple = (None, (None, 1.0))
-        for item in order:
-            cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
-            if cid != loaded[0]:
-                loaded = (cid, evidence_frames(corpus, chunks, cid))
-            frames, fps = loaded[1]
-            choices[item["id"]] = answerer.answer(item, frames, fps, video_key=cid)["choice"]
+        for cid, group in item_groups(corpus, chunks, items, system == "video"):  # what `streamlearn eval` does
+            frames, fps = evidence_frames(corpus, chunks, cid)
+            for item, r in zip(group, answerer.answer_many(group, frames, fps, video_key=cid)):
+                answers[item["id"]] = r
         sync()
         sec = time.perf_counter() - t0
-        sub = order[:: max(1, len(order) // args.baseline_items)][: args.baseline_items]
+        sub = items[:: max(1, len(items) // args.baseline_items)][: args.baseline_items]
         priors: dict = {}
         sync()
         t0 = time.perf_counter()
@@ -124,14 +119,15 @@ def main() -> None:
             base[item["id"]] = baseline_answer(answerer.vlm, item, frames, fps, priors)
         sync()
         base_sec = time.perf_counter() - t0
-        same = sum(base[i] == choices[i] for i in base)
-        row = {"items_per_s": len(order) / sec, "seconds": sec, "baseline_items_per_s": len(sub) / base_sec,
-               "baseline_items": len(sub), "speedup": (len(order) / sec) / (len(sub) / base_sec),
-               "same_answers": f"{same}/{len(base)}"}
+        same = sum(int(np.argmax(base[i])) == int(np.argmax(answers[i]["scores"])) for i in base)
+        diff = max(abs(a - b) for i in base for a, b in zip(base[i], answers[i]["scores"]))
+        row = {"items_per_s": len(items) / sec, "seconds": sec, "baseline_items_per_s": len(sub) / base_sec,
+               "baseline_items": len(sub), "speedup": (len(items) / sec) / (len(sub) / base_sec),
+               "same_answers": f"{same}/{len(base)}", "max_score_diff": diff}
         out[system] = row
-        print(f"{system:>7}: {row['items_per_s']:.2f} items/s ({len(order)} items in {sec:.1f}s) vs previous "
-              f"{row['baseline_items_per_s']:.3f} items/s ({len(sub)} items): {row['speedup']:.1f}x, same answers "
-              f"{row['same_answers']}", flush=True)
+        print(f"{system:>7}: {row['items_per_s']:.2f} items/s ({len(items)} items in {sec:.1f}s) vs previous "
+              f"{row['baseline_items_per_s']:.3f} items/s ({len(sub)} items): {row['speedup']:.1f}x; same choice "
+              f"{row['same_answers']}, calibrated scores within {diff:.2g} nats", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "eval_speed.json").write_text(json.dumps(out, indent=1))
 

@@ -199,7 +199,9 @@ def product_step(args, gh: int, gw: int, peak: float) -> dict:
              "max_seq_len": 65536}
     corpus = make_corpus(work, days=1, chunks_per_day=args.product_steps, frames=2 * args.pairs,
                          size=(gh * 14, gw * 14), target_words=int(args.text * 0.55), signs=0, train=train)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(x for x in (src, os.environ.get("PYTHONPATH")) if x)}
     # --max-steps: the day never completes, so no checkpoint of the whole fp32 state is written
     res = subprocess.run([sys.executable, "-m", "streamlearn", "train", str(corpus.root), "--max-steps",
                           str(args.product_steps)], capture_output=True, text=True, env=env)

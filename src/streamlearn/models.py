@@ -490,6 +490,34 @@ class VLM:
             scores.append(float(logp[torch.arange(len(o)), torch.tensor(o, device=dev)].mean()))
         return scores
 
+    def score_pairs(self, prefix: "Prefix", pairs: list[tuple[str, str]]) -> list[float]:
+        """Mean log-probability of each (suffix, continuation) pair after the prefix: many items'
+        options in one right-padded batch over copies of the prefix's cache."""
+        import copy
+
+        import torch
+
+        enc = [(self.tok(a, add_special_tokens=False)["input_ids"], self.tok(b, add_special_tokens=False)["input_ids"])
+               for a, b in pairs]
+        if any(not a for a, _ in enc):
+            raise ValueError("the per-item part of a prompt cannot be empty")
+        length = max(len(a) + len(b) for a, b in enc)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        dev = next(self.model.parameters()).device
+        batch = torch.tensor([a + b + [pad] * (length - len(a) - len(b)) for a, b in enc], device=dev)
+        pos = (torch.arange(length, device=dev) + prefix.next_pos).view(1, 1, -1).expand(3, len(enc), -1)
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(len(enc))
+        with torch.no_grad():
+            logits = self.model(input_ids=batch, position_ids=pos, use_cache=True,
+                                **{_cache_kwarg(self.model): cache}).logits
+            rows = torch.cat([logits[j, len(a) - 1:len(a) - 1 + len(b)] for j, (a, b) in enumerate(enc)]).float()
+            targets = torch.tensor([t for _, b in enc for t in b], device=dev)
+            logp = torch.log_softmax(rows, dim=-1)[torch.arange(len(targets), device=dev), targets]
+            sizes = [len(b) for _, b in enc]
+            means = torch.stack([chunk.mean() for chunk in torch.split(logp, sizes)]).tolist()
+        return means
+
     def greedy_from(self, prefix: "Prefix", suffix: str, max_new_tokens: int, stop_ids: set[int],
                     user_suffix: bool = False) -> list[int]:
         """Greedy decoding after prefix + suffix, from a copy of the prefix's cache."""

@@ -93,6 +93,16 @@ def evidence_chunk(corpus: Corpus, chunks: dict, item: dict) -> str | None:
     return None
 
 
+def item_groups(corpus: Corpus, chunks: dict, items: list[dict], by_video: bool, size: int = 64):
+    """(evidence chunk or None, items): by evidence chunk for the `video` system, else in slices."""
+    if not by_video:
+        return [(None, items[i:i + size]) for i in range(0, len(items), size)]
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(evidence_chunk(corpus, chunks, item), []).append(item)
+    return sorted(groups.items(), key=lambda kv: kv[0] or "")
+
+
 def evidence_frames(corpus: Corpus, chunks: dict, cid: str | None):
     """A chunk's cached frames and their fps, or (None, 1.0)."""
     if cid is None:
@@ -237,21 +247,20 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                 if not described:
                     raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
                 retriever = Retriever(*passages(corpus, described))
-            # items grouped by evidence chunk: each chunk's video is encoded once per checkpoint
-            order = sorted(items, key=lambda i: evidence_chunk(corpus, chunks, i) or "") if system == "video" else items
             with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
-                loaded: tuple = (None, (None, 1.0))
-                for item in order:
-                    if system == "rag":
+                if system == "rag":
+                    for item in items:
                         context = "\n".join(f"- {t}" for _, t in retriever.top(item["question"], cfg.rag_top_k))
-                        r = answerer.answer(item, None, 1.0, context)
-                    else:
-                        cid = evidence_chunk(corpus, chunks, item) if system == "video" else None
-                        if cid != loaded[0]:
-                            loaded = (cid, evidence_frames(corpus, chunks, cid))
-                        r = answerer.answer(item, *loaded[1], video_key=cid)
-                    rows.append(graded(system, label, item, r))
-                    prog.advance(item["id"])
+                        rows.append(graded(system, label, item, answerer.answer(item, None, 1.0, context)))
+                        prog.advance(item["id"])
+                else:
+                    # items grouped by evidence chunk: each chunk's video is encoded once per checkpoint,
+                    # and the items sharing it are scored in batches
+                    for cid, group in item_groups(corpus, chunks, items, system == "video"):
+                        frames, fps = evidence_frames(corpus, chunks, cid)
+                        for item, r in zip(group, answerer.answer_many(group, frames, fps, video_key=cid)):
+                            rows.append(graded(system, label, item, r))
+                            prog.advance(item["id"])
             parts.save(system, label, path, rows)
             answers.extend(rows)
         del answerer

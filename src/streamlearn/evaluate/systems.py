@@ -75,6 +75,54 @@ class LocalAnswerer:
             self._prior.update({(style, o): v for o, v in zip(missing, scores)})
         return [self._prior[(style, o)] for o in options]
 
+    def answer_many(self, items: list[dict], frames=None, fps: float = 1.0, video_key: str | None = None,
+                    budget: int = 65536) -> list[dict]:
+        """`answer` for many items that share a video (or none): their multiple-choice options, and
+        the priors still missing, scored in batches of at most `budget` cached-prefix tokens."""
+        key = "blank" if frames is None else f"video:{video_key or id(frames)}"
+        prefix = self._prefix(key, frames, fps, False)
+        per_batch = max(1, budget // max(1, prefix.length))
+        out: dict[int, dict] = {}
+        mc = [(n, it) for n, it in enumerate(items) if it["answer_type"] == "mc"]
+        for n, it in enumerate(items):
+            if it["answer_type"] != "mc":
+                out[n] = self.answer(it, frames, fps, video_key=video_key)
+        batch: list[tuple[int, dict]] = []
+        for pos, (n, it) in enumerate(mc):
+            batch.append((n, it))
+            size = sum(len(i["options"]) for _, i in batch)
+            if pos == len(mc) - 1 or size + len(mc[pos + 1][1]["options"]) * 2 > per_batch:
+                out.update(self._score_batch(prefix, batch, with_priors=frames is None))
+                batch = []
+        return [out[n] for n in range(len(items))]
+
+    def _score_batch(self, prefix, batch: list[tuple[int, dict]], with_priors: bool) -> dict[int, dict]:
+        """One forward for a batch of items; the missing priors ride along when the prefix is the blank
+        video's (the prior's own prompt), else they come from `option_priors`."""
+        pairs, spans = [], []
+        for _, it in batch:
+            spans.append((len(pairs), len(it["options"])))
+            pairs += [(self._suffix(it["question"], None), " " + o) for o in it["options"]]
+        if not with_priors:
+            self.option_priors(list(dict.fromkeys(o for _, it in batch for o in it["options"])), False)
+        missing = list(dict.fromkeys(o for _, it in batch for o in it["options"] if ("qa", o) not in self._prior))
+        pairs += [("Q: \nA:", " " + o) for o in missing]
+        scores = self.vlm.score_pairs(prefix, pairs)
+        self._prior.update({("qa", o): v for o, v in zip(missing, scores[len(scores) - len(missing):])})
+        out = {}
+        for (n, it), (start, k) in zip(batch, spans):
+            raw = scores[start:start + k]
+            out[n] = self._choose(it["options"], raw, [self._prior[("qa", o)] for o in it["options"]])
+        return out
+
+    def _choose(self, opts: list[str], raw: list[float], priors: list[float]) -> dict:
+        cal = [s - p for s, p in zip(raw, priors)]
+        by = {"logprob": opts[int(np.argmax(raw))], "calibrated": opts[int(np.argmax(cal))]}
+        choice = by[self.mc_scoring]
+        return {"response": choice, "choice": choice, "choice_logprob": by["logprob"],
+                "choice_calibrated": by["calibrated"], "logprobs": [round(x, 4) for x in raw],
+                "scores": [round(x, 4) for x in cal]}
+
     def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None,
                video_key: str | None = None) -> dict:
         """MC items are scored both ways, raw mean log-probability and calibrated (minus the option's
@@ -86,12 +134,7 @@ class LocalAnswerer:
         if item["answer_type"] == "mc":
             opts = item["options"]
             raw = self.vlm.continuation_logprobs(prefix, suffix, opts, "" if chat else " ", user_suffix=chat)
-            cal = [s - p for s, p in zip(raw, self.option_priors(opts, chat))]
-            by = {"logprob": opts[int(np.argmax(raw))], "calibrated": opts[int(np.argmax(cal))]}
-            choice = by[self.mc_scoring]
-            return {"response": choice, "choice": choice, "choice_logprob": by["logprob"],
-                    "choice_calibrated": by["calibrated"], "logprobs": [round(x, 4) for x in raw],
-                    "scores": [round(x, 4) for x in cal]}
+            return self._choose(opts, raw, self.option_priors(opts, chat))
         new = self.vlm.greedy_from(prefix, suffix, 24, self.newline | {self.vlm.tok.eos_token_id}, user_suffix=chat)
         return {"response": self.vlm.tok.decode(new, skip_special_tokens=True).strip(), "choice": None}
 
