@@ -197,7 +197,7 @@ def product_step(args, gh: int, gw: int, peak: float) -> dict:
     train = {"model": args.arch, "preset_layers": args.layers, "lr": 1e-5, "warmup_steps": 1,
              "targets": ["description"], "require_sealed_bank": False, "peak_tflops": peak,
              "max_seq_len": 65536}
-    corpus = make_corpus(work, days=1, chunks_per_day=args.product_steps, frames=2 * args.pairs,
+    corpus = make_corpus(work, days=1, chunks_per_day=args.product_steps + 2, frames=2 * args.pairs,
                          size=(gh * 14, gw * 14), target_words=int(args.text * 0.55), signs=0, train=train)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
