@@ -36,7 +36,8 @@ class TrainConfig:
     instruction: str = "Describe this part of the stream."
     fact_variants: int = 2  # "facts" target: augmented renderings of each description (wording, order)
     checkpoint_every: int = 0  # steps; 0 = only at the end of each day
-    keep_last: int = 2  # periodic checkpoints kept (Day-N checkpoints are always kept)
+    keep_last: int = 2  # periodic checkpoints kept
+    keep_days: int = 0  # Day-N training states kept (newest first; 0 = all); Day-N exports are always kept
     freeze_vision: bool = False
     activation_checkpointing: bool = True
     fast_vision_attention: bool = True  # batched window attention in the vision tower (same math)
@@ -66,6 +67,7 @@ class TrainConfig:
         _check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
         _check(self.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on the device)")
         _check(self.fact_variants >= 1, "fact_variants", "must be >= 1")
+        _check(self.keep_last >= 0 and self.keep_days >= 0, "keep_last", "and keep_days must be >= 0")
         _check(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")
 
 

@@ -259,6 +259,11 @@ class Trainer:
         periodic = sorted(p for p in self.ckpt_dir.glob("step-*") if (p / "progress.json").exists())
         for old in periodic[:-self.cfg.keep_last] if self.cfg.keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
+        # Day-N exports stay; a day's full training state (weights + AdamW: 12 B/parameter) is only
+        # needed to resume, so all but the newest `keep_days` may go (0 keeps every day)
+        days = sorted(p for p in self.ckpt_dir.glob("day-*") if (p / "progress.json").exists())
+        for old in days[:-self.cfg.keep_days] if self.cfg.keep_days > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
 
     def latest(self) -> Path | None:
         done = [p for p in self.ckpt_dir.glob("*") if (p / "progress.json").exists()]
