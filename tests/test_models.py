@@ -61,7 +61,7 @@ def test_smol_preset_is_smollm2_in_a_qwen25vl():
 
     gguf = smol_gguf()
     llama = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
-    vlm = load_for_generation("smol")
+    vlm = load_for_generation("smol", dtype=torch.float32)
     assert vlm.model.config.video_token_id == vlm.tok.convert_tokens_to_ids(VIDEO_PAD) == 49154
     ids = torch.randint(0, 49152, (1, 48), generator=torch.Generator().manual_seed(0))
     pos = torch.arange(48).view(1, 1, -1).expand(3, 1, -1)  # text only: t = h = w
@@ -79,7 +79,7 @@ def test_cached_batched_option_scores_equal_full_sequence_scores():
 
     from streamlearn.models import load_for_generation
 
-    vlm = load_for_generation("tiny")
+    vlm = load_for_generation("tiny", dtype=torch.float32)
     frames = np.random.default_rng(0).integers(0, 255, (8, 56, 112, 3), dtype=np.uint8)
     options = ["Miami", "New Orleans", "It never happened", "12:03:05"]
     question = "Q: Which city was it at 12:00 on day 2?\nA:"

@@ -583,11 +583,19 @@ class VLM:
         return self.tok.decode(new, skip_special_tokens=True), int(inp["input_ids"].shape[1]), len(new), finish
 
 
-def load_for_generation(model: str, device: str = "auto") -> VLM:
-    """A checkpoint ready to answer: bf16 on a GPU (loaded straight into GPU memory), fp32 on the CPU."""
+def inference_dtype(device: str):
+    """bf16 on a GPU and on CPUs with native bf16 matrix units (AVX512-BF16/AMX: ~3x fp32 on the 2-core
+    machines here), else fp32."""
     import torch
 
+    if device.startswith("cuda") or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_for_generation(model: str, device: str = "auto", dtype=None) -> VLM:
+    """A checkpoint ready to answer, loaded straight onto its device in `inference_dtype`."""
     dev = pick_device(device)
-    m, tok = load_model(model, dtype=torch.bfloat16 if dev.startswith("cuda") else torch.float32, device=dev)
+    m, tok = load_model(model, dtype=dtype or inference_dtype(dev), device=dev)
     m.eval()
     return VLM(m, tok)
