@@ -111,3 +111,24 @@ def test_training_keeps_tied_weights_tied_and_exports_the_chat_template(tmp_path
     vlm = model.vlm
     assert config.tie_word_embeddings and vlm.lm_head.weight is vlm.model.language_model.embed_tokens.weight
     assert "SmolLM" in tok.chat_template
+
+
+def test_batched_answers_equal_one_at_a_time_answers():
+    """The GPU path (many items' options and priors in one batch) gives the CPU path's scores."""
+    import torch
+
+    from streamlearn.evaluate.systems import LocalAnswerer
+    from streamlearn.models import tiny_path
+
+    items = [{"id": f"i{k}", "question": f"What did the sign read at 12:0{k} on day 2?", "answer_type": "mc",
+              "answer": f"GATE {k}", "options": [f"GATE {k}", "EXIT 7", "It never happened", "LANE 3 NORTH"][: 2 + k % 3]}
+             for k in range(5)]
+    one = LocalAnswerer(str(tiny_path()), "t")
+    one.vlm.model.to(torch.float32)
+    many = LocalAnswerer(str(tiny_path()), "t")
+    many.vlm.model.to(torch.float32)
+    a = [one.answer(i) for i in items]
+    b = many.answer_many(items, batched=True, budget=400)  # small budget: several batches
+    for x, y in zip(a, b):
+        assert x["choice"] == y["choice"] and x["scores"] == pytest.approx(y["scores"], abs=1e-3)
+        assert x["logprobs"] == pytest.approx(y["logprobs"], abs=1e-3)

@@ -584,7 +584,7 @@ def synth(out, days, minutes, seed, speakers, scene_seconds, size, fps, gop_seco
 @cli.command()
 @click.argument("workdir", required=False, default="demo-corpus", type=click.Path(path_type=Path))
 @click.option("--days", default=3, show_default=True, help="Days of synthetic tour.")
-@click.option("--minutes", default=2.0, show_default=True, help="Minutes of video per day.")
+@click.option("--minutes", default=1.5, show_default=True, help="Minutes of video per day.")
 @click.option("--chunk-seconds", default=30.0, show_default=True)
 def demo(workdir, days, minutes, chunk_seconds):
     """Run the whole chain on embedded defaults: a synthetic tour, then every stage.

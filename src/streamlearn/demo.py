@@ -28,7 +28,7 @@ DEMO_TRAIN = {"model": "smol", "lr": 1.5e-4, "warmup_steps": 2, "epochs_per_day"
               "activation_checkpointing": False, "export_dtype": "bfloat16", "keep_days": 1, "seed": 0}
 
 
-def run_demo(workdir: Path, days: int = 3, minutes: float = 2.0, chunk_seconds: float = 30.0,
+def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: float = 30.0,
              train_overrides: dict | None = None) -> dict:
     from streamlearn.acquire.diarize import run_diarize
     from streamlearn.acquire.download import run_download

@@ -76,9 +76,16 @@ class LocalAnswerer:
         return [self._prior[(style, o)] for o in options]
 
     def answer_many(self, items: list[dict], frames=None, fps: float = 1.0, video_key: str | None = None,
-                    budget: int = 65536) -> list[dict]:
-        """`answer` for many items that share a video (or none): their multiple-choice options, and
-        the priors still missing, scored in batches of at most `budget` cached-prefix tokens."""
+                    budget: int = 65536, batched: bool | None = None) -> list[dict]:
+        """`answer` for many items that share a video (or none): on a GPU their multiple-choice
+        options, and the priors still missing, scored in batches of at most `budget` cached-prefix
+        tokens (`batched=None`: batches on a GPU only)."""
+        if batched is None:
+            batched = next(self.vlm.model.parameters()).device.type != "cpu"
+        if not batched:
+            # a CPU is compute-bound: one item at a time encodes its question once and then its
+            # options (fewer tokens) instead of the question again with every option of a batch
+            return [self.answer(it, frames, fps, video_key=video_key) for it in items]
         key = "blank" if frames is None else f"video:{video_key or id(frames)}"
         prefix = self._prefix(key, frames, fps, False)
         per_batch = max(1, budget // max(1, prefix.length))
