@@ -205,3 +205,32 @@ def test_cluster_statistics():
     assert p == brute == pytest.approx(2 / 64)
     assert cluster_signflip_p(base, base, clusters) == 1.0
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_eval_flags_heldout_items_a_run_trained_on_by_id(tmp_path, run_cli):
+    """A run trained without a split (train.require_sealed_bank = false, every QA pair a target), then
+    evaluated on a bank sealed afterwards: the audit names every held-out item the run trained on,
+    and they are out of the verdict."""
+    corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=2, signs=3,
+                               train={**FAST, "require_sealed_bank": False})
+    res = run_cli("train", corpus.root)
+    assert res.exit_code == 0, res.output
+    B.run_questions(corpus, "main", do_seal=True)
+    res = run_cli("eval", corpus.root, "--systems", "weights")
+    assert res.exit_code == 0, res.output
+    assert "trained without a held-out split" in res.output
+    held = [i["id"] for i in B.load_bank(corpus, "main") if i["split"] == H.HELDOUT and i["variant"] == "original"
+            and i["id"].startswith("q")]
+    flags = json.loads((corpus.root / "evals/main-main/contamination.json").read_text())["items"]
+    assert held and all("question" in flags[i]["flags"] for i in held)
+    line = next(x for x in res.output.splitlines() if x.startswith("eval contamination audit"))
+    assert all(i in line for i in held[:12])
+    results = json.loads((corpus.root / "evals/main-main/results.json").read_text())
+    assert set(held) <= set(results["contamination"]["heldout_ids"])
+    items = B.load_bank(corpus, "main")
+    clean = [i for i in items if i["split"] == H.HELDOUT and i["evidence_day"] is not None
+             and i["category"] != "abstention" and not flags[i["id"]]["flags"]]
+    transfer = [r for r in results["verdict"] if r["group"] == "transfer" and r["scoring"] == results["mc_scoring"]]
+    assert [r["n"] for r in transfer] == ([len(clean)] if clean else [])  # the flagged ones are not counted
+    answers = [json.loads(x) for x in (corpus.root / "evals/main-main/answers.jsonl").read_text().splitlines()]
+    assert all(a["contaminated"] for a in answers if a["id"] in held)

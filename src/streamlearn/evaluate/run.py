@@ -520,6 +520,8 @@ def summary_lines(results: dict) -> list[str]:
                          f"[{r['ci_low']:.1%}, {r['ci_high']:.1%}], n={r['n']}")
     c = results.get("contamination") or {}
     if c:
+        held = c.get("heldout_ids") or []
         lines.append(f"eval contamination audit: {c['flagged']} items found in training targets "
-                     f"({c['flagged_trained']} QA-trained, {c['flagged_heldout']} held out: out of the verdict)")
+                     f"({c['flagged_trained']} QA-trained, {c['flagged_heldout']} held out: out of the verdict"
+                     + (f": {', '.join(held[:12])}{' ...' if len(held) > 12 else ''}" if held else "") + ")")
     return lines
