@@ -105,11 +105,12 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        if srv.faults.throttle_bps > 0 and suffix not in TEXT_TYPES:
+        rate = srv.faults.throttle_bps  # read once: a test may lift the throttle mid-response
+        if rate > 0 and suffix not in TEXT_TYPES:
             step = 16384
             for i in range(0, len(body), step):
                 self.wfile.write(body[i:i + step])
-                time.sleep(step / srv.faults.throttle_bps)
+                time.sleep(step / rate)
             return
         self.wfile.write(body)
 

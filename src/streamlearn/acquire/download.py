@@ -135,7 +135,13 @@ def fetch(url: str, vdir: Path, video_id: str, archive: Path, s: DownloadSetting
         # pin ours so the download archive and file names use it
         url = yt_dlp.utils.smuggle_url(url, {"force_videoid": video_id})
     last = ""
-    for attempt in range(1, s.video_attempts + 1):
+    partial_dir = vdir / ".partial"
+    # what a killed run left behind; yt-dlp resumes from it, but a fragment written whole and
+    # not yet renamed is resumed past its end (HTTP 416) and fails every run after: start clean once
+    leftovers = partial_dir.is_dir() and any(partial_dir.iterdir())
+    attempt = 0
+    while attempt < s.video_attempts:
+        attempt += 1
         log = YtdlpLogger()
         try:
             with yt_dlp.YoutubeDL(ytdlp_options(vdir, video_id, archive, s, log)) as ydl:
@@ -158,6 +164,13 @@ def fetch(url: str, vdir: Path, video_id: str, archive: Path, s: DownloadSetting
             return media, clean
         except yt_dlp.utils.DownloadError as exc:
             last = log.explain(clean_error(exc))
+            if leftovers and "fragment" in last.lower():
+                leftovers = False
+                console.info(f"download {video_id}: resuming the killed run's fragments failed ({last}); "
+                             "starting this video again from the first fragment")
+                shutil.rmtree(partial_dir, ignore_errors=True)
+                attempt -= 1  # the restart is not one of the video's attempts
+                continue
             if any(p.lower() in last.lower() for p in _PERMANENT) or attempt == s.video_attempts:
                 raise StreamlearnError(last) from None
             wait = _backoff(s.retry_sleep)(attempt)
