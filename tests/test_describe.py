@@ -87,11 +87,24 @@ def test_summaries_and_digest(described):
     assert digest["route"] == [d["city"] for d in truth["days"]]
 
 
-def test_status_sums_tokens_and_cost(described, run_cli):
-    corpus, _ = described
+def test_status_sums_tokens_and_cost(described, run_cli, tmp_path):
+    from streamlearn.corpus import Corpus
+
+    src, _ = described
+    shutil.copytree(src.root, tmp_path / "c", symlinks=True)
+    corpus = Corpus.open(tmp_path / "c")
+    rows = corpus.chunks.read()
+    ids = [r["chunk_id"] for r in rows]
+    # what a paid backend records per chunk (the embedded one records zeros)
+    corpus.chunks.record_many([(r["chunk_id"], "describe", "done", None,
+                                {"description_path": r["description_path"], "describe_backend": "openai",
+                                 "prompt_tokens": 1000 + k, "completion_tokens": 10 * k, "cost_usd": 0.0125 * (k + 1)})
+                               for k, r in enumerate(rows)], force=True)
     report = json.loads(run_cli("status", corpus.root, "--json").output)
-    assert report["describe"] == {"chunks": len(corpus.chunks.read()), "prompt_tokens": 0, "completion_tokens": 0,
-                                  "cost_usd": 0.0}
+    n = len(ids)
+    assert report["describe"] == {"chunks": n, "prompt_tokens": sum(1000 + k for k in range(n)),
+                                  "completion_tokens": sum(10 * k for k in range(n)),
+                                  "cost_usd": round(sum(0.0125 * (k + 1) for k in range(n)), 4)}
 
 
 def test_review_page_renders_in_chromium(described, tmp_path, run_cli):

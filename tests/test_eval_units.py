@@ -153,7 +153,10 @@ def test_bank_import_and_seal(tmp_path):
     with pytest.raises(StreamlearnError, match="is sealed; write a new bank"):
         run_questions(corpus, "human", import_file=src)
     path = tmp_path / "c" / "questions" / "human.jsonl"
-    path.write_text(path.read_text().replace("Miami,", "Tampa,", 1) + "\n")
+    text = path.read_text()
+    edited = text.replace('"Miami"', '"Tampa"', 1)
+    assert edited != text  # one answer changed after sealing, nothing else
+    path.write_text(edited)
     with pytest.raises(StreamlearnError, match="changed since it was sealed"):
         load_bank(corpus, "human")
     bad = tmp_path / "bad.csv"

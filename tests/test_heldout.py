@@ -72,6 +72,9 @@ def test_bank_records_the_split_and_its_items(sealed):
             if i["category"] == "ocr" and i["variant"] == "original":  # distractors: signs of the same day
                 assert set(i["options"]) <= signs[i["evidence_day"]], i
     assert all(i["split"] == H.HELDOUT for i in items if i["id"][0] in "xn")
+    from streamlearn.textnorm import normalize
+
+    assert len({normalize(i["question"]) for i in items}) == len(items)  # a question determines its answer
     # the split file was sealed with the bank: changing it is refused
     path = B.split_path(sealed, "main")
     path.write_text(path.read_text().replace('"trained"', '"heldout"', 1))
@@ -234,3 +237,21 @@ def test_eval_flags_heldout_items_a_run_trained_on_by_id(tmp_path, run_cli):
     assert [r["n"] for r in transfer] == ([len(clean)] if clean else [])  # the flagged ones are not counted
     answers = [json.loads(x) for x in (corpus.root / "evals/main-main/answers.jsonl").read_text().splitlines()]
     assert all(a["contaminated"] for a in answers if a["id"] in held)
+
+
+def test_a_question_asked_with_two_answers_is_dropped():
+    """Two chunks of day 2 show "DAY2": "when did it first appear?" has two answers, so neither is
+    asked; the same question with the same answer is asked once."""
+    def item(qid, q, a):
+        return {"id": qid, "question": q, "answer": a}
+
+    items = [item("q1r", 'On day 2, when did "DAY2" first appear?', "13:30:00"),
+             item("q2r", 'On day 2, when did "DAY2" first appear?', "13:30:30"),
+             item("q3", "Which city on day 2?", "Denver"), item("q4p", "which city on day 2", "denver"),
+             item("q5", "How many tacos?", "4")]
+    dropped: list[dict] = []
+    kept = B._one_answer_per_question(items, dropped)
+    assert [i["id"] for i in kept] == ["q3", "q5"]
+    reasons = {d["id"]: d["reason"] for d in dropped}
+    assert reasons["q1r"].startswith("ambiguous: 2 items ask this question with 2 different answers (q1r, q2r)")
+    assert reasons["q4p"] == "the same question and answer as q3"

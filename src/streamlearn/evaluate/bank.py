@@ -227,6 +227,7 @@ def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]
                                 f"answer to {top} of {total} {form} questions"})
             items = [i for i in items if i not in free]
     items += _stream_items(facts, chunks, rng)
+    items = _one_answer_per_question(items, dropped)
     for it in items:
         validate_item(it, it["id"])
     record = {"seed": seed, "heldout_fraction": cfg.heldout_fraction,
@@ -235,6 +236,29 @@ def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]
                          "answer": f["qa"]["answer"], "split": split["assign"][f["fact"]]} for f in facts],
               "answer_frequencies": {k: dict(v) for k, v in frequencies.items()}, "dropped": dropped}
     return items, record
+
+
+def _one_answer_per_question(items: list[dict], dropped: list[dict]) -> list[dict]:
+    """A question must determine its answer. Two facts' variants can word the same question (the
+    words "DAY2" are on screen in two chunks of day 2: "when did they first appear?"): asked with
+    different answers it is ambiguous and every copy goes; asked with the same answer, it is kept once."""
+    by_question: dict[str, list[dict]] = {}
+    for it in items:
+        by_question.setdefault(normalize(it["question"]), []).append(it)
+    drop: dict[str, str] = {}
+    for same in by_question.values():
+        if len(same) < 2:
+            continue
+        answers = {_same(i["answer"]) for i in same}
+        if len(answers) > 1:
+            for i in same:
+                drop[i["id"]] = (f"ambiguous: {len(same)} items ask this question with {len(answers)} different "
+                                 f"answers ({', '.join(x['id'] for x in same)})")
+        else:
+            for i in same[1:]:
+                drop[i["id"]] = f"the same question and answer as {same[0]['id']}"
+    dropped.extend({"id": i["id"], "question": i["question"], "reason": drop[i["id"]]} for i in items if i["id"] in drop)
+    return [i for i in items if i["id"] not in drop]
 
 
 def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> list[dict]:
