@@ -25,7 +25,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import DONE, Manifest, atomic_write_text, merge_parts, status_of
 from streamlearn.media import check_decodes, probe, sha256_file
-from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.runner import Stage, StageResult, run_stage, select
 from streamlearn.store import Store
 from streamlearn.tables import CHUNKS
 
@@ -241,7 +241,9 @@ def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str
         raise StreamlearnError("--chunk-seconds must be > 0")
     store_for(corpus, store_uri)  # a bad URI or a missing extra fails here, before any work
     target = _target(corpus, node)
-    rows, _ = select(corpus.videos, "chunk", requires=["download"], only=only, force=force)
+    stage = Stage("chunk", "videos", partial(_work, seconds=seconds, store_uri=store_uri, node=node),
+                  requires=("download",))
+    rows, _ = select(corpus.videos, "chunk", requires=stage.requires, only=only, force=force)
     if node:
         # a node chunks the videos it holds; a video is done for it once its part has every chunk
         have: dict[str, list[dict]] = {}
@@ -250,26 +252,12 @@ def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str
         complete = {vid for vid, rs in have.items() if len(rs) == rs[0]["n_chunks"]}
         rows = [r for r in rows if corpus.abs(r["media_path"]).exists() and (force or r["video_id"] not in complete)]
 
-    work = partial(_work, seconds=seconds, store_uri=store_uri, node=node)
-
     def write_rows(row: dict, values: dict) -> None:  # in this process: the single manifest writer
         _replace_video_rows(target, row["video_id"], values["_rows"])
 
-    if node:
-        # videos.csv may be shared between nodes: the part file is this node's only record
-        result = StageResult("chunk")
-        with console.stage_progress("chunk", len(rows)) as prog:
-            for row in rows:
-                try:
-                    write_rows(row, work(corpus, row))
-                    result.done.append(row["video_id"])
-                    prog.advance(row["video_id"])
-                except StreamlearnError as exc:
-                    result.failed[row["video_id"]] = str(exc)
-                    prog.advance(row["video_id"], ok=False, note=str(exc))
-        return result
-    return run_stage(corpus.videos, "chunk", rows, work, corpus, parallel=parallel, force=force, executor=executor,
-                     on_result=write_rows)
+    # a node's part file is its output and its only record (videos.csv may be shared between nodes)
+    return run_stage(stage, corpus, rows, parallel=parallel, force=force, executor=executor, on_result=write_rows,
+                     record_status=not node)
 
 
 def merge(corpus: Corpus) -> tuple[int, int]:

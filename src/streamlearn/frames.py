@@ -29,7 +29,7 @@ from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import atomic_write_bytes, atomic_write_text
 from streamlearn.media import display_size, probe
 from streamlearn.paths import contained
-from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.runner import Stage, StageResult, run
 from streamlearn.store import Store
 
 
@@ -226,7 +226,6 @@ def _work(corpus: Corpus, row: dict, g: vision_budget.VisionGeometry) -> dict:
 def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
                geometry: vision_budget.VisionGeometry | None = None, executor=None) -> StageResult:
     g = geometry or vision_budget.VisionGeometry()
-    rows, _ = select(corpus.chunks, "frames", only=only, force=force)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return run_stage(corpus.chunks, "frames", rows, partial(_work, g=g), corpus, parallel=parallel, force=force,
-                     executor=executor)
+    return run(Stage("frames", "chunks", partial(_work, g=g)), corpus, only=only, force=force, parallel=parallel,
+               executor=executor)

@@ -1,22 +1,44 @@
-"""Run one stage over manifest rows: pick what is not done, work in parallel, record each outcome.
+"""The one item loop. A stage says what it does to one item (`Stage`); the runner picks the items
+that are not done, runs them here (a thread pool) or on Ray, and records each outcome.
 
-Workers only compute; the calling thread is the single manifest writer. An item that raises is
+Workers only compute; the calling process is the single manifest writer. An item that raises is
 recorded as failed with a one-line reason and the rest carries on; failed items are retried on
 the next run. An item the stage does not apply to (the worker raises `NotApplicable`: no audio
 to transcribe, no picture to sample) is recorded as skipped with the reason and is not retried.
-Nothing is recorded for an item until its outputs are complete on disk.
+Nothing is recorded for an item until its outputs are complete on disk. Items that share a
+`group_by` value run in order in one worker (describe: each chunk sees its predecessor's text).
 """
 
 from __future__ import annotations
 
+import queue
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from streamlearn import console
 from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, status_of
+
+TABLES = ("videos", "chunks")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One per-item stage: `work(corpus, row) -> the row's values for this stage` (picklable for
+    Ray: a module-level function or a functools.partial of one)."""
+
+    name: str
+    table: str  # the manifest whose rows are the items: "videos" or "chunks"
+    work: Callable
+    requires: tuple[str, ...] = ()  # stages each item must have settled first
+    group_by: str | None = None  # items sharing this column run in order, in one worker
+    match: tuple[str, ...] = ()  # further columns --only may name (describe: a video id)
+
+    def __post_init__(self):
+        if self.table not in TABLES:
+            raise AssertionError(f"stage {self.name}: table must be one of {TABLES}, not {self.table!r}")
 
 
 @dataclass
@@ -33,7 +55,7 @@ class StageResult:
 
 
 def select(manifest: Manifest, stage: str, requires: Iterable[str] = (), only: Iterable[str] | None = None,
-           force: bool = False) -> tuple[list[dict], dict[str, str]]:
+           force: bool = False, match: Iterable[str] = ()) -> tuple[list[dict], dict[str, str]]:
     """Rows to run (pending or failed, or all with force) and rows waiting for a prerequisite.
 
     Rows already done or skipped are settled. A prerequisite counts when it is done or skipped:
@@ -41,13 +63,14 @@ def select(manifest: Manifest, stage: str, requires: Iterable[str] = (), only: I
     a transcribe skipped for lack of audio is skipped for the same reason)."""
     only = set(only or [])
     key = manifest.table.key
+    columns = (key, *match)
     rows = manifest.read()
     if only:
-        unknown = only - {r[key] for r in rows}
+        unknown = only - {r[c] for r in rows for c in columns}
         if unknown:
-            raise StreamlearnError(f"unknown {key} {sorted(unknown)[0]!r} in --only; "
+            raise StreamlearnError(f"unknown {' or '.join(columns)} {sorted(unknown)[0]!r} in --only; "
                                    f"see `streamlearn status` for the ids in {manifest.path.name}")
-        rows = [r for r in rows if r[key] in only]
+        rows = [r for r in rows if any(r[c] in only for c in columns)]
     todo, skipped = [], {}
     for row in rows:
         if status_of(row, stage) in SETTLED and not force:
@@ -68,8 +91,8 @@ def describe_exception(exc: BaseException) -> str:
 
 @dataclass
 class Executor:
-    """Where items run: `local` (a thread pool in this process) or `ray` (one Ray task per item,
-    with resource requests; attaches to a running cluster with `address`)."""
+    """Where items run: `local` (a thread pool in this process) or `ray` (one Ray task per item or
+    group, with resource requests; attaches to a running cluster with `address`)."""
 
     kind: str = "local"
     parallel: int = 1
@@ -83,31 +106,67 @@ class Executor:
             raise StreamlearnError(f"--executor {self.kind!r}: use local or ray")
 
 
-def _ray_call(corpus_root: str, work, row: dict):
+def _run_group(work: Callable, corpus, rows: list[dict], emit: Callable | None = None) -> list[tuple]:
+    """(row, values, exception) per row, in order; `emit` sees each as it finishes."""
+    out = []
+    for row in rows:
+        try:
+            item = (row, work(corpus, row), None)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - recorded with its reason
+            item = (row, None, exc)
+        out.append(item)
+        if emit:
+            emit(item)
+    return out
+
+
+def _ray_group(corpus_root: str, work: Callable, rows: list[dict]) -> list[tuple]:
+    import pickle
+
     from streamlearn.corpus import Corpus
 
-    return work(Corpus.open(corpus_root), row)
+    out = []
+    for row, values, exc in _run_group(work, Corpus.open(corpus_root), rows):
+        try:
+            pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - an exception Ray cannot carry travels as its reason
+            exc = StreamlearnError(describe_exception(exc))
+        out.append((row, values, exc))
+    return out
 
 
-def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable, corpus=None,
-              parallel: int = 1, label: str | None = None, force: bool = False,
-              executor: Executor | None = None, on_result: Callable[[dict, dict], None] | None = None) -> StageResult:
-    """Apply `work(corpus, row) -> stage values` to each row and record done/failed as results arrive.
+def groups_of(rows: list[dict], group_by: str | None) -> list[list[dict]]:
+    if group_by is None:
+        return [[r] for r in rows]
+    groups: dict[object, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r[group_by], []).append(r)
+    return list(groups.values())
 
-    Workers only compute and return values; this process is the single manifest writer
-    (`on_result` lets a stage write what a result carries for other manifests, here too). `work`
-    must be picklable (a module-level function or a functools.partial of one) for Ray.
-    """
+
+def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: bool = False,
+              executor: Executor | None = None, on_result: Callable[[dict, dict], None] | None = None,
+              record_status: bool = True, label: str | None = None) -> StageResult:
+    """Apply `stage.work` to each row and record done/skipped/failed as results arrive.
+
+    This process is the single manifest writer: `on_result(row, values)` lets a stage write what
+    a result carries for another manifest (chunk rows), here too. `record_status=False` leaves the
+    stage's table alone (a chunking node whose part file is its only record)."""
+    manifest: Manifest = getattr(corpus, stage.table)
     key = manifest.table.key
-    result = StageResult(stage)
-    label = label or stage
+    name = stage.name
+    result = StageResult(name)
     ex = executor or Executor(parallel=parallel)
 
-    def record(row: dict, values: dict | None, exc: BaseException | None, prog) -> None:
+    def record(item: tuple, prog) -> None:
+        row, values, exc = item
         k = row[key]
         if isinstance(exc, NotApplicable):
             reason = one_line(str(exc))
-            manifest.record(k, stage, SKIPPED, error=reason, force=True)
+            if record_status:
+                manifest.record(k, name, SKIPPED, error=reason, force=True)
             result.skipped[k] = reason
             prog.advance(k, note=reason, skipped=True)
             return
@@ -116,7 +175,8 @@ def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable, 
                 if on_result:
                     on_result(row, values)
                 values = {c: v for c, v in (values or {}).items() if not c.startswith("_")}
-                manifest.record(k, stage, DONE, force=force or status_of(row, stage) == DONE, **values)
+                if record_status:
+                    manifest.record(k, name, DONE, force=force or status_of(row, name) == DONE, **values)
             except StreamlearnError as err:
                 exc = err
             else:
@@ -125,39 +185,43 @@ def run_stage(manifest: Manifest, stage: str, rows: list[dict], work: Callable, 
                 return
         reason = describe_exception(exc)
         console.debug("".join(traceback.format_exception(exc)))
-        manifest.record(k, stage, FAILED, error=reason, force=True)
+        if record_status:
+            manifest.record(k, name, FAILED, error=reason, force=True)
         result.failed[k] = reason
         prog.advance(k, ok=False, note=reason)
 
-    with console.stage_progress(label, len(rows)) as prog:
+    groups = groups_of(rows, stage.group_by)
+    with console.stage_progress(label or name, len(rows)) as prog:
         if ex.kind == "ray":
-            _run_ray(ex, corpus, work, rows, record, prog)
-            return result
-        if ex.parallel <= 1:
-            for row in rows:
-                try:
-                    values = work(corpus, row)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException as exc:  # noqa: BLE001 - recorded with its reason
-                    record(row, None, exc, prog)
-                else:
-                    record(row, values, None, prog)
-            return result
-        with ThreadPoolExecutor(max_workers=ex.parallel, thread_name_prefix=stage) as pool:
-            pending = {pool.submit(work, corpus, row): row for row in rows}
-            try:
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        row = pending.pop(fut)
-                        exc = fut.exception()
-                        record(row, None if exc else fut.result(), exc, prog)
-            except KeyboardInterrupt:
-                for fut in pending:
-                    fut.cancel()
-                raise
+            _run_ray(ex, corpus, stage.work, groups, lambda item: record(item, prog))
+        elif ex.parallel <= 1:
+            for group in groups:
+                _run_group(stage.work, corpus, group, lambda item: record(item, prog))
+        else:
+            _run_threads(ex.parallel, name, corpus, stage.work, groups, lambda item: record(item, prog))
     return result
+
+
+def _run_threads(workers: int, name: str, corpus, work: Callable, groups: list[list[dict]], record) -> None:
+    results: queue.Queue = queue.Queue()
+    left = sum(len(g) for g in groups)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        futures = [pool.submit(_run_group, work, corpus, g, results.put) for g in groups]
+        try:
+            while left:
+                try:
+                    item = results.get(timeout=0.2)
+                except queue.Empty:
+                    for f in futures:  # a worker that died outside an item (a bug) must not hang us
+                        if f.done() and f.exception() is not None:
+                            raise f.exception()
+                    continue
+                record(item)
+                left -= 1
+        except KeyboardInterrupt:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def ray_init(ex: Executor):
@@ -174,19 +238,27 @@ def ray_init(ex: Executor):
     return ray
 
 
-def _run_ray(ex: Executor, corpus, work, rows: list[dict], record, prog) -> None:
+def _run_ray(ex: Executor, corpus, work: Callable, groups: list[list[dict]], record) -> None:
     ray = ray_init(ex)
-    task = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_retries=ex.max_retries)(_ray_call)
+    task = ray.remote(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_retries=ex.max_retries)(_ray_group)
     root = str(corpus.root)
-    refs = {task.remote(root, work, row): row for row in rows}
+    refs = {task.remote(root, work, g): g for g in groups}
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         for ref in ready:
-            row = refs.pop(ref)
+            group = refs.pop(ref)
             try:
-                values = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a task error carries the worker's exception
+                items = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - the task died: every item of it failed with why
                 cause = getattr(exc, "cause", None)
-                record(row, None, cause if isinstance(cause, BaseException) else exc, prog)
-            else:
-                record(row, values, None, prog)
+                items = [(row, None, cause if isinstance(cause, BaseException) else exc) for row in group]
+            for item in items:
+                record(item)
+
+
+def run(stage: Stage, corpus, only: list[str] | None = None, force: bool = False, parallel: int = 1,
+        executor: Executor | None = None, on_result=None, rows: list[dict] | None = None) -> StageResult:
+    """Select the stage's items (or take `rows`, already selected) and run them."""
+    if rows is None:
+        rows, _ = select(getattr(corpus, stage.table), stage.name, stage.requires, only, force, stage.match)
+    return run_stage(stage, corpus, rows, parallel=parallel, force=force, executor=executor, on_result=on_result)

@@ -25,7 +25,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.media import iter_audio_windows, probe
-from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.runner import Stage, StageResult, run
 from streamlearn.vad import speech_regions
 
 RATE = 16000
@@ -426,11 +426,10 @@ def settings_from_config(corpus: Corpus) -> DiarizeSettings:
 def run_diarize(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
                 settings: DiarizeSettings | None = None, executor=None) -> StageResult:
     s = settings or settings_from_config(corpus)
-    rows, _ = select(corpus.videos, "diarize", requires=["transcribe"], only=only, force=force)
+    stage = Stage("diarize", "videos", partial(diarize_row, s=s), requires=("transcribe",))
     if s.backend == "pyannote":
         console.info(f"diarize: pyannote backend ({s.pyannote_model}), token from ${s.token_env}")
-    return run_stage(corpus.videos, "diarize", rows, partial(diarize_row, s=s), corpus, parallel=parallel,
-                     force=force, executor=executor)
+    return run(stage, corpus, only=only, force=force, parallel=parallel, executor=executor)
 
 
 def calibrate(corpus: Corpus, reference: Path, thresholds: list[float] | None = None) -> dict:

