@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from streamlearn.config import OperatingPoint
-from streamlearn.frames import extract
+from streamlearn.framecache import extract
 from streamlearn.vision_budget import plan
 
 

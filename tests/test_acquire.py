@@ -344,7 +344,8 @@ def test_acquire_command_end_to_end(tour, tmp_path, run_cli):
 
 def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
     from streamlearn.chunk import run_chunk
-    from streamlearn.frames import load_frames, run_frames
+    from streamlearn.framecache import load_frames
+    from streamlearn.frames import run_frames
     from streamlearn.media import probe
 
     with LoopbackServer(tour) as srv:

@@ -18,7 +18,8 @@ import pytest
 from streamlearn.chunk import run_chunk
 from streamlearn.config import Config, CorpusSection, OperatingPoint
 from streamlearn.corpus import Corpus
-from streamlearn.frames import extract, keyframe_times, load_frames, run_frames, samples_on_keyframes
+from streamlearn.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
+from streamlearn.frames import run_frames
 from streamlearn.vision_budget import plan
 
 

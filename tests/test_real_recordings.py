@@ -108,7 +108,7 @@ def test_truncated_file_is_caught_by_a_packet_scan(tmp_path):
 
 
 def test_rotated_portrait_frames_are_upright(tmp_path):
-    from streamlearn.frames import extract
+    from streamlearn.framecache import extract
 
     src = portrait_video(tmp_path / "portrait.mp4", seconds=4)
     p = probe(src)

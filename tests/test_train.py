@@ -129,9 +129,13 @@ def test_run_outputs_and_day_exports_load(golden_run):
 
 def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
     _, reference = golden_run
+    import torch
+
     corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=3, train={**FAST, "checkpoint_every": 2})
+    # the reference ran in this process: the runs below use its thread count (float sums follow it)
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "train", str(corpus.root)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **threads})
     ckpt = corpus.root / "runs" / "main" / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and not (ckpt / "day-01" / "progress.json").exists():
@@ -139,7 +143,7 @@ def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    res = cli("train", corpus.root)
+    res = cli("train", corpus.root, env=threads)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "train: resuming from" in res.stdout
     progress = json.loads((ckpt / "day-02" / "progress.json").read_text())

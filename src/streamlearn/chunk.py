@@ -26,15 +26,10 @@ from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import DONE, Manifest, atomic_write_text, merge_parts, status_of
 from streamlearn.media import check_decodes, probe, sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
-from streamlearn.store import Store
+from streamlearn.store import Store, store_for
 from streamlearn.tables import CHUNKS
 
 CONTAINER = {".mkv": ".mkv", ".webm": ".mkv", ".mp4": ".mp4", ".mov": ".mp4", ".m4v": ".mp4", ".m4a": ".m4a"}
-
-
-def store_for(corpus: Corpus, uri: str | None = None) -> Store:
-    s = corpus.config.storage
-    return Store(uri if uri is not None else s.uri, corpus.root, endpoint_url=s.endpoint_url or None)
 
 
 def segment(media: Path, out_dir: Path, video_id: str, chunk_seconds: float) -> list[dict]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
+from streamlearn.framecache import read_frames
 from streamlearn.manifest import atomic_write_text
 from streamlearn.train.config import load_train_config
 from streamlearn.train.samples import build_specs
@@ -127,7 +128,7 @@ def _webdataset(pairs: list[dict], out: Path, per_shard: int = 500) -> None:
         tmp = shard.with_suffix(".tar.tmp")
         with tarfile.open(tmp, "w") as tar:
             for p in pairs[n:n + per_shard]:
-                frames = np.load(p["frames"]) if p["frames"] else np.zeros((2, 28, 28, 3), np.uint8)
+                frames = read_frames(p["frames"])[0] if p["frames"] else np.zeros((2, 28, 28, 3), np.uint8)
                 buf = io.BytesIO()
                 np.save(buf, frames)
                 meta = {k: v for k, v in p.items() if k not in ("target",)}

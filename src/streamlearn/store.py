@@ -156,3 +156,8 @@ class Store:
             raise StreamlearnError("a local store has no signed URLs; share the file another way")
         return self.fs.sign(self._path(rel), expiration=expires_s)
 
+
+def store_for(corpus, uri: str | None = None) -> Store:
+    """The corpus's chunk store (its `[storage]` section), or the one at `uri`."""
+    s = corpus.config.storage
+    return Store(uri if uri is not None else s.uri, corpus.root, endpoint_url=s.endpoint_url or None)

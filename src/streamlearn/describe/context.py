@@ -65,7 +65,7 @@ class ChunkContext:
         (rotation and pixel aspect applied), at most max_width wide."""
         key = (n, max_width)
         if key not in self._frames:
-            from streamlearn.frames import extract
+            from streamlearn.framecache import extract
             from streamlearn.media import probe
 
             with tempfile.TemporaryDirectory() as tmp:

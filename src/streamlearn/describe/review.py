@@ -73,7 +73,7 @@ def render_chunk(corpus: Corpus, chunk: dict, doc: dict, ctx: ChunkContext, page
 
 
 def run_review(corpus: Corpus, limit: int | None = 20, out: Path | None = None) -> Path:
-    from streamlearn.chunk import store_for
+    from streamlearn.store import store_for
 
     store = store_for(corpus)
     videos = corpus.videos.rows_by_key()

@@ -26,6 +26,7 @@ from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import DONE, status_of
 from streamlearn.paths import contained
 from streamlearn.runner import Stage, StageResult, run_stage, select
+from streamlearn.store import store_for
 
 BACKENDS = ("signals", "openai", "transformers", "batch")
 
@@ -76,8 +77,6 @@ def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previ
                    import_file: str | None) -> dict:
     """Describe one chunk (seeing its predecessor's description, when there is one) and write its
     file; returns the chunk's describe columns. The runner keeps a video's chunks in order."""
-    from streamlearn.chunk import store_for
-
     replies = _batch_replies(import_file, Path(import_file).stat().st_mtime) if import_file else None
     impl = None if replies is not None else backend_for(corpus, name)
     model_name = corpus.config.describe.model if replies is not None else impl.model
@@ -113,8 +112,6 @@ def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None =
     name = backend or corpus.config.describe.backend
     if name not in BACKENDS:
         raise StreamlearnError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
-    from streamlearn.chunk import store_for
-
     store = store_for(corpus)
     videos = corpus.videos.rows_by_key()
     all_chunks = stream_order(corpus.chunks.read(), videos)

@@ -25,6 +25,7 @@ from streamlearn import description as D
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.evaluate import bank as B
+from streamlearn.framecache import read_frames
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
 from streamlearn.evaluate.contamination import audit
 from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, cohen_kappa, holm,
@@ -107,8 +108,7 @@ def evidence_frames(corpus: Corpus, chunks: dict, cid: str | None):
     """A chunk's cached frames and their fps, or (None, 1.0)."""
     if cid is None:
         return None, 1.0
-    path = corpus.abs(chunks[cid]["frames_path"])
-    return np.load(path), float(json.loads(path.with_suffix(".json").read_text())["sample_fps"])
+    return read_frames(corpus.abs(chunks[cid]["frames_path"]), cid)
 
 
 def passages(corpus: Corpus, described: list[dict]) -> tuple[list[str], list[str]]:

@@ -45,7 +45,7 @@ def evidence_clips(corpus: Corpus, items: list[dict]) -> list[tuple[dict, Path, 
 def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps: list[float],
               bank: str | None = None, limit: int | None = None) -> list[dict]:
     from streamlearn.evaluate.systems import LocalAnswerer
-    from streamlearn.frames import extract
+    from streamlearn.framecache import extract
 
     bank = bank or corpus.config.eval.bank
     clips = evidence_clips(corpus, B.load_bank(corpus, bank))

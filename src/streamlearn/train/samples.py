@@ -21,6 +21,7 @@ import numpy as np
 from streamlearn import description as D
 from streamlearn.corpus import Corpus, stream_order
 from streamlearn.errors import StreamlearnError
+from streamlearn.framecache import read_frames
 from streamlearn.heldout import Constraints
 from streamlearn.manifest import DONE, status_of
 from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
@@ -190,13 +191,9 @@ def load_frames_for(corpus_root: Path, spec: SampleSpec, max_frames: int | None 
     arrays, fps = [], []
     for rel in spec.frames:
         path = Path(rel) if Path(rel).is_absolute() else Path(corpus_root) / rel
-        if not path.exists():
-            raise StreamlearnError(f"{spec.key}: frame cache {path.name} is missing; run `streamlearn frames`")
-        arr = np.load(path, mmap_mode="r")
-        meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"sample_fps": 1.0}
+        arr, f = read_frames(path, spec.key)
         arrays.append(arr)
-        fps.append(float(meta["sample_fps"]))
+        fps.append(f)
     if len(arrays) == 1:
         return np.asarray(arrays[0]), fps[0]
     # a day montage: the same number of frames from each chunk, at the first chunk's frame size

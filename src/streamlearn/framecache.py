@@ -1,0 +1,139 @@
+"""Frames: sampling a video at model resolution (`extract`, upright and at the planned size) and
+reading the frame cache (`frames/<chunk_id>.npy` + its JSON sidecar) — the one reader used by
+train, eval, export and the sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from streamlearn.errors import StreamlearnError
+
+
+def keyframe_times(src: Path, start: float = 0.0, duration: float | None = None) -> list[float]:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries",
+           "frame=pts_time,best_effort_timestamp_time", "-of", "csv=p=0"]
+    if start or duration:
+        cmd += ["-read_intervals", f"{start}%{'+' + str(duration) if duration else ''}"]
+    out = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
+    times = []
+    for line in out.stdout.splitlines():
+        for field in line.split(","):
+            try:
+                times.append(float(field))
+                break
+            except ValueError:
+                continue
+    return sorted(times)
+
+
+def samples_on_keyframes(sample_times: list[float], keyframes: list[float], tolerance: float) -> bool:
+    if not keyframes:
+        return False
+    k = np.asarray(keyframes)
+    return all(float(np.min(np.abs(k - t))) <= tolerance for t in sample_times)
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn a decoded (coded-orientation) picture the way a player shows it: `rotation` is the
+    display matrix's counter-clockwise angle (ffprobe's `rotation`, e.g. -90 for a phone held
+    upright), so the picture is turned by that angle."""
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
+
+
+def extract(src: Path, start: float, duration: float, n: int, width: int, height: int,
+            keyframes_only: bool = False, source_fps: float = 30.0, rotation: int | None = None) -> np.ndarray:
+    """n frames at times start + i*duration/n (the first source frame at or after each time, less
+    half a source frame: the nearest one), resized to width x height, RGB uint8.
+
+    width x height is the picture as a player shows it: the coded picture is scaled (which also
+    undoes a non-square sample aspect ratio) and turned by the display matrix's rotation
+    (`rotation`, else what the decoder reports on the frame), so a portrait phone video gives
+    upright portrait frames.
+
+    libavcodec decodes with frame threads, and only the sampled frames are scaled and converted
+    (converting every 1080p frame to RGB is most of the cost of the usual decode-all loop). With
+    `keyframes_only`, packets that are not keyframes never reach the decoder.
+    """
+    import av
+
+    times = [start + i * duration / n for i in range(n)]
+    half = 0.5 / source_fps
+    out: list[np.ndarray | None] = [None] * n
+    k = 0
+    try:
+        with av.open(str(src)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if start > 0:
+                container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream, backward=True)
+
+            def decoded():
+                """(time, frame) in presentation order."""
+                ctx = stream.codec_context
+                last = None
+                for packet in container.demux(stream):
+                    if packet.size == 0 or (keyframes_only and not packet.is_keyframe):
+                        continue
+                    frames = list(packet.decode())
+                    if keyframes_only:  # drain per keyframe: its one frame, stamped with the packet's time
+                        frames += list(ctx.decode(None))
+                        ctx.flush_buffers()
+                        for f in frames:
+                            yield float(packet.pts * packet.time_base), f
+                        continue
+                    for f in frames:
+                        last = f.time if f.time is not None and f.time == f.time else (last or 0.0) + 1 / source_fps
+                        yield last, f
+                for f in ctx.decode(None):  # frames the decoder still holds at the end of the file
+                    last = f.time if f.time is not None and f.time == f.time else (last or 0.0) + 1 / source_fps
+                    yield last, f
+
+            for t, frame in decoded():
+                if t < times[k] - half:
+                    continue
+                if rotation is None:
+                    rotation = int(getattr(frame, "rotation", 0) or 0)
+                quarter = int(round(rotation / 90.0)) % 2
+                cw, ch = (height, width) if quarter else (width, height)
+                rgb = upright(frame.reformat(width=cw, height=ch, format="rgb24",
+                                             interpolation="BICUBIC").to_ndarray(), rotation)
+                while k < n and t >= times[k] - half:  # a sparse source fills several samples
+                    out[k] = rgb
+                    k += 1
+                if k >= n:
+                    break
+    except av.error.FFmpegError as exc:
+        raise StreamlearnError(f"cannot decode frames of {src.name}: {exc}") from None
+    got = [f for f in out if f is not None]
+    if not got:
+        raise StreamlearnError(f"{src.name} gave no frames between {start:.1f}s and {start + duration:.1f}s")
+    last = got[-1]
+    return np.stack([f if f is not None else last for f in out])  # a clip can end before its last sample time
+
+
+def read_frames(path: Path, label: str | None = None) -> tuple[np.ndarray, float]:
+    """A frame cache, memory-mapped (T, H, W, 3), and its sampling fps (from the sidecar)."""
+    path = Path(path)
+    name = label or path.stem
+    if not path.exists():
+        raise StreamlearnError(f"{name}: frame cache {path.name} is missing; run "
+                               f"`streamlearn frames --force --only {path.stem}`")
+    meta = path.with_suffix(".json")
+    if not meta.exists():
+        raise StreamlearnError(f"{name}: frame cache {path.name} has no sidecar {meta.name} (its sampling fps); "
+                               f"run `streamlearn frames --force --only {path.stem}`")
+    return np.load(path, mmap_mode="r"), float(json.loads(meta.read_text())["sample_fps"])
+
+
+def load_frames(corpus, chunk: dict) -> tuple[np.ndarray, dict]:
+    """A chunk's cached frames (memory-mapped) and their sidecar."""
+    if not chunk.get("frames_path"):
+        raise StreamlearnError(f"{chunk['chunk_id']}: no cached frames; run `streamlearn frames` first")
+    path = corpus.abs(chunk["frames_path"])
+    arr, _ = read_frames(path, chunk["chunk_id"])
+    return arr, json.loads(path.with_suffix(".json").read_text())
