@@ -18,7 +18,8 @@ from pathlib import Path
 
 import jiwer
 
-from streamlearn.acquire.transcribe import AsrSettings, asr_words, load_model
+from streamlearn.acquire.transcribe import asr_words, load_model
+from streamlearn.config import ModelsSection
 from streamlearn.synth import synthesize
 
 ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -65,7 +66,7 @@ def main() -> None:
     audio_s = sum(d["duration_s"] for d in truth["days"])
     results = {}
     for mode, batch in (("sequential", 0), ("batched", 8)):
-        s = AsrSettings(batch_size=batch)
+        s = ModelsSection(asr_batch_size=batch)
         load_model(s)  # load outside the timing
         refs, hyps, errs, elapsed = [], [], [], 0.0
         for d in truth["days"]:

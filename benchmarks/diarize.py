@@ -38,9 +38,10 @@ def pyannote_der(ref, hyp, collar: float) -> float:
 
 CHILD = """
 import json, sys, time, resource
-from streamlearn.acquire.diarize import DiarizeSettings, assign_speakers, embed_file
+from streamlearn.acquire.diarize import assign_speakers, embed_file
+from streamlearn.config import DiarizeSection
 t0 = time.monotonic()
-turns = assign_speakers(embed_file(sys.argv[1], DiarizeSettings()), 0.3)
+turns = assign_speakers(embed_file(sys.argv[1], DiarizeSection(backend="embedded")), 0.3)
 print(json.dumps({"turns": turns, "seconds": time.monotonic() - t0,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """

@@ -38,7 +38,8 @@ def norm(text: str) -> str:
 def wer_bench(n_memos: int) -> list[dict]:
     import jiwer
 
-    from streamlearn.acquire.transcribe import AsrSettings, asr_words, uncovered
+    from streamlearn.acquire.transcribe import asr_words, uncovered
+    from streamlearn.config import ModelsSection
     from streamlearn.media import decode_audio
     from streamlearn.vad import speech_regions
 
@@ -57,8 +58,8 @@ def wer_bench(n_memos: int) -> list[dict]:
             i += 1
         memos.append((R.write_wav(tmp / f"memo{len(memos)}.wav", np.concatenate(parts), 16000), " ".join(text)))
     out = []
-    for mode, s in (("batched + repair (default)", AsrSettings()), ("batched, no repair", AsrSettings(repair=False)),
-                    ("sequential", AsrSettings(batch_size=0))):
+    for mode, s in (("batched + repair (default)", ModelsSection()), ("batched, no repair", ModelsSection(asr_repair=False)),
+                    ("sequential", ModelsSection(asr_batch_size=0))):
         refs, hyps, gaps, seconds = [], [], 0, 0.0
         t0 = time.monotonic()
         for path, text in memos:
@@ -90,7 +91,8 @@ def pyannote_der(ref, hyp, collar: float) -> float:
 
 
 def der_bench(split: str, seconds: float) -> list[dict]:
-    from streamlearn.acquire.diarize import DiarizeSettings, assign_speakers, der, embed_file, read_rttm
+    from streamlearn.acquire.diarize import assign_speakers, der, embed_file, read_rttm
+    from streamlearn.config import DiarizeSection
 
     voices = R.MEASURED_VOICES if split == "measure" else R.TUNING_VOICES
     tmp = Path(tempfile.mkdtemp())
@@ -105,7 +107,7 @@ def der_bench(split: str, seconds: float) -> list[dict]:
         wav, rttm = R.pyannote_sample()
         items.append(("pyannote sample.wav (real call)", wav, read_rttm(rttm)["sample"], 2))
     out = []
-    s = DiarizeSettings()
+    s = DiarizeSection(backend="embedded")
     for name, wav, ref, n in items:
         t0 = time.monotonic()
         hyp = assign_speakers(embed_file(wav, s), s.threshold)

@@ -123,19 +123,20 @@ def test_rotated_portrait_frames_are_upright(tmp_path):
 def test_asr_leaves_no_speech_without_words(tmp_path):
     """Every VAD speech region of real read speech gets words; and speech the batched pipeline
     dropped (here: its words for the last sentence removed) is decoded again."""
-    from streamlearn.acquire.transcribe import AsrSettings, asr_words, load_model, repair_gaps, uncovered
+    from streamlearn.acquire.transcribe import asr_words, load_model, repair_gaps, uncovered
+    from streamlearn.config import ModelsSection
     from streamlearn.media import decode_audio
     from streamlearn.vad import speech_regions
 
     memo, text = memo_audio(tmp_path / "memo.wav")
-    words, _ = asr_words(memo, AsrSettings())
+    words, _ = asr_words(memo, ModelsSection())
     audio = decode_audio(memo)
     regions = speech_regions(audio)
     assert len(regions) >= 4 and uncovered(regions, words) == []
     last = regions[-1]
     dropped = [w for w in words if w["end"] <= last[0] - 0.3]
     assert uncovered(regions, dropped) and len(dropped) < len(words) - 3
-    repaired = repair_gaps(load_model(AsrSettings()), audio, 0.0, regions, dropped, None)
+    repaired = repair_gaps(load_model(ModelsSection()), audio, 0.0, regions, dropped, None)
     assert uncovered(regions, repaired) == []
     tail = " ".join(w["word"] for w in repaired if w["start"] >= last[0] - 0.3).lower()
     last_words = text.lower().split()[-3:]
@@ -146,7 +147,8 @@ def test_asr_leaves_no_speech_without_words(tmp_path):
 def test_diarization_separates_real_voices_without_calibration(case, tmp_path):
     """DER <= 20 % (collar 0.25) and the right number of speakers, default settings. Neither the
     pyannote call nor these two voices were used to choose the defaults (realdata.TUNING_VOICES)."""
-    from streamlearn.acquire.diarize import DiarizeSettings, assign_speakers, der, embed_file, read_rttm
+    from streamlearn.acquire.diarize import assign_speakers, der, embed_file, read_rttm
+    from streamlearn.config import DiarizeSection
 
     if case == "pyannote_call":
         wav, rttm = R.pyannote_sample()
@@ -155,7 +157,7 @@ def test_diarization_separates_real_voices_without_calibration(case, tmp_path):
         assert not set(("allison_en", "carlo_it")) & set(R.TUNING_VOICES)
         conv = R.conversation(("allison_en", "carlo_it"), seconds=60, seed=5)
         wav, ref = R.write_wav(tmp_path / "call.wav", conv.audio), conv.turns
-    s = DiarizeSettings()
+    s = DiarizeSection(backend="embedded")
     hyp = assign_speakers(embed_file(wav, s), s.threshold)
     assert len({spk for *_, spk in hyp}) == 2
     assert der(ref, hyp, collar=0.25) <= 0.20

@@ -127,6 +127,7 @@ def test_run_outputs_and_day_exports_load(golden_run):
     assert n_out == 5 and n_in > 20
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
     _, reference = golden_run
     import torch
@@ -158,6 +159,7 @@ def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
     assert (export / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_two_process_sharded_run_resumes(tmp_path):
     corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=4, train={**FAST, "checkpoint_every": 1})
     res = cli("train", corpus.root, "--nproc", "2", "--days", "1")

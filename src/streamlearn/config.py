@@ -78,12 +78,15 @@ class ModelsSection:
     asr_compute_type: str = "default"
     asr_batch_size: int = 8  # 0 = sequential decoding; batched is ~1.7x faster on CPU
     asr_language: str = ""  # "" = detect (English-only models always use "en")
+    asr_repair: bool = True  # batched: decode again, sequentially, speech the batched pipeline left without words
+    asr_window_s: float = 600.0  # audio is transcribed in windows of this many seconds
     describe: str = "signals"
     train: str = "tiny"
 
     def __post_init__(self):
         _check(self.asr_device in ("auto", "cpu", "cuda"), "models.asr_device", "must be auto, cpu or cuda")
         _check(self.asr_batch_size >= 0, "models.asr_batch_size", "must be >= 0 (0 = sequential)")
+        _check(self.asr_window_s >= 30, "models.asr_window_s", "must be >= 30")
 
 
 @dataclass
@@ -105,12 +108,15 @@ class AcquireSection:
     sub_langs: list[str] = field(default_factory=lambda: ["en.*", "orig"])
     retries: int = 10
     retry_sleep: float = 1.0  # seconds; exponential backoff base with jitter
+    video_attempts: int = 3  # whole-video attempts on transient errors
+    socket_timeout: float = 30.0
     train_format: str = ""  # e.g. "bv*[height<=360]": also fetch the platform's low-res rendition for frames
     train_rendition_height: int = 0  # > 0 and no train_format: transcode a low-res copy locally
 
     def __post_init__(self):
         _check(self.retries >= 0, "acquire.retries", "must be >= 0")
         _check(self.retry_sleep >= 0, "acquire.retry_sleep", "must be >= 0")
+        _check(self.video_attempts >= 1, "acquire.video_attempts", "must be >= 1")
         _check(self.train_rendition_height >= 0, "acquire.train_rendition_height", "must be >= 0")
 
 
@@ -121,6 +127,7 @@ class DiarizeSection:
     window_s: float = 600.0
     token_env: str = "HF_TOKEN"  # environment variable holding the pyannote token (never stored)
     pyannote_model: str = "pyannote/speaker-diarization-community-1"
+    link_threshold: float = 0.0  # centroid distance to join a known speaker; 0 = threshold + 0.1
 
     def __post_init__(self):
         _check(self.backend in ("auto", "embedded", "pyannote"), "diarize.backend",
@@ -147,6 +154,7 @@ class DescribeSection:
     price_completion_per_mtok: float = 0.0
     ocr_interval_s: float = 5.0  # signals backend
     ocr_width: int = 960
+    ocr_max_frames: int = 400
 
     def __post_init__(self):
         _check(self.backend in ("signals", "openai", "transformers", "batch"), "describe.backend",

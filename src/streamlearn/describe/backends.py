@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from streamlearn import description as D
+from streamlearn.config import DescribeSection
 from streamlearn.describe.context import ChunkContext
 from streamlearn.describe.llm import ChatClient, Reply, RequestCache, generate, parse_completion
 from streamlearn.describe.prompt import extract_json, messages, request_key
@@ -18,31 +18,16 @@ from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
 
 
-@dataclass
-class ModelSettings:
-    model: str = ""
-    device: str = "auto"
-    endpoint: str = ""
-    api_key_env: str = "OPENAI_API_KEY"
-    n_frames: int = 16
-    frame_width: int = 448
-    max_tokens: int = 4096
-    timeout_s: float = 120.0
-    max_retries: int = 5
-    backoff_s: float = 2.0
-    repairs: int = 2
-    price_prompt_per_mtok: float = 0.0
-    price_completion_per_mtok: float = 0.0
-
-    def cost(self, usage: dict) -> float:
-        return round(usage.get("prompt_tokens", 0) * self.price_prompt_per_mtok / 1e6
-                     + usage.get("completion_tokens", 0) * self.price_completion_per_mtok / 1e6, 6)
+def cost(s: DescribeSection, usage: dict) -> float:
+    """USD for one request's tokens at the configured prices."""
+    return round(usage.get("prompt_tokens", 0) * s.price_prompt_per_mtok / 1e6
+                 + usage.get("completion_tokens", 0) * s.price_completion_per_mtok / 1e6, 6)
 
 
 class OpenAIBackend:
     name = "openai"
 
-    def __init__(self, s: ModelSettings, cache: RequestCache):
+    def __init__(self, s: DescribeSection, cache: RequestCache):
         if not s.model:
             raise StreamlearnError("describe.model is empty; set the model name the endpoint serves")
         self.s, self.cache, self.model = s, cache, s.model
@@ -53,7 +38,7 @@ class OpenAIBackend:
         msgs = messages(ctx, self.s.n_frames, self.s.frame_width)
         doc, usage = generate(self.client.complete, msgs, D.empty(ctx.chunk, ctx.n_days), self.s.repairs,
                               self.cache, self.s.model)
-        usage["cost_usd"] = self.s.cost(usage)
+        usage["cost_usd"] = cost(self.s, usage)
         return doc, usage
 
 
@@ -62,7 +47,7 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, s: ModelSettings, cache: RequestCache):
+    def __init__(self, s: DescribeSection, cache: RequestCache):
         from streamlearn.models import load_for_generation
 
         self.s, self.cache, self.model = s, cache, s.model or "tiny"
@@ -92,7 +77,7 @@ class BatchWriter:
 
     name = "batch"
 
-    def __init__(self, s: ModelSettings, out: Path):
+    def __init__(self, s: DescribeSection, out: Path):
         if not s.model:
             raise StreamlearnError("describe.model is empty; set the model the batch provider should run")
         self.s, self.out, self.model = s, out, s.model
@@ -129,7 +114,7 @@ def read_batch_results(path: Path) -> dict[str, Reply | str]:
     return out
 
 
-def describe_from_batch(reply: Reply | str, ctx: ChunkContext, s: ModelSettings) -> tuple[dict, dict]:
+def describe_from_batch(reply: Reply | str, ctx: ChunkContext, s: DescribeSection) -> tuple[dict, dict]:
     """A batch result becomes a description (no repair round trip: invalid output fails the chunk)."""
     if isinstance(reply, str):
         raise StreamlearnError(reply)
@@ -147,7 +132,7 @@ def describe_from_batch(reply: Reply | str, ctx: ChunkContext, s: ModelSettings)
         raise StreamlearnError(f"batch reply fails the schema: {'; '.join(problems[:3])}")
     usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
     # batch APIs bill about half the synchronous price
-    usage["cost_usd"] = round(s.cost(usage) / 2, 6)
+    usage["cost_usd"] = round(cost(s, usage) / 2, 6)
     return doc, usage
 
 

@@ -17,11 +17,11 @@ from streamlearn import console
 from streamlearn import description as D
 from streamlearn.corpus import Corpus, stream_order
 from streamlearn.describe import summaries
-from streamlearn.describe.backends import (BatchWriter, ModelSettings, OpenAIBackend, TransformersBackend,
+from streamlearn.describe.backends import (BatchWriter, OpenAIBackend, TransformersBackend,
                                            describe_from_batch, read_batch_results, write_text)
 from streamlearn.describe.context import ChunkContext
 from streamlearn.describe.llm import RequestCache
-from streamlearn.describe.signals import SignalsBackend, SignalsSettings
+from streamlearn.describe.signals import SignalsBackend
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import DONE, status_of
 from streamlearn.paths import contained
@@ -31,24 +31,15 @@ from streamlearn.store import store_for
 BACKENDS = ("signals", "openai", "transformers", "batch")
 
 
-def model_settings(corpus: Corpus) -> ModelSettings:
-    d = corpus.config.describe
-    return ModelSettings(model=d.model, device=d.device, endpoint=d.endpoint, api_key_env=d.api_key_env, n_frames=d.n_frames,
-                         frame_width=d.frame_width, max_tokens=d.max_tokens, timeout_s=d.timeout_s,
-                         max_retries=d.max_retries, backoff_s=d.backoff_s, repairs=d.repairs,
-                         price_prompt_per_mtok=d.price_prompt_per_mtok,
-                         price_completion_per_mtok=d.price_completion_per_mtok)
-
-
 def make_backend(corpus: Corpus, name: str):
     d = corpus.config.describe
     cache = RequestCache(corpus.subdir("descriptions") / ".cache")
     if name == "signals":
-        return SignalsBackend(SignalsSettings(ocr_interval_s=d.ocr_interval_s, ocr_width=d.ocr_width))
+        return SignalsBackend(d)
     if name == "openai":
-        return OpenAIBackend(model_settings(corpus), cache)
+        return OpenAIBackend(corpus.config.describe, cache)
     if name == "transformers":
-        return TransformersBackend(model_settings(corpus), cache)
+        return TransformersBackend(corpus.config.describe, cache)
     raise StreamlearnError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
 
 
@@ -62,7 +53,7 @@ _BACKENDS: dict[tuple, object] = {}
 def backend_for(corpus: Corpus, name: str):
     """One backend per process, corpus and model settings (a local VLM is loaded once, then reused;
     a changed endpoint or model gets a new one)."""
-    key = (str(corpus.root), name, repr(model_settings(corpus)))
+    key = (str(corpus.root), name, repr(corpus.config.describe))
     if key not in _BACKENDS:
         _BACKENDS[key] = make_backend(corpus, name)
     return _BACKENDS[key]
@@ -92,7 +83,7 @@ def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previ
     elif replies is not None:
         if c["chunk_id"] not in replies:
             raise StreamlearnError(f"no result for {c['chunk_id']} in {Path(import_file).name}")
-        doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, model_settings(corpus))
+        doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, corpus.config.describe)
     else:
         doc, usage = impl.describe(ctx)
     doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
@@ -141,7 +132,7 @@ def _write_batch(corpus: Corpus, todo: list[dict], videos: dict, n_days: int | N
     out_dir.mkdir(exist_ok=True)
     out = out_dir / "requests.jsonl"
     out.unlink(missing_ok=True)
-    writer = BatchWriter(model_settings(corpus), out)
+    writer = BatchWriter(corpus.config.describe, out)
     result = StageResult("describe")
     done = {c["chunk_id"] for c in corpus.chunks.read() if status_of(c, "describe") == DONE}
     ordered = stream_order(corpus.chunks.read(), videos)

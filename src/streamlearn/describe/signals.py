@@ -12,11 +12,11 @@ import math
 import re
 import threading
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 
 from streamlearn import description as D
+from streamlearn.config import DescribeSection
 from streamlearn.describe.context import ChunkContext
 
 CLOCK = re.compile(r"^\d{1,2}[:.]\d{2}([:.]\d{2})?$")
@@ -94,24 +94,17 @@ def scene_starts(frames: np.ndarray, threshold: float = 18.0) -> list[int]:
     return starts
 
 
-@dataclass
-class SignalsSettings:
-    ocr_interval_s: float = 5.0
-    ocr_width: int = 960
-    max_ocr_frames: int = 400
-
-
 class SignalsBackend:
     name = "signals"
     model = "signals/1 (rapidocr, transcript, scene changes)"
 
-    def __init__(self, settings: SignalsSettings | None = None):
-        self.s = settings or SignalsSettings()
+    def __init__(self, section: DescribeSection | None = None):
+        self.s = section or DescribeSection()
 
     def describe(self, ctx: ChunkContext) -> tuple[dict, dict]:
         doc = D.empty(ctx.chunk, ctx.n_days)
         dur = ctx.duration
-        n = int(min(self.s.max_ocr_frames, max(2, math.ceil(dur / self.s.ocr_interval_s))))
+        n = int(min(self.s.ocr_max_frames, max(2, math.ceil(dur / self.s.ocr_interval_s))))
         times, frames = ctx.frames(n, self.s.ocr_width)
         reads = [ocr(f) for f in frames]
         tx = ctx.transcript() or {"segments": []}
