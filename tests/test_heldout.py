@@ -20,7 +20,7 @@ from streamlearn.evaluate import bank as B
 from streamlearn.evaluate.contamination import audit
 from streamlearn.evaluate.guesser import cue, guess
 from streamlearn.evaluate.stats import cluster_signflip_p, holm, paired_cluster_bootstrap
-from streamlearn.train.config import load_train_config
+from streamlearn.config import load_train_config
 from streamlearn.train.samples import build_specs
 
 FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": True, "targets": ["description", "qa_text"]}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from streamlearn.chunk import run_chunk
+from streamlearn.config import load_train_config
 from streamlearn.frames import run_frames
 from streamlearn.runner import Executor
 
@@ -89,7 +90,7 @@ def described(base_corpus, tmp_path_factory):
     corpus = Corpus.open(root)
     assert run_chunk(corpus).ok and run_frames(corpus).ok
     assert run_describe(corpus, backend="signals").ok
-    corpus.config.train = {"targets": ["description", "qa_text"]}
+    corpus.config.train = load_train_config({"targets": ["description", "qa_text"]})
     corpus.save_config()
     run_questions(corpus, "main", do_seal=True)
     return corpus

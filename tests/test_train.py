@@ -23,7 +23,7 @@ from trainkit import make_train_corpus
 
 from streamlearn.errors import ConfigError, StreamlearnError
 from streamlearn.models import build_tokenizer, load_model
-from streamlearn.train.config import load_train_config
+from streamlearn.config import load_train_config
 from streamlearn.train.engine import train
 from streamlearn.train.samples import build_specs, encode
 from streamlearn.vision_budget import VisionGeometry

@@ -369,7 +369,7 @@ def _train_options(fn):
 
 
 def _train_config(c, model, config_path, run):
-    from streamlearn.train.config import load_train_config
+    from streamlearn.config import load_train_config
 
     return load_train_config(c.config.train, config_path, model=model, run=run)
 

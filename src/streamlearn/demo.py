@@ -42,7 +42,6 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: 
     from streamlearn.frames import run_frames
     from streamlearn.loopback import LoopbackServer
     from streamlearn.synth import load_truth, synthesize
-    from streamlearn.train.config import load_train_config
     from streamlearn.train.engine import train
 
     workdir = Path(workdir)
@@ -96,7 +95,7 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: 
     n_items = sum(1 for line in bank_path(corpus, "main").read_text().splitlines() if line.strip())
     done("questions", t0, f"{n_items} items, sealed")
     t0 = time.monotonic()
-    progress = train(corpus, load_train_config(corpus.config.train))
+    progress = train(corpus, corpus.config.train)
     done("train", t0, f"{progress.step} steps, days {progress.completed_days}")
     t0 = time.monotonic()
     results = run_eval(corpus)  # each checkpoint x system pass already answered is reused

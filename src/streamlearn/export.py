@@ -21,14 +21,13 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.framecache import read_frames
 from streamlearn.manifest import atomic_write_text
-from streamlearn.train.config import load_train_config
 from streamlearn.train.samples import build_specs
 
 FORMATS = ("llava", "sharegpt", "hf", "webdataset", "lmms-eval")
 
 
 def training_pairs(corpus: Corpus) -> list[dict]:
-    cfg = load_train_config(corpus.config.train)
+    cfg = corpus.config.train
     by_day, skipped = build_specs(corpus, cfg)
     chunks = corpus.chunks.rows_by_key()
     pairs = []

@@ -38,7 +38,7 @@ from streamlearn.errors import StreamlearnError
 from streamlearn.heldout import Constraints, load_constraints
 from streamlearn.manifest import atomic_write_text
 from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
-from streamlearn.train.config import TrainConfig
+from streamlearn.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
 from streamlearn.train.samples import (Encoded, SampleSpec, build_specs, earlier_days_pool, encode, mix_replay,
                                       replay_specs)

@@ -25,7 +25,7 @@ from streamlearn.framecache import read_frames
 from streamlearn.heldout import Constraints
 from streamlearn.manifest import DONE, status_of
 from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
-from streamlearn.train.config import TrainConfig
+from streamlearn.config import TrainConfig
 from streamlearn.video_pixels import n_video_tokens, video_inputs
 from streamlearn.vision_budget import VisionGeometry
 
