@@ -20,7 +20,7 @@ import jiwer
 
 from streamlearn.acquire.transcribe import asr_words, load_model
 from streamlearn.config import ModelsSection
-from streamlearn.synth import synthesize
+from streamlearn.testdata.synth import synthesize
 
 ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
         "seventeen eighteen nineteen").split()

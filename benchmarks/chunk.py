@@ -18,7 +18,7 @@ from streamlearn.acquire.playlist import run_playlist
 from streamlearn.chunk import run_chunk, segment
 from streamlearn.config import Config
 from streamlearn.corpus import Corpus
-from streamlearn.synth import synthesize
+from streamlearn.testdata.synth import synthesize
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from streamlearn.media import decode_audio
-from streamlearn.synth import synthesize
+from streamlearn.testdata.synth import synthesize
 
 
 def pyannote_der(ref, hyp, collar: float) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import realdata as R
+from streamlearn.testdata import realdata as R
 
 
 def norm(text: str) -> str:

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tour(tmp_path_factory) -> Path:
     """Two days of 40 s each, both container variants, captions on day 2 only."""
-    from streamlearn.synth import synthesize
+    from streamlearn.testdata.synth import synthesize
 
     out = tmp_path_factory.mktemp("tour")
     synthesize(out, days=2, minutes=40 / 60, seed=7, speakers=2, scene_seconds=20)
@@ -24,7 +24,7 @@ def tour(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def served_tour(tour):
-    from streamlearn.loopback import LoopbackServer
+    from streamlearn.testdata.loopback import LoopbackServer
 
     with LoopbackServer(tour) as srv:
         yield srv

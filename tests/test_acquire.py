@@ -25,7 +25,7 @@ from streamlearn.acquire.playlist import run_playlist
 from streamlearn.acquire.transcribe import run_transcribe
 from streamlearn.config import AcquireSection, Config
 from streamlearn.corpus import Corpus
-from streamlearn.loopback import Faults, LoopbackServer
+from streamlearn.testdata.loopback import Faults, LoopbackServer
 
 FAST = AcquireSection(retries=1, retry_sleep=0.05)
 
@@ -345,7 +345,7 @@ def test_acquire_command_end_to_end(tour, tmp_path, run_cli):
 def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
     from streamlearn.chunk import run_chunk
     from streamlearn.framecache import load_frames
-    from streamlearn.frames import run_frames
+    from streamlearn.chunk.frames import run_frames
     from streamlearn.media import probe
 
     with LoopbackServer(tour) as srv:

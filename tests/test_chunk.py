@@ -261,7 +261,7 @@ def test_s3_store_round_trip(tour, tmp_path, s3_server):
     assert keys == sorted(r["media_uri"][len("s3://tour/"):] for r in rows)
     assert verify(corpus) == []
     assert not any((corpus.root / ".staging").rglob("*.mkv"))  # staged copies deleted after upload
-    from streamlearn.frames import run_frames
+    from streamlearn.chunk.frames import run_frames
 
     assert run_frames(corpus, only=[rows[1]["chunk_id"]]).ok  # frames fetched back from S3
     # a bucket that does not exist, then a server that is not there: failed rows, nothing recorded

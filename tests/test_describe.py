@@ -36,7 +36,7 @@ def norm(text: str) -> str:
 def described(tour, tmp_path_factory):
     """The tour acquired end to end, chunked at 20 s and described by the signals backend."""
     from streamlearn.acquire.run import run_acquire
-    from streamlearn.loopback import LoopbackServer
+    from streamlearn.testdata.loopback import LoopbackServer
 
     truth = json.loads((tour / "ground_truth.json").read_text())
     corpus, _ = Corpus.init(tmp_path_factory.mktemp("desc") / "corpus",

@@ -19,7 +19,7 @@ from streamlearn.chunk import run_chunk
 from streamlearn.config import Config, CorpusSection, OperatingPoint
 from streamlearn.corpus import Corpus
 from streamlearn.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
-from streamlearn.frames import run_frames
+from streamlearn.chunk.frames import run_frames
 from streamlearn.vision_budget import plan
 
 

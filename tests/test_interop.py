@@ -14,7 +14,7 @@ import pytest
 
 from streamlearn.chunk import run_chunk
 from streamlearn.config import load_train_config
-from streamlearn.frames import run_frames
+from streamlearn.chunk.frames import run_frames
 from streamlearn.runner import Executor
 
 

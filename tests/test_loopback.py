@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from streamlearn.loopback import Faults, LoopbackServer
+from streamlearn.testdata.loopback import Faults, LoopbackServer
 
 
 def get(url, headers=None):

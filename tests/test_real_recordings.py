@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlearn import realdata as R
+from streamlearn.testdata import realdata as R
 from streamlearn.config import Config, CorpusSection, OperatingPoint
 from streamlearn.corpus import Corpus
 from streamlearn.media import MediaError, check_decodes, probe

@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from streamlearn.synth_plan import plan_tour
+from streamlearn.testdata.synth_plan import plan_tour
 
 
 def probe(path):

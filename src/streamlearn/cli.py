@@ -252,7 +252,7 @@ def frames(corpus, parallel, only, force, executor, ray_address, gpus_per_task):
     Example: streamlearn frames ./corpus --parallel 2
     """
     from streamlearn.corpus import Corpus
-    from streamlearn.frames import run_frames
+    from streamlearn.chunk.frames import run_frames
 
     _exit_on_failures(run_frames(Corpus.open(corpus), parallel=parallel, only=list(only), force=force,
                                  executor=_executor(executor, ray_address, gpus_per_task, parallel)))
@@ -280,7 +280,7 @@ def plan(corpus, model, chunk_seconds, fps, size, source_fps, total_pixels, max_
 
     from streamlearn.config import ConfigError, OperatingPoint
     from streamlearn.corpus import Corpus
-    from streamlearn.plan import format_table, plan_table
+    from streamlearn.chunk.plan import format_table, plan_table
 
     op = Corpus.open(corpus).config.operating_point if corpus else OperatingPoint()
     overrides = {k: v for k, v in {"total_pixels": total_pixels, "max_frames": max_frames,
@@ -305,7 +305,7 @@ def sync(corpus, uri):
     Example: streamlearn sync ./corpus gs://my-bucket/tour-backup
     """
     from streamlearn.corpus import Corpus
-    from streamlearn.sync import run_sync
+    from streamlearn.chunk.sync import run_sync
 
     run_sync(Corpus.open(corpus), uri)
 
@@ -557,7 +557,7 @@ def synth(out, days, minutes, seed, speakers, scene_seconds, size, fps, gop_seco
 
     Example: streamlearn synth ./tour --days 3 --minutes 2 --seed 0 --serve
     """
-    from streamlearn.synth import synthesize
+    from streamlearn.testdata.synth import synthesize
 
     if not (out / "ground_truth.json").exists():
         try:
@@ -571,7 +571,7 @@ def synth(out, days, minutes, seed, speakers, scene_seconds, size, fps, gop_seco
     elif not serve:
         raise StreamlearnError(f"{out} already holds a synthetic tour; pick an empty folder or add --serve")
     if serve:
-        from streamlearn.loopback import LoopbackServer
+        from streamlearn.testdata.loopback import LoopbackServer
 
         srv = LoopbackServer(out, port=port)
         click.echo(f"serving {out} at {srv.base_url}/ (playlist: {srv.url('playlist.rss')}); Ctrl-C stops")

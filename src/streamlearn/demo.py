@@ -39,9 +39,9 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: 
     from streamlearn.evaluate.bank import bank_path, run_questions, seal_path
     from streamlearn.evaluate.report import run_report
     from streamlearn.evaluate.run import run_eval
-    from streamlearn.frames import run_frames
-    from streamlearn.loopback import LoopbackServer
-    from streamlearn.synth import load_truth, synthesize
+    from streamlearn.chunk.frames import run_frames
+    from streamlearn.testdata.loopback import LoopbackServer
+    from streamlearn.testdata.synth import load_truth, synthesize
     from streamlearn.train.engine import train
 
     workdir = Path(workdir)

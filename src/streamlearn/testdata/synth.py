@@ -33,7 +33,7 @@ import numpy as np
 from streamlearn import console
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
-from streamlearn.synth_plan import Day, TourPlan, Utterance, Word, plan_tour
+from streamlearn.testdata.synth_plan import Day, TourPlan, Utterance, Word, plan_tour
 
 SPEECH_RATE = 22050
 FONT_CANDIDATES = [
