@@ -94,3 +94,31 @@ def test_status_lists_failures(run_cli, tmp_path):
     assert report["failed"] == [{"table": "videos", "id": "v2", "stage": "download", "error": "HTTP Error 404: Not Found"}]
     text = run_cli("status", corpus.root).output
     assert "videos/v2 download: HTTP Error 404: Not Found" in text
+
+
+def cli_surface() -> dict:
+    """Every command and its parameters: names, flags, types, defaults."""
+    out = {}
+    for name, cmd in sorted(cli.commands.items()):
+        params = [{"name": p.name, "opts": sorted(p.opts), "kind": type(p).__name__.lower(), "type": p.type.name,
+                   "multiple": bool(getattr(p, "multiple", False)), "flag": bool(getattr(p, "is_flag", False)),
+                   "required": bool(p.required),
+                   "default": p.default if isinstance(p.default, (str, int, float, bool, type(None))) else repr(p.default)}
+                  for p in cmd.params]
+        out[name] = sorted(params, key=lambda x: x["opts"])
+    return out
+
+
+def test_cli_surface_is_pinned():
+    """A change to the command line is deliberate: regenerate tests/cli_surface.json with
+    STREAMLEARN_WRITE_CLI_SURFACE=1 and review its diff."""
+    from pathlib import Path
+    import os
+
+    pinned = Path(__file__).parent / "cli_surface.json"
+    if os.environ.get("STREAMLEARN_WRITE_CLI_SURFACE"):
+        pinned.write_text(json.dumps(cli_surface(), indent=1, sort_keys=True) + "\n")
+    assert cli_surface() == json.loads(pinned.read_text())
+    stage_options = {"--parallel", "--only", "--force", "--executor", "--ray-address", "--gpus-per-task"}
+    for name in ("download", "transcribe", "diarize", "chunk", "frames", "describe"):  # one shared option set
+        assert stage_options <= {o for p in cli.commands[name].params for o in p.opts}, name

@@ -2,6 +2,6 @@
 
 import sys
 
-from streamlearn.cli import train_worker
+from streamlearn.train.worker import train_worker
 
 sys.exit(train_worker(sys.argv[1:]))

@@ -1,0 +1,32 @@
+"""One training process: what `streamlearn train` runs in-process and what each torchrun worker runs
+(`python -m streamlearn.train CORPUS [--model M] [--days D] [--config F] [--run R] [--max-steps N]`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from streamlearn.errors import StreamlearnError
+
+
+def train_worker(argv: list[str]) -> int:
+    from streamlearn.config import load_train_config
+    from streamlearn.corpus import Corpus
+    from streamlearn.train.engine import train
+    from streamlearn.train.launch import parse_days
+
+    ap = argparse.ArgumentParser(prog="streamlearn.train")
+    ap.add_argument("corpus")
+    for name in ("--model", "--days", "--config", "--run"):
+        ap.add_argument(name)
+    ap.add_argument("--max-steps", type=int)
+    a = ap.parse_args(argv)
+    try:
+        c = Corpus.open(a.corpus)
+        cfg = load_train_config(c.config.train, Path(a.config) if a.config else None, model=a.model, run=a.run)
+        train(c, cfg, parse_days(a.days), a.max_steps)
+    except StreamlearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
