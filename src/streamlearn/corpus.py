@@ -97,6 +97,26 @@ class Corpus:
     def parts_dir(self) -> Path:
         return self.root / "chunks.d"
 
+    # where each artifact lives (docs/architecture.md, "Corpus layout"); stages ask here, never spell it
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run: str) -> Path:
+        return contained(self.runs_dir, run)
+
+    @property
+    def evals_dir(self) -> Path:
+        return self.root / "evals"
+
+    @property
+    def questions_dir(self) -> Path:
+        return self.root / "questions"
+
+    @property
+    def descriptions_dir(self) -> Path:
+        return self.root / "descriptions"
+
     def subdir(self, name: str) -> Path:
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)

@@ -98,11 +98,11 @@ def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
 def run_report(corpus: Corpus, name: str | None = None) -> Path:
     cfg = corpus.config.eval
     name = name or f"{cfg.run}-{cfg.bank}"
-    ev = contained(corpus.root / "evals", name)
+    ev = contained(corpus.evals_dir, name)
     if not (ev / "results.json").exists():
         raise StreamlearnError(f"no evaluation {name!r}; run `streamlearn eval` first")
     results = json.loads((ev / "results.json").read_text())
-    mpath = corpus.root / "runs" / results["run"] / "metrics.jsonl"
+    mpath = corpus.run_dir(results["run"]) / "metrics.jsonl"
     metrics = [json.loads(x) for x in mpath.read_text().splitlines()] if mpath.exists() else []
     out = ev / "report"
     out.mkdir(exist_ok=True)

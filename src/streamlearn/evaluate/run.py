@@ -40,7 +40,7 @@ FEW_CLUSTERS = 30  # below this a percentile cluster bootstrap under-covers (doc
 
 def checkpoints(corpus: Corpus, run: str, wanted: list[str] | None = None) -> list[tuple[str, int, Path]]:
     """(label, day, folder) of the run's Hugging Face exports: day0 is the base model."""
-    root = corpus.root / "runs" / run / "export"
+    root = corpus.run_dir(run) / "export"
     found = []
     for p in sorted(root.glob("day-*")):
         if (p / "config.json").exists() and not p.name.endswith(".tmp"):
@@ -155,7 +155,7 @@ def general_items() -> list[dict]:
 def run_checks(corpus: Corpus, run: str, bank: str) -> dict | None:
     """The run's record of the banks it honoured; refuses a bank the run did not train against
     (sealed after training started, or changed since)."""
-    record = read_heldout(corpus.root / "runs" / run)
+    record = read_heldout(corpus.run_dir(run))
     info = B.seal_info(corpus, bank)
     if record is None:
         console.warn(f"run {run!r} trained without a held-out split (train.require_sealed_bank = false): every "
@@ -188,7 +188,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     record = run_checks(corpus, run, bank)
     out_dir = contained(corpus.subdir("evals"), name or f"{run}-{bank}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = read_targets(corpus.root / "runs" / run)
+    targets = read_targets(corpus.run_dir(run))
     if not targets:
         raise StreamlearnError(f"run {run!r} has no record of its training targets (runs/{run}/targets/); it was "
                                "trained by an older streamlearn: train it again to evaluate it")
@@ -303,7 +303,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     if judged:
         results["judge_human_kappa"] = cohen_kappa([str(a["correct"]).lower() for a in judged],
                                                    [humans[a["id"]].lower() for a in judged])
-    run_cfg = corpus.root / "runs" / run / "config.json"
+    run_cfg = corpus.run_dir(run) / "config.json"
     model = json.loads(run_cfg.read_text()).get("train", {}).get("model") if run_cfg.exists() else None
     results.update({"bank": bank, "bank_sealed": B.seal_path(corpus, bank).exists(), "run": run, "model": model,
                     "run_started_at": (record or {}).get("started_at"), "mc_scoring": cfg.mc_scoring,

@@ -379,7 +379,7 @@ class Trainer:
     def constraints(self) -> Constraints | None:
         """The sealed banks' held-out split; the run records the banks it honours when it starts and
         refuses to go on if one of them changed since."""
-        c = load_constraints(self.corpus.root / "questions")
+        c = load_constraints(self.corpus.questions_dir)
         if not c.banks:
             if self.cfg.require_sealed_bank:
                 raise StreamlearnError("no sealed question bank: seal one before training (`streamlearn questions "

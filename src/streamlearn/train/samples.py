@@ -128,7 +128,7 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
                                         INSTRUCTIONS["qa_text"], {"chunk_id": cid}))
     if "day_summary" in cfg.targets:
         for vid, frames in day_frames.items():
-            path = corpus.root / "descriptions" / "videos" / f"{vid}.json"
+            path = corpus.descriptions_dir / "videos" / f"{vid}.json"
             if path.exists():
                 doc = json.loads(path.read_text(encoding="utf-8"))
                 day = int(doc.get("day_index") or 0)
