@@ -7,7 +7,6 @@ command and option, so a change to the command line is deliberate."""
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,247 +202,137 @@ for _sc in STAGES:
     _stage_command(_sc)
 
 
-# --- everything else ------------------------------------------------------------------------------
+# --- everything else: one call each -------------------------------------------------------------
 
-@cli.command()
-@CORPUS_ARG
-@opt("--subject", default=None, help="Who the stream is about.")
-@opt("--timezone", "tz", default=None, help="Default IANA timezone of the videos, e.g. America/New_York.")
-@opt("--storage", default=None, help="Chunk store URI (local path, s3://bucket/prefix, gs://...).")
-def init(corpus, subject, tz, storage):
-    """Create a corpus folder with its config and empty layout.
+def command(name: str, target: str, doc: str, *options, corpus: bool | str = True, then=None, rename=None):
+    """A command whose options are `target`'s keyword arguments (renamed by `rename`); CORPUS is opened
+    first (`corpus="path"`: passed as given; False: no CORPUS argument); `then(result)` handles the result."""
+    def callback(**kw):
+        if corpus:
+            kw["corpus"] = _open(kw["corpus"]) if corpus is True else kw["corpus"]
+        for a, b in (rename or {}).items():
+            kw[b] = kw.pop(a)
+        out = _call(target, **kw)
+        if then:
+            then(out)
 
-    Example: streamlearn init ./corpus --subject "IRL tour" --timezone America/New_York
-    """
-    from streamlearn.config import Config, CorpusSection, StorageSection
-    from streamlearn.corpus import Corpus
-
-    cfg = Config()
-    if subject or tz:
-        cfg.corpus = CorpusSection(subject=subject or cfg.corpus.subject, timezone=tz or cfg.corpus.timezone)
-    if storage:
-        cfg.storage = StorageSection(uri=storage)
-    c, created = Corpus.init(corpus, cfg)
-    click.echo(f"{'created' if created else 'already a corpus:'} {c.root}")
+    callback.__doc__ = doc
+    for o in reversed(([CORPUS_ARG] if corpus else []) + list(options)):
+        callback = o(callback)
+    return cli.command(name=name)(callback)
 
 
-@cli.command()
-@CORPUS_ARG
-@opt("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def status(corpus, as_json):
-    """Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons,
-    training runs and evaluations. Exits with status 2 when an integrity check fails.
-
-    Example: streamlearn status ./corpus --json
-    """
-    from streamlearn.status import corpus_status, format_status
-
-    report = corpus_status(_open(corpus))
-    click.echo(json.dumps(report, indent=1) if as_json else format_status(report))
-    if report["problems"]:  # an integrity check failed: scripts and CI see it in the exit status
-        sys.exit(2)
+def echo(out):
+    click.echo(out)
 
 
-PLAYLIST_SOURCES = [opt("--url", default=None, help="Playlist, channel or video URL (anything yt-dlp reads)."),
-                    opt("--from-jsonl", type=PATH, default=None, help="A saved flat playlist (yt-dlp --flat-playlist -j output)."),
-                    opt("--from-dir", type=PATH, default=None, help="A folder of your own recordings.")]
+def exit_with(code):
+    if code:
+        sys.exit(code)
 
 
-def _options(fn, options):
-    for o in reversed(options):
-        fn = o(fn)
-    return fn
+SOURCES = [opt("--url", default=None, help="Playlist, channel or video URL (anything yt-dlp reads)."),
+           opt("--from-jsonl", type=PATH, default=None, help="A saved flat playlist (yt-dlp --flat-playlist -j output)."),
+           opt("--from-dir", type=PATH, default=None, help="A folder of your own recordings.")]
 
-
-@cli.command()
-@CORPUS_ARG
-@lambda f: _options(f, PLAYLIST_SOURCES)
-def playlist(corpus, url, from_jsonl, from_dir):
-    """Add a playlist's videos to videos.csv (re-running appends new ones only).
-
-    Example: streamlearn playlist ./corpus --url "https://www.youtube.com/playlist?list=PL..."
-    """
-    _call("streamlearn.acquire.playlist:run_playlist", _open(corpus), url=url, from_jsonl=from_jsonl, from_dir=from_dir)
-
-
-@cli.command()
-@CORPUS_ARG
-@lambda f: _options(f, PLAYLIST_SOURCES)
-@STAGE_OPTIONS[0]
-def acquire(corpus, url, from_jsonl, from_dir, parallel):
-    """Playlist → download → transcribe → diarize, in order; each step skips what is done.
-
-    Example: streamlearn acquire ./corpus --url "https://www.youtube.com/playlist?list=PL..." --parallel 2
-    """
-    results = _call("streamlearn.acquire.run:run_acquire", _open(corpus), url=url, from_jsonl=from_jsonl,
-                    from_dir=from_dir, parallel=parallel)
-    if any(r.failed for r in results):
-        sys.exit(1)
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--model", default=None, help="Model id, local folder or preset (tiny, qwen2.5-vl-7b, ...).")
-@opt("--chunk-seconds", "chunk_seconds", type=float, multiple=True, help="Chunk length; repeat to compare.")
-@opt("--fps", type=float, multiple=True, help="Sampled frames per second; repeat to compare.")
-@opt("--size", default="1920x1080", show_default=True, help="Source frame size WxH.")
-@opt("--source-fps", type=float, default=60.0, show_default=True)
-@opt("--total-pixels", type=int, default=None, help="Whole-chunk pixel budget (overrides the config).")
-@opt("--max-frames", type=int, default=None)
-@opt("--frame-min-pixels", type=int, default=None)
-@opt("--frame-max-pixels", type=int, default=None)
-@opt("--json", "as_json", is_flag=True)
-def plan(corpus, model, chunk_seconds, fps, size, source_fps, as_json, **budget):
-    """Token budget per operating point: frames, pairs, frame size, vision tokens (exact vs rule of thumb).
-
-    Example: streamlearn plan --chunk-seconds 600 --chunk-seconds 1200 --fps 0.5 --fps 1 --size 1920x1080
-    """
-    from dataclasses import replace
-
-    from streamlearn.chunk.plan import format_table, plan_table
-    from streamlearn.config import ConfigError, OperatingPoint
-
-    op = _open(corpus).config.operating_point if corpus else OperatingPoint()
-    try:
-        op = replace(op, **{k: v for k, v in budget.items() if v is not None})
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[1]) from None
-    w, h = size_type(size)
-    rows = plan_table(op, list(chunk_seconds) or [op.chunk_seconds], list(fps) or [op.fps], w, h, source_fps, model)
-    click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
-
-
-@cli.command()
-@CORPUS_ARG
-@click.argument("uri")
-def sync(corpus, uri):
-    """Additive, never-delete backup of the corpus (manifests, transcripts, descriptions, unchunked
-    media) to an object store; re-runs copy only what changed.
-
-    Example: streamlearn sync ./corpus gs://my-bucket/tour-backup
-    """
-    _call("streamlearn.chunk.sync:run_sync", _open(corpus), uri)
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--limit", type=int, default=20, show_default=True, help="Chunks on the page (0 = all).")
-@opt("--out", type=PATH, default=None, help="Page path (default descriptions/review.html).")
-def review(corpus, limit, out):
-    """A static HTML page with each chunk's video, transcript, description and QA pairs side by side.
-
-    Example: streamlearn review ./corpus --limit 10
-    """
-    click.echo(_call("streamlearn.describe.review:run_review", _open(corpus), limit=limit or None, out=out))
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--model", default=None, help="Preset (tiny, qwen2.5-vl-7b, ...), model folder or hub id.")
-@opt("--days", default=None, help="Days to train, e.g. 3, 1-3 or 1,4-5 (default: every described day).")
-@opt("--config", "config_path", type=FILE, default=None, help="A TOML file with [train] settings (overrides streamlearn.toml).")
-@opt("--run", default=None, help="Run name: runs/RUN/ (default: train.run, 'main').")
-@opt("--max-steps", type=int, default=None, help="Stop after this many optimizer steps (smoke runs).")
-@opt("--nproc", type=int, default=1, show_default=True, help="Processes (GPUs) on this machine, via torchrun.")
-@opt("--slurm", is_flag=True, help="Write a multi-node sbatch script instead of running.")
-@opt("--nodes", type=int, default=2, show_default=True, help="With --slurm: nodes.")
-@opt("--gpus-per-node", type=int, default=8, show_default=True, help="With --slurm: GPUs per node.")
-@opt("--partition", default=None, help="With --slurm: the partition.")
-@opt("--submit", is_flag=True, help="With --slurm: submit the script with sbatch.")
-def train(corpus, model, days, config_path, run, max_steps, nproc, slurm, nodes, gpus_per_node, partition, submit):
-    """Continually pretrain the model on the stream, day by day (Day-N checkpoints and exports).
-
-    Example: streamlearn train ./corpus --model qwen2.5-vl-7b --days 1-3 --nproc 8
-    """
-    from streamlearn.config import load_train_config
-    from streamlearn.train.launch import parse_days, run_torchrun, submit as sbatch, write_sbatch
-    from streamlearn.train.worker import train_worker
-
-    c = _open(corpus)
-    cfg = load_train_config(c.config.train, config_path, model=model, run=run)
-    parse_days(days)
-    args = [str(c.root)] + [a for k, v in (("--model", model), ("--days", days), ("--config", config_path),
-                                           ("--run", run), ("--max-steps", max_steps)) if v is not None
-                            for a in (k, str(v))]
-    if slurm:
-        path = write_sbatch(c, cfg.run, nodes, gpus_per_node, args, partition)
-        click.echo(f"wrote {path}")
-        if submit:
-            click.echo(sbatch(path))
-        return
-    sys.exit(run_torchrun(nproc, args) if nproc > 1 else train_worker(args))
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--bank", default="main", show_default=True, help="Bank name: questions/BANK.jsonl.")
-@opt("--import", "import_file", type=FILE, default=None, help="A human-written CSV or JSONL bank instead of generating one.")
-@opt("--seal", "do_seal", is_flag=True, help="Freeze the bank (its hash is recorded; changes are refused).")
-@STAGE_OPTIONS[2]
-def questions(corpus, bank, import_file, do_seal, force):
-    """Build the question bank from the descriptions (or import one), and seal it.
-
-    Example: streamlearn questions ./corpus --seal
-    """
-    _call("streamlearn.evaluate.bank:run_questions", _open(corpus), bank, import_file=import_file, do_seal=do_seal,
-          force=force)
-
-
-@cli.command(name="eval")
-@CORPUS_ARG
-@opt("--bank", default=None, help="Question bank (default: eval.bank).")
-@opt("--systems", type=CommaList(), default=None, help="Comma list of weights, video, rag, openai (default: eval.systems).")
-@opt("--checkpoints", type=CommaList(), default=None, help="Comma list like day0,day3 (default: every Day-N export).")
-@opt("--run", default=None, help="Training run whose exports are evaluated (default: eval.run).")
-@opt("--name", default=None, help="Output folder under evals/ (default RUN-BANK).")
-def eval_cmd(corpus, bank, systems, checkpoints, run, name):
-    """Day-0 vs Day-N: memorised / transfer / placebo with paired cluster CIs, audit, guesser, forgetting.
-
-    Example: streamlearn eval ./corpus --systems weights,rag --checkpoints day0,day3
-    """
-    _call("streamlearn.evaluate.run:run_eval", _open(corpus), bank=bank, systems=systems or None,
-          wanted=checkpoints or None, run=run, name=name)
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--name", default=None, help="Evaluation under evals/ (default RUN-BANK).")
-def report(corpus, name):
-    """A static HTML report: accuracy by category with CIs, retention heatmap, loss curve, cost table.
-
-    Example: streamlearn report ./corpus
-    """
-    click.echo(_call("streamlearn.evaluate.report:run_report", _open(corpus), name))
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--models", type=CommaList(), required=True, help="Comma list of presets, model folders or hub ids.")
-@opt("--chunk-seconds", "chunk_seconds", type=CommaList(float), required=True, help="Comma list, e.g. 300,600,1200.")
-@opt("--fps", type=CommaList(float), required=True, help="Comma list, e.g. 0.5,1.")
-@opt("--bank", default=None, help="Question bank (default: eval.bank).")
-@opt("--limit", type=int, default=None, help="Only the first N questions with evidence.")
-def sweep(corpus, models, chunk_seconds, fps, bank, limit):
-    """Operating-point sweep: the video system over the bank per model x chunk length x fps.
-
-    Example: streamlearn sweep ./corpus --models Qwen/Qwen2.5-VL-7B-Instruct --chunk-seconds 300,1200 --fps 0.5,1
-    """
-    _call("streamlearn.evaluate.sweep:run_sweep", _open(corpus), models, chunk_seconds, fps, bank=bank, limit=limit)
-
-
-@cli.command()
-@CORPUS_ARG
-@opt("--format", "fmt", type=click.Choice(["llava", "sharegpt", "hf", "webdataset", "lmms-eval"]),
-     required=True, help="Target shape (lmms-eval exports the question bank).")
-@opt("--bank", default=None, help="With --format lmms-eval: the bank (default: eval.bank).")
-@opt("--out", type=PATH, default=None, help="Folder (default exports/FORMAT).")
-def export(corpus, fmt, bank, out):
-    """Training pairs for LLaMA-Factory / ms-swift / qwen-vl-finetune / datasets / webdataset, or the
-    question bank as an lmms-eval task.
-
-    Example: streamlearn export ./corpus --format sharegpt
-    """
-    click.echo(_call("streamlearn.export:run_export", _open(corpus), fmt, out, bank))
+command("init", "streamlearn.corpus:init_corpus", "Create a corpus folder with its config and empty layout.\n\n"
+        "Example: streamlearn init ./corpus --subject \"IRL tour\" --timezone America/New_York",
+        opt("--subject", default=None, help="Who the stream is about."),
+        opt("--timezone", "tz", default=None, help="Default IANA timezone of the videos, e.g. America/New_York."),
+        opt("--storage", default=None, help="Chunk store URI (local path, s3://bucket/prefix, gs://...)."),
+        corpus="path", then=echo, rename={"corpus": "path"})
+command("status", "streamlearn.status:status_command",
+        "Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons, training runs and "
+        "evaluations. Exits with status 2 when an integrity check fails.\n\nExample: streamlearn status ./corpus --json",
+        opt("--json", "as_json", is_flag=True, help="Print the report as JSON."), then=exit_with)
+command("playlist", "streamlearn.acquire.playlist:run_playlist",
+        "Add a playlist's videos to videos.csv (re-running appends new ones only).\n\n"
+        "Example: streamlearn playlist ./corpus --url \"https://www.youtube.com/playlist?list=PL...\"", *SOURCES)
+command("acquire", "streamlearn.acquire.run:run_acquire",
+        "Playlist → download → transcribe → diarize, in order; each step skips what is done.\n\n"
+        "Example: streamlearn acquire ./corpus --url \"https://www.youtube.com/playlist?list=PL...\" --parallel 2",
+        *SOURCES, STAGE_OPTIONS[0], then=lambda results: exit_with(int(any(r.failed for r in results))))
+command("plan", "streamlearn.chunk.plan:plan_command",
+        "Token budget per operating point: frames, pairs, frame size, vision tokens (exact vs rule of thumb).\n\n"
+        "Example: streamlearn plan --chunk-seconds 600 --chunk-seconds 1200 --fps 0.5 --fps 1 --size 1920x1080",
+        opt("--model", default=None, help="Model id, local folder or preset (tiny, qwen2.5-vl-7b, ...)."),
+        opt("--chunk-seconds", "chunk_seconds", type=float, multiple=True, help="Chunk length; repeat to compare."),
+        opt("--fps", type=float, multiple=True, help="Sampled frames per second; repeat to compare."),
+        opt("--size", default="1920x1080", show_default=True, callback=lambda c, p, v: size_type(v),
+            help="Source frame size WxH."),
+        opt("--source-fps", type=float, default=60.0, show_default=True),
+        opt("--total-pixels", type=int, default=None, help="Whole-chunk pixel budget (overrides the config)."),
+        opt("--max-frames", type=int, default=None), opt("--frame-min-pixels", type=int, default=None),
+        opt("--frame-max-pixels", type=int, default=None), opt("--json", "as_json", is_flag=True),
+        corpus="path", then=echo)
+command("sync", "streamlearn.chunk.sync:run_sync",
+        "Additive, never-delete backup of the corpus (manifests, transcripts, descriptions, unchunked media) to an "
+        "object store; re-runs copy only what changed.\n\nExample: streamlearn sync ./corpus gs://my-bucket/tour-backup",
+        click.argument("uri"))
+command("review", "streamlearn.describe.review:run_review",
+        "A static HTML page with each chunk's video, transcript, description and QA pairs side by side.\n\n"
+        "Example: streamlearn review ./corpus --limit 10",
+        opt("--limit", type=int, default=20, show_default=True, help="Chunks on the page (0 = all)."),
+        opt("--out", type=PATH, default=None, help="Page path (default descriptions/review.html)."), then=echo)
+command("train", "streamlearn.train.launch:launch",
+        "Continually pretrain the model on the stream, day by day (Day-N checkpoints and exports).\n\n"
+        "Example: streamlearn train ./corpus --model qwen2.5-vl-7b --days 1-3 --nproc 8",
+        opt("--model", default=None, help="Preset (tiny, qwen2.5-vl-7b, ...), model folder or hub id."),
+        opt("--days", default=None, help="Days to train, e.g. 3, 1-3 or 1,4-5 (default: every described day)."),
+        opt("--config", "config_path", type=FILE, default=None,
+            help="A TOML file with [train] settings (overrides streamlearn.toml)."),
+        opt("--run", default=None, help="Run name: runs/RUN/ (default: train.run, 'main')."),
+        opt("--max-steps", type=int, default=None, help="Stop after this many optimizer steps (smoke runs)."),
+        opt("--nproc", type=int, default=1, show_default=True, help="Processes (GPUs) on this machine, via torchrun."),
+        opt("--slurm", is_flag=True, help="Write a multi-node sbatch script instead of running."),
+        opt("--nodes", type=int, default=2, show_default=True, help="With --slurm: nodes."),
+        opt("--gpus-per-node", type=int, default=8, show_default=True, help="With --slurm: GPUs per node."),
+        opt("--partition", default=None, help="With --slurm: the partition."),
+        opt("--submit", is_flag=True, help="With --slurm: submit the script with sbatch."),
+        then=sys.exit, rename={"submit": "do_submit"})
+command("questions", "streamlearn.evaluate.bank:run_questions",
+        "Build the question bank from the descriptions (or import one), and seal it.\n\n"
+        "Example: streamlearn questions ./corpus --seal",
+        opt("--bank", default="main", show_default=True, help="Bank name: questions/BANK.jsonl."),
+        opt("--import", "import_file", type=FILE, default=None,
+            help="A human-written CSV or JSONL bank instead of generating one."),
+        opt("--seal", "do_seal", is_flag=True, help="Freeze the bank (its hash is recorded; changes are refused)."),
+        STAGE_OPTIONS[2], rename={"bank": "name"})
+command("eval", "streamlearn.evaluate.run:run_eval",
+        "Day-0 vs Day-N: memorised / transfer / placebo with paired cluster CIs, audit, guesser, forgetting.\n\n"
+        "Example: streamlearn eval ./corpus --systems weights,rag --checkpoints day0,day3",
+        opt("--bank", default=None, help="Question bank (default: eval.bank)."),
+        opt("--systems", type=CommaList(), default=None,
+            help="Comma list of weights, video, rag, openai (default: eval.systems)."),
+        opt("--checkpoints", type=CommaList(), default=None, help="Comma list like day0,day3 (default: every Day-N export)."),
+        opt("--run", default=None, help="Training run whose exports are evaluated (default: eval.run)."),
+        opt("--name", default=None, help="Output folder under evals/ (default RUN-BANK)."), rename={"checkpoints": "wanted"})
+command("report", "streamlearn.evaluate.report:run_report",
+        "A static HTML report: accuracy by category with CIs, retention heatmap, loss curve, cost table.\n\n"
+        "Example: streamlearn report ./corpus",
+        opt("--name", default=None, help="Evaluation under evals/ (default RUN-BANK)."), then=echo)
+command("sweep", "streamlearn.evaluate.sweep:run_sweep",
+        "Operating-point sweep: the video system over the bank per model x chunk length x fps.\n\n"
+        "Example: streamlearn sweep ./corpus --models Qwen/Qwen2.5-VL-7B-Instruct --chunk-seconds 300,1200 --fps 0.5,1",
+        opt("--models", type=CommaList(), required=True, help="Comma list of presets, model folders or hub ids."),
+        opt("--chunk-seconds", "chunk_seconds", type=CommaList(float), required=True, help="Comma list, e.g. 300,600,1200."),
+        opt("--fps", type=CommaList(float), required=True, help="Comma list, e.g. 0.5,1."),
+        opt("--bank", default=None, help="Question bank (default: eval.bank)."),
+        opt("--limit", type=int, default=None, help="Only the first N questions with evidence."))
+command("export", "streamlearn.export:run_export",
+        "Training pairs for LLaMA-Factory / ms-swift / qwen-vl-finetune / datasets / webdataset, or the question "
+        "bank as an lmms-eval task.\n\nExample: streamlearn export ./corpus --format sharegpt",
+        opt("--format", "fmt", type=click.Choice(["llava", "sharegpt", "hf", "webdataset", "lmms-eval"]), required=True,
+            help="Target shape (lmms-eval exports the question bank)."),
+        opt("--bank", default=None, help="With --format lmms-eval: the bank (default: eval.bank)."),
+        opt("--out", type=PATH, default=None, help="Folder (default exports/FORMAT)."), then=echo)
+command("demo", "streamlearn.demo:run_demo",
+        "Run the whole chain on embedded defaults: a synthetic tour, then every stage.\n\n"
+        "Example: streamlearn demo ./demo-corpus",
+        click.argument("workdir", required=False, default="demo-corpus", type=PATH),
+        opt("--days", default=3, show_default=True, help="Days of synthetic tour."),
+        opt("--minutes", default=1.5, show_default=True, help="Minutes of video per day."),
+        opt("--chunk-seconds", default=30.0, show_default=True), corpus=False)
 
 
 @cli.command()
@@ -485,19 +374,6 @@ def synth(out, size, variants, serve, port, **plan_args):
             srv.serve_forever()
         except KeyboardInterrupt:
             click.echo("stopped")
-
-
-@cli.command()
-@click.argument("workdir", required=False, default="demo-corpus", type=PATH)
-@opt("--days", default=3, show_default=True, help="Days of synthetic tour.")
-@opt("--minutes", default=1.5, show_default=True, help="Minutes of video per day.")
-@opt("--chunk-seconds", default=30.0, show_default=True)
-def demo(workdir, days, minutes, chunk_seconds):
-    """Run the whole chain on embedded defaults: a synthetic tour, then every stage.
-
-    Example: streamlearn demo ./demo-corpus
-    """
-    _call("streamlearn.demo:run_demo", workdir, days=days, minutes=minutes, chunk_seconds=chunk_seconds)
 
 
 def main():

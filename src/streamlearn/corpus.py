@@ -132,3 +132,17 @@ def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
                 int(c["chunk_index"]))
 
     return sorted(chunks, key=key)
+
+
+def init_corpus(path: Path | None, subject: str | None = None, tz: str | None = None,
+                storage: str | None = None) -> str:
+    """`streamlearn init`: a corpus folder with its config; says whether it was created."""
+    from streamlearn.config import CorpusSection, StorageSection
+
+    cfg = Config()
+    if subject or tz:
+        cfg.corpus = CorpusSection(subject=subject or cfg.corpus.subject, timezone=tz or cfg.corpus.timezone)
+    if storage:
+        cfg.storage = StorageSection(uri=storage)
+    c, created = Corpus.init(path, cfg)
+    return f"{'created' if created else 'already a corpus:'} {c.root}"

@@ -148,3 +148,12 @@ def format_status(report: dict) -> str:
                      f"completion tokens, ${d['cost_usd']:.2f} estimated")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
+
+
+def status_command(corpus: Corpus, as_json: bool = False) -> int:
+    """Print the report; 2 when an integrity check failed (scripts and CI see it in the exit status)."""
+    import json
+
+    report = corpus_status(corpus)
+    print(json.dumps(report, indent=1) if as_json else format_status(report))
+    return 2 if report["problems"] else 0

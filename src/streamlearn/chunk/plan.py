@@ -59,3 +59,18 @@ def format_table(rows: list[dict]) -> str:
     lines.append("left: what the model's processor produces at this operating point (streamlearn's training path); "
                  "right: the seed's rule of thumb (pairs = chunk_s*fps/2, pixels/pair = 25.2M/pairs, ~12-14K tokens).")
     return "\n".join(lines)
+
+
+def plan_command(corpus, model: str | None, chunk_seconds: list[float], fps: list[float], size: tuple[int, int],
+                 source_fps: float, as_json: bool = False, **budget) -> str:
+    """`streamlearn plan`: the corpus's operating point (or the default one) with `budget` overrides."""
+    from streamlearn.config import ConfigError
+    from streamlearn.corpus import Corpus
+
+    op = Corpus.open(corpus).config.operating_point if corpus else OperatingPoint()
+    try:
+        op = replace(op, **{k: v for k, v in budget.items() if v is not None})
+    except ConfigError as exc:
+        raise StreamlearnError(f"plan: {str(exc).split(': ', 1)[1]}; pass a larger value") from None
+    rows = plan_table(op, list(chunk_seconds) or [op.chunk_seconds], list(fps) or [op.fps], *size, source_fps, model)
+    return json.dumps(rows, indent=1) if as_json else format_table(rows)

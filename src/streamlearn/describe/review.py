@@ -73,6 +73,8 @@ def render_chunk(corpus: Corpus, chunk: dict, doc: dict, ctx: ChunkContext, page
 
 
 def run_review(corpus: Corpus, limit: int | None = 20, out: Path | None = None) -> Path:
+    """The page with the first `limit` described chunks (0 or None: all); returns its path."""
+    limit = limit or None
     from streamlearn.store import store_for
 
     store = store_for(corpus)

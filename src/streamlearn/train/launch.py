@@ -87,3 +87,23 @@ def submit(path: Path) -> str:
     if out.returncode != 0:
         raise StreamlearnError(f"sbatch failed: {out.stderr.strip()[:200]}")
     return out.stdout.strip()
+
+
+def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, max_steps=None, nproc: int = 1,
+           slurm: bool = False, nodes: int = 2, gpus_per_node: int = 8, partition=None, do_submit: bool = False) -> int:
+    """`streamlearn train`: here, under torchrun (`nproc` > 1) or as a SLURM script; the exit status."""
+    from streamlearn.config import load_train_config
+    from streamlearn.train.worker import train_worker
+
+    cfg = load_train_config(corpus.config.train, config_path, model=model, run=run)
+    parse_days(days)
+    args = [str(corpus.root)] + [a for k, v in (("--model", model), ("--days", days), ("--config", config_path),
+                                                ("--run", run), ("--max-steps", max_steps)) if v is not None
+                                 for a in (k, str(v))]
+    if slurm:
+        path = write_sbatch(corpus, cfg.run, nodes, gpus_per_node, args, partition)
+        print(f"wrote {path}")
+        if do_submit:
+            print(submit(path))
+        return 0
+    return run_torchrun(nproc, args) if nproc > 1 else train_worker(args)
