@@ -1,15 +1,12 @@
-"""The `streamlearn` command: a thin shell over the stage modules, one subcommand per stage.
-
-The six per-item stages share one option set (--parallel, --only, --force, --executor...) and are
-generated from `STAGES`; the other commands are written out. `tests/cli_surface.json` pins every
-command and option, so a change to the command line is deliberate."""
+"""The `streamlearn` command: one `command()` per subcommand, its options the keyword arguments of one
+module function; the six per-item stages share one option set (--parallel, --only, --force, --executor).
+`tests/cli_surface.json` pins every command and option, so a change to the command line is deliberate."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -61,12 +58,6 @@ def _call(target: str, *args, **kwargs):
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
-def _open(corpus):
-    from streamlearn.corpus import Corpus
-
-    return Corpus.open(corpus)
-
-
 CORPUS_ARG = click.argument("corpus", required=False, type=click.Path(path_type=Path))
 opt = click.option
 PATH = click.Path(path_type=Path)
@@ -88,8 +79,6 @@ def cli(verbose: bool, quiet: bool):
     console.set_verbosity(2 if verbose else 0 if quiet else 1)
 
 
-# --- the per-item stages: one option set, one runner ------------------------------------------------
-
 STAGE_OPTIONS = [
     opt("--parallel", default=1, show_default=True, help="Items processed at once."),
     opt("--only", multiple=True, help="Only these ids (repeatable)."),
@@ -102,13 +91,20 @@ STAGE_OPTIONS = [
 ]
 
 
-@dataclass(frozen=True)
-class StageCommand:
-    name: str
-    run: str  # "module:function" called as f(corpus, parallel=, only=, force=, executor=, **its options)
-    doc: str
-    options: tuple = ()
-    mode: Callable | None = None  # mode(corpus, **options) -> True when it handled the call itself
+def stage_call(target: str, mode: Callable | None = None):
+    """`target(corpus, parallel=, only=, force=, executor=, **its options)`; `mode(corpus, **options)`
+    may handle the call itself (diarize --calibrate, chunk --merge/--verify) and return True."""
+    def call(corpus, parallel, only, force, executor, ray_address, gpus_per_task, **options):
+        from streamlearn.runner import Executor
+
+        if mode and mode(corpus, **options):
+            return None
+        options = {k: v for k, v in options.items() if k not in MODE_ONLY}
+        ex = Executor(kind=executor, parallel=parallel, address=ray_address, num_gpus=gpus_per_task)
+        if _call(target, corpus, parallel=parallel, only=list(only), force=force, executor=ex, **options).failed:
+            sys.exit(1)  # failed items are recorded with their reasons; skipped ones are not failures
+        return None
+    return call
 
 
 def diarize_mode(c, reference=None) -> bool:
@@ -118,101 +114,32 @@ def diarize_mode(c, reference=None) -> bool:
 
 
 def chunk_mode(c, do_merge=False, do_verify=False, quick=False, store_uri=None, **_) -> bool:
-    from streamlearn.chunk import merge, verify
-
     if do_merge:
-        merge(c)
+        _call("streamlearn.chunk:merge", c)
     elif do_verify:
-        problems = verify(c, store_uri, check_hash=not quick)
-        for p in problems:
-            click.echo(f"verify: {p}")
-        click.echo(f"verify: {len(c.chunks.read())} chunks, {len(problems)} problems")
-        if problems:
-            sys.exit(1)
+        sys.exit(_call("streamlearn.chunk.chunking:verify_command", c, store_uri, quick))
     return do_merge or do_verify
 
 
-def describe_mode(c, backend=None, import_file=None, **_) -> bool:
-    if import_file and backend not in (None, "batch"):
-        raise click.BadParameter("--import goes with --backend batch")
-    return False
-
-
-STAGES = [
-    StageCommand("download", "streamlearn.acquire.download:run_download",
-                 "Download every pending video (archival format, info.json, captions), verified and resumable.\n\n"
-                 "Example: streamlearn download ./corpus --parallel 2"),
-    StageCommand("transcribe", "streamlearn.acquire.transcribe:run_transcribe",
-                 "Transcripts with word times: platform captions first, faster-whisper ASR otherwise.\n\n"
-                 "Example: streamlearn transcribe ./corpus --parallel 2"),
-    StageCommand("diarize", "streamlearn.acquire.diarize:run_diarize",
-                 "Speaker turns (RTTM) and a speaker-attributed transcript for every transcribed video.\n\n"
-                 "Example: streamlearn diarize ./corpus --calibrate labelled.rttm",
-                 (opt("--calibrate", "reference", type=FILE, default=None, help="Tune the clustering threshold on a "
-                      "labelled sample (RTTM, file id = video_id) and store it."),), diarize_mode),
-    StageCommand("chunk", "streamlearn.chunk:run_chunk",
-                 "Cut every downloaded video into chunks by stream copy and put them in the chunk store.\n\n"
-                 "Example: streamlearn chunk ./corpus --chunk-seconds 1200 --store s3://bucket/tour",
-                 (opt("--chunk-seconds", type=float, default=None,
-                      help="Chunk length (default: operating_point.chunk_seconds)."),
-                  opt("--store", "store_uri", default=None, help="Chunk store URI (default: storage.uri)."),
-                  opt("--node", default=None, help="Write this node's rows to chunks.d/NODE.csv (multi-machine runs)."),
-                  opt("--merge", "do_merge", is_flag=True, help="Union chunks.d/*.csv into chunks.csv (refuses conflicts)."),
-                  opt("--verify", "do_verify", is_flag=True, help="Check chunks.csv against the videos and the store."),
-                  opt("--quick", is_flag=True, help="With --verify: check object sizes only, not their sha256.")),
-                 chunk_mode),
-    StageCommand("frames", "streamlearn.chunk.frames:run_frames",
-                 "Cache every chunk's sampled frames at model resolution for training (frames/<chunk_id>.npy).\n\n"
-                 "Example: streamlearn frames ./corpus --parallel 2"),
-    StageCommand("describe", "streamlearn.describe.run:run_describe",
-                 "Gold per-chunk descriptions (the training targets), day summaries and a stream digest.\n\n"
-                 "Example: streamlearn describe ./corpus --backend openai --limit 10 --parallel 8",
-                 (opt("--backend", type=click.Choice(["signals", "openai", "transformers", "batch"]), default=None,
-                      help="Generator (default: describe.backend in streamlearn.toml)."),
-                  opt("--limit", type=int, default=None, help="Describe at most N chunks (prototype on a few first)."),
-                  opt("--import", "import_file", type=FILE, default=None,
-                      help="With --backend batch: ingest the provider's results file.")),
-                 describe_mode),
-]
 MODE_ONLY = {"reference", "do_merge", "do_verify", "quick"}  # options of a mode, not of the stage's run
 
 
-def _stage_command(sc: StageCommand):
-    def command(corpus, parallel, only, force, executor, ray_address, gpus_per_task, **options):
-        from streamlearn.runner import Executor
-
-        c = _open(corpus)
-        if sc.mode and sc.mode(c, **options):
-            return
-        if options.get("import_file"):
-            options["backend"] = "batch"
-        ex = Executor(kind=executor, parallel=parallel, address=ray_address, num_gpus=gpus_per_task)
-        result = _call(sc.run, c, parallel=parallel, only=list(only), force=force, executor=ex,
-                       **{k: v for k, v in options.items() if k not in MODE_ONLY})
-        if result.failed:
-            sys.exit(1)
-
-    command.__doc__ = sc.doc
-    for o in reversed([CORPUS_ARG, *sc.options, *STAGE_OPTIONS]):
-        command = o(command)
-    return cli.command(name=sc.name)(command)
-
-
-for _sc in STAGES:
-    _stage_command(_sc)
-
-
-# --- everything else: one call each -------------------------------------------------------------
-
-def command(name: str, target: str, doc: str, *options, corpus: bool | str = True, then=None, rename=None):
+def command(name: str, target, doc: str, *options, corpus: bool | str = True, then=None, rename=None,
+            usage_errors: tuple = ()):
     """A command whose options are `target`'s keyword arguments (renamed by `rename`); CORPUS is opened
-    first (`corpus="path"`: passed as given; False: no CORPUS argument); `then(result)` handles the result."""
+    first (`corpus="path"`: passed as given; False: no CORPUS argument); `then(result)` handles the result;
+    `usage_errors` are bad option values (exit 2 with the usage line)."""
     def callback(**kw):
         if corpus:
-            kw["corpus"] = _open(kw["corpus"]) if corpus is True else kw["corpus"]
+            from streamlearn.corpus import Corpus
+
+            kw["corpus"] = Corpus.open(kw["corpus"]) if corpus is True else kw["corpus"]
         for a, b in (rename or {}).items():
             kw[b] = kw.pop(a)
-        out = _call(target, **kw)
+        try:
+            out = target(**kw) if callable(target) else _call(target, **kw)
+        except usage_errors as exc:
+            raise click.BadParameter(str(exc)) from None
         if then:
             then(out)
 
@@ -222,14 +149,39 @@ def command(name: str, target: str, doc: str, *options, corpus: bool | str = Tru
     return cli.command(name=name)(callback)
 
 
-def echo(out):
-    click.echo(out)
-
-
-def exit_with(code):
-    if code:
-        sys.exit(code)
-
+command("download", stage_call("streamlearn.acquire.download:run_download"),
+        "Download every pending video (archival format, info.json, captions), verified and resumable.\n\n"
+        "Example: streamlearn download ./corpus --parallel 2", *STAGE_OPTIONS)
+command("transcribe", stage_call("streamlearn.acquire.transcribe:run_transcribe"),
+        "Transcripts with word times: platform captions first, faster-whisper ASR otherwise.\n\n"
+        "Example: streamlearn transcribe ./corpus --parallel 2", *STAGE_OPTIONS)
+command("diarize", stage_call("streamlearn.acquire.diarize:run_diarize", diarize_mode),
+        "Speaker turns (RTTM) and a speaker-attributed transcript for every transcribed video.\n\n"
+        "Example: streamlearn diarize ./corpus --calibrate labelled.rttm",
+        opt("--calibrate", "reference", type=FILE, default=None,
+            help="Tune the clustering threshold on a labelled sample (RTTM, file id = video_id) and store it."),
+        *STAGE_OPTIONS)
+command("chunk", stage_call("streamlearn.chunk:run_chunk", chunk_mode),
+        "Cut every downloaded video into chunks by stream copy and put them in the chunk store.\n\n"
+        "Example: streamlearn chunk ./corpus --chunk-seconds 1200 --store s3://bucket/tour",
+        opt("--chunk-seconds", type=float, default=None, help="Chunk length (default: operating_point.chunk_seconds)."),
+        opt("--store", "store_uri", default=None, help="Chunk store URI (default: storage.uri)."),
+        opt("--node", default=None, help="Write this node's rows to chunks.d/NODE.csv (multi-machine runs)."),
+        opt("--merge", "do_merge", is_flag=True, help="Union chunks.d/*.csv into chunks.csv (refuses conflicts)."),
+        opt("--verify", "do_verify", is_flag=True, help="Check chunks.csv against the videos and the store."),
+        opt("--quick", is_flag=True, help="With --verify: check object sizes only, not their sha256."),
+        *STAGE_OPTIONS)
+command("frames", stage_call("streamlearn.chunk.frames:run_frames"),
+        "Cache every chunk's sampled frames at model resolution for training (frames/<chunk_id>.npy).\n\n"
+        "Example: streamlearn frames ./corpus --parallel 2", *STAGE_OPTIONS)
+command("describe", stage_call("streamlearn.describe.run:run_describe"),
+        "Gold per-chunk descriptions (the training targets), day summaries and a stream digest.\n\n"
+        "Example: streamlearn describe ./corpus --backend openai --limit 10 --parallel 8",
+        opt("--backend", type=click.Choice(["signals", "openai", "transformers", "batch"]), default=None,
+            help="Generator (default: describe.backend in streamlearn.toml)."),
+        opt("--limit", type=int, default=None, help="Describe at most N chunks (prototype on a few first)."),
+        opt("--import", "import_file", type=FILE, default=None,
+            help="With --backend batch: ingest the provider's results file."), *STAGE_OPTIONS)
 
 SOURCES = [opt("--url", default=None, help="Playlist, channel or video URL (anything yt-dlp reads)."),
            opt("--from-jsonl", type=PATH, default=None, help="A saved flat playlist (yt-dlp --flat-playlist -j output)."),
@@ -240,18 +192,18 @@ command("init", "streamlearn.corpus:init_corpus", "Create a corpus folder with i
         opt("--subject", default=None, help="Who the stream is about."),
         opt("--timezone", "tz", default=None, help="Default IANA timezone of the videos, e.g. America/New_York."),
         opt("--storage", default=None, help="Chunk store URI (local path, s3://bucket/prefix, gs://...)."),
-        corpus="path", then=echo, rename={"corpus": "path"})
+        corpus="path", then=click.echo, rename={"corpus": "path"})
 command("status", "streamlearn.status:status_command",
         "Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons, training runs and "
         "evaluations. Exits with status 2 when an integrity check fails.\n\nExample: streamlearn status ./corpus --json",
-        opt("--json", "as_json", is_flag=True, help="Print the report as JSON."), then=exit_with)
+        opt("--json", "as_json", is_flag=True, help="Print the report as JSON."), then=sys.exit)
 command("playlist", "streamlearn.acquire.playlist:run_playlist",
         "Add a playlist's videos to videos.csv (re-running appends new ones only).\n\n"
         "Example: streamlearn playlist ./corpus --url \"https://www.youtube.com/playlist?list=PL...\"", *SOURCES)
 command("acquire", "streamlearn.acquire.run:run_acquire",
         "Playlist → download → transcribe → diarize, in order; each step skips what is done.\n\n"
         "Example: streamlearn acquire ./corpus --url \"https://www.youtube.com/playlist?list=PL...\" --parallel 2",
-        *SOURCES, STAGE_OPTIONS[0], then=lambda results: exit_with(int(any(r.failed for r in results))))
+        *SOURCES, STAGE_OPTIONS[0], then=lambda results: sys.exit(int(any(r.failed for r in results))))
 command("plan", "streamlearn.chunk.plan:plan_command",
         "Token budget per operating point: frames, pairs, frame size, vision tokens (exact vs rule of thumb).\n\n"
         "Example: streamlearn plan --chunk-seconds 600 --chunk-seconds 1200 --fps 0.5 --fps 1 --size 1920x1080",
@@ -264,7 +216,7 @@ command("plan", "streamlearn.chunk.plan:plan_command",
         opt("--total-pixels", type=int, default=None, help="Whole-chunk pixel budget (overrides the config)."),
         opt("--max-frames", type=int, default=None), opt("--frame-min-pixels", type=int, default=None),
         opt("--frame-max-pixels", type=int, default=None), opt("--json", "as_json", is_flag=True),
-        corpus="path", then=echo)
+        corpus="path", then=click.echo)
 command("sync", "streamlearn.chunk.sync:run_sync",
         "Additive, never-delete backup of the corpus (manifests, transcripts, descriptions, unchunked media) to an "
         "object store; re-runs copy only what changed.\n\nExample: streamlearn sync ./corpus gs://my-bucket/tour-backup",
@@ -273,7 +225,7 @@ command("review", "streamlearn.describe.review:run_review",
         "A static HTML page with each chunk's video, transcript, description and QA pairs side by side.\n\n"
         "Example: streamlearn review ./corpus --limit 10",
         opt("--limit", type=int, default=20, show_default=True, help="Chunks on the page (0 = all)."),
-        opt("--out", type=PATH, default=None, help="Page path (default descriptions/review.html)."), then=echo)
+        opt("--out", type=PATH, default=None, help="Page path (default descriptions/review.html)."), then=click.echo)
 command("train", "streamlearn.train.launch:launch",
         "Continually pretrain the model on the stream, day by day (Day-N checkpoints and exports).\n\n"
         "Example: streamlearn train ./corpus --model qwen2.5-vl-7b --days 1-3 --nproc 8",
@@ -304,18 +256,21 @@ command("eval", "streamlearn.evaluate.run:run_eval",
         opt("--bank", default=None, help="Question bank (default: eval.bank)."),
         opt("--systems", type=CommaList(), default=None,
             help="Comma list of weights, video, rag, openai (default: eval.systems)."),
-        opt("--checkpoints", type=CommaList(), default=None, help="Comma list like day0,day3 (default: every Day-N export)."),
+        opt("--checkpoints", type=CommaList(), default=None,
+            help="Comma list like day0,day3 (default: every Day-N export)."),
         opt("--run", default=None, help="Training run whose exports are evaluated (default: eval.run)."),
-        opt("--name", default=None, help="Output folder under evals/ (default RUN-BANK)."), rename={"checkpoints": "wanted"})
+        opt("--name", default=None, help="Output folder under evals/ (default RUN-BANK)."),
+        rename={"checkpoints": "wanted"})
 command("report", "streamlearn.evaluate.report:run_report",
         "A static HTML report: accuracy by category with CIs, retention heatmap, loss curve, cost table.\n\n"
         "Example: streamlearn report ./corpus",
-        opt("--name", default=None, help="Evaluation under evals/ (default RUN-BANK)."), then=echo)
+        opt("--name", default=None, help="Evaluation under evals/ (default RUN-BANK)."), then=click.echo)
 command("sweep", "streamlearn.evaluate.sweep:run_sweep",
         "Operating-point sweep: the video system over the bank per model x chunk length x fps.\n\n"
         "Example: streamlearn sweep ./corpus --models Qwen/Qwen2.5-VL-7B-Instruct --chunk-seconds 300,1200 --fps 0.5,1",
         opt("--models", type=CommaList(), required=True, help="Comma list of presets, model folders or hub ids."),
-        opt("--chunk-seconds", "chunk_seconds", type=CommaList(float), required=True, help="Comma list, e.g. 300,600,1200."),
+        opt("--chunk-seconds", "chunk_seconds", type=CommaList(float), required=True,
+            help="Comma list, e.g. 300,600,1200."),
         opt("--fps", type=CommaList(float), required=True, help="Comma list, e.g. 0.5,1."),
         opt("--bank", default=None, help="Question bank (default: eval.bank)."),
         opt("--limit", type=int, default=None, help="Only the first N questions with evidence."))
@@ -325,7 +280,7 @@ command("export", "streamlearn.export:run_export",
         opt("--format", "fmt", type=click.Choice(["llava", "sharegpt", "hf", "webdataset", "lmms-eval"]), required=True,
             help="Target shape (lmms-eval exports the question bank)."),
         opt("--bank", default=None, help="With --format lmms-eval: the bank (default: eval.bank)."),
-        opt("--out", type=PATH, default=None, help="Folder (default exports/FORMAT)."), then=echo)
+        opt("--out", type=PATH, default=None, help="Folder (default exports/FORMAT)."), then=click.echo)
 command("demo", "streamlearn.demo:run_demo",
         "Run the whole chain on embedded defaults: a synthetic tour, then every stage.\n\n"
         "Example: streamlearn demo ./demo-corpus",
@@ -333,52 +288,25 @@ command("demo", "streamlearn.demo:run_demo",
         opt("--days", default=3, show_default=True, help="Days of synthetic tour."),
         opt("--minutes", default=1.5, show_default=True, help="Minutes of video per day."),
         opt("--chunk-seconds", default=30.0, show_default=True), corpus=False)
-
-
-@cli.command()
-@click.argument("out", type=PATH)
-@opt("--days", default=3, show_default=True, help="Days (one video each).")
-@opt("--minutes", default=2.0, show_default=True, help="Length of each day's video.")
-@opt("--seed", default=0, show_default=True)
-@opt("--speakers", default=2, show_default=True, help="Distinct voices (2-4).")
-@opt("--scene-seconds", default=30.0, show_default=True, help="Mean scene length.")
-@opt("--size", default="640x360", show_default=True, help="Frame size WxH.")
-@opt("--fps", default=30, show_default=True)
-@opt("--gop-seconds", default=2.0, show_default=True, help="Keyframe interval.")
-@opt("--variants", type=CommaList(), default="mkv,mp4", show_default=True, help="mkv (VP9+Opus) and/or mp4 (H.264+AAC).")
-@opt("--captions", "caption_days", default="even", show_default=True,
-     type=click.Choice(["even", "odd", "all", "none"]), help="Which days get platform captions.")
-@opt("--serve", is_flag=True, help="After rendering (or if OUT already holds a tour), serve it on 127.0.0.1.")
-@opt("--port", default=0, show_default=True, help="Port for --serve (0 = any free port).")
-def synth(out, size, variants, serve, port, **plan_args):
-    """Make a synthetic multi-day IRL tour (the project's test and demo data).
-
-    Example: streamlearn synth ./tour --days 3 --minutes 2 --seed 0 --serve
-    """
-    from streamlearn.testdata.synth import synthesize
-
-    if not (out / "ground_truth.json").exists():
-        try:
-            synthesize(out, size=size_type(size), variants=tuple(variants), **plan_args)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-        click.echo(f"tour written to {out}")
-    elif not serve:
-        raise StreamlearnError(f"{out} already holds a synthetic tour; pick an empty folder or add --serve")
-    if serve:
-        from streamlearn.testdata.loopback import LoopbackServer
-
-        srv = LoopbackServer(out, port=port)
-        click.echo(f"serving {out} at {srv.base_url}/ (playlist: {srv.url('playlist.rss')}); Ctrl-C stops")
-        try:
-            srv.serve_forever()
-        except KeyboardInterrupt:
-            click.echo("stopped")
+command("synth", "streamlearn.testdata.synth:synth_command",
+        "Make a synthetic multi-day IRL tour (the project's test and demo data).\n\n"
+        "Example: streamlearn synth ./tour --days 3 --minutes 2 --seed 0 --serve",
+        click.argument("out", type=PATH), opt("--days", default=3, show_default=True, help="Days (one video each)."),
+        opt("--minutes", default=2.0, show_default=True, help="Length of each day's video."),
+        opt("--seed", default=0, show_default=True),
+        opt("--speakers", default=2, show_default=True, help="Distinct voices (2-4)."),
+        opt("--scene-seconds", default=30.0, show_default=True, help="Mean scene length."),
+        opt("--size", default="640x360", show_default=True, callback=lambda c, p, v: size_type(v),
+            help="Frame size WxH."),
+        opt("--fps", default=30, show_default=True),
+        opt("--gop-seconds", default=2.0, show_default=True, help="Keyframe interval."),
+        opt("--variants", type=CommaList(), default="mkv,mp4", show_default=True, help="mkv (VP9+Opus) and/or mp4 (H.264+AAC)."),
+        opt("--captions", "caption_days", default="even", show_default=True,
+            type=click.Choice(["even", "odd", "all", "none"]), help="Which days get platform captions."),
+        opt("--serve", is_flag=True, help="After rendering (or if OUT already holds a tour), serve it on 127.0.0.1."),
+        opt("--port", default=0, show_default=True, help="Port for --serve (0 = any free port)."),
+        corpus=False, usage_errors=(ValueError,))
 
 
 def main():
     cli(prog_name="streamlearn")
-
-
-if __name__ == "__main__":
-    main()

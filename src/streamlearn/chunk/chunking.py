@@ -314,3 +314,12 @@ def verify(corpus: Corpus, store_uri: str | None = None, check_hash: bool = True
                                 f"{(digest or '?')[:12]}, chunks.csv says {r['bytes']} / {r['sha256'][:12]}")
             prog.advance(r["chunk_id"])
     return problems
+
+
+def verify_command(corpus: Corpus, store_uri: str | None = None, quick: bool = False) -> int:
+    """`chunk --verify`: one line per problem and a summary; 1 when there is any."""
+    problems = verify(corpus, store_uri, check_hash=not quick)
+    for p in problems:
+        print(f"verify: {p}")
+    print(f"verify: {len(corpus.chunks.read())} chunks, {len(problems)} problems")
+    return 1 if problems else 0

@@ -100,7 +100,9 @@ def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previ
 def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None = None, only: list[str] | None = None,
                  parallel: int = 1, force: bool = False, import_file: Path | None = None,
                  executor=None) -> StageResult:
-    name = backend or corpus.config.describe.backend
+    if import_file and backend not in (None, "batch"):
+        raise StreamlearnError("--import goes with --backend batch")
+    name = "batch" if import_file else backend or corpus.config.describe.backend
     if name not in BACKENDS:
         raise StreamlearnError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
     store = store_for(corpus)

@@ -340,3 +340,21 @@ def load_truth(out: Path) -> dict:
         raise StreamlearnError(f"{out} holds no synthetic tour (no ground_truth.json); make one with `streamlearn synth`")
     return json.loads(path.read_text(encoding="utf-8"))
 
+
+def synth_command(out: Path, size: tuple[int, int], variants: list[str], serve: bool = False, port: int = 0,
+                  **plan) -> None:
+    """`streamlearn synth`: render a tour into `out` (unless it holds one), then serve it if asked."""
+    if not (out / "ground_truth.json").exists():
+        synthesize(out, size=size, variants=tuple(variants), **plan)
+        print(f"tour written to {out}")
+    elif not serve:
+        raise StreamlearnError(f"{out} already holds a synthetic tour; pick an empty folder or add --serve")
+    if serve:
+        from streamlearn.testdata.loopback import LoopbackServer
+
+        srv = LoopbackServer(out, port=port)
+        print(f"serving {out} at {srv.base_url}/ (playlist: {srv.url('playlist.rss')}); Ctrl-C stops", flush=True)
+        try:
+            srv.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped")
