@@ -21,9 +21,9 @@ CONFIG_NAME = "streamlearn.toml"
 SCHEMA_VERSION = 1
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
+def _check(cond: bool, key: str, msg: str, where: str = CONFIG_NAME) -> None:
     if not cond:
-        raise ConfigError(f"{CONFIG_NAME}: {key} {msg}")
+        raise ConfigError(f"{where}: {key} {msg}")
 
 
 def check_timezone(name: str, key: str) -> None:
@@ -200,11 +200,6 @@ class EvalSection:
 TARGETS = ("description", "qa", "qa_text", "paraphrase", "facts", "day_summary")
 
 
-def _check_train(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise ConfigError(f"train config: {key} {msg}")
-
-
 @dataclass
 class TrainConfig:
     """[train]: full-parameter continual pretraining (streamlearn train); `--config train.toml` and
@@ -244,22 +239,25 @@ class TrainConfig:
     compute_dtype: str = "bfloat16"
 
     def __post_init__(self):
-        _check_train(self.lr > 0 and self.vision_lr >= 0, "lr", "must be > 0 (vision_lr >= 0)")
-        _check_train(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
-        _check_train(self.grad_accum >= 1 and self.epochs_per_day >= 1, "grad_accum", "and epochs_per_day must be >= 1")
-        _check_train(bool(self.targets) and all(t in TARGETS for t in self.targets), "targets",
-               f"must be a non-empty list of {', '.join(TARGETS)}")
-        _check_train(0 <= self.replay_ratio < 1, "replay_ratio", "must be in [0, 1)")
-        _check_train(0 <= self.stream_replay < 1, "stream_replay", "must be in [0, 1)")
-        _check_train(self.export_dtype in ("bfloat16", "float32"), "export_dtype", "must be bfloat16 or float32")
-        _check_train(self.compute_dtype in ("bfloat16", "float32"), "compute_dtype", "must be bfloat16 or float32")
-        _check_train(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
-        _check_train(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
-        _check_train(self.max_seq_len > 0, "max_seq_len", "must be > 0")
-        _check_train(self.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on the device)")
-        _check_train(self.fact_variants >= 1, "fact_variants", "must be >= 1")
-        _check_train(self.keep_last >= 0 and self.keep_days >= 0, "keep_last", "and keep_days must be >= 0")
-        _check_train(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")
+        def check(cond: bool, key: str, msg: str) -> None:
+            _check(cond, key, msg, where="train config")
+
+        check(self.lr > 0 and self.vision_lr >= 0, "lr", "must be > 0 (vision_lr >= 0)")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
+        check(self.grad_accum >= 1 and self.epochs_per_day >= 1, "grad_accum", "and epochs_per_day must be >= 1")
+        check(bool(self.targets) and all(t in TARGETS for t in self.targets), "targets",
+              f"must be a non-empty list of {', '.join(TARGETS)}")
+        check(0 <= self.replay_ratio < 1, "replay_ratio", "must be in [0, 1)")
+        check(0 <= self.stream_replay < 1, "stream_replay", "must be in [0, 1)")
+        check(self.export_dtype in ("bfloat16", "float32"), "export_dtype", "must be bfloat16 or float32")
+        check(self.compute_dtype in ("bfloat16", "float32"), "compute_dtype", "must be bfloat16 or float32")
+        check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
+        check(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
+        check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
+        check(self.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on the device)")
+        check(self.fact_variants >= 1, "fact_variants", "must be >= 1")
+        check(self.keep_last >= 0 and self.keep_days >= 0, "keep_last", "and keep_days must be >= 0")
+        check(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")
 
 
 def load_train_config(base: "TrainConfig | dict | None" = None, path: Path | None = None, **overrides) -> TrainConfig:

@@ -19,7 +19,7 @@ from pathlib import Path
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.framecache import read_frames
+from streamlearn.framecache import read_frame_cache, read_frames
 from streamlearn.manifest import atomic_write_text
 from streamlearn.train.samples import build_specs
 
@@ -37,7 +37,7 @@ def training_pairs(corpus: Corpus) -> list[dict]:
             c = chunks.get(cid) if cid else None
             uri = (c or {}).get("media_uri")
             video = str(corpus.abs(uri)) if uri and "://" not in uri else uri
-            frames_meta = json.loads(corpus.abs(s.frames[0]).with_suffix(".json").read_text()) if s.frames else {}
+            frames_meta = read_frame_cache(corpus.abs(s.frames[0]), s.key)[1] if s.frames else {}
             pairs.append({"key": s.key.replace("/", "__"), "kind": s.kind, "day": day, "chunk_id": cid,
                           "video": video if s.frames else None,
                           "frames": str(corpus.abs(s.frames[0])) if len(s.frames) == 1 else None,

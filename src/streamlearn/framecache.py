@@ -118,6 +118,12 @@ def extract(src: Path, start: float, duration: float, n: int, width: int, height
 
 def read_frames(path: Path, label: str | None = None) -> tuple[np.ndarray, float]:
     """A frame cache, memory-mapped (T, H, W, 3), and its sampling fps (from the sidecar)."""
+    frames, meta = read_frame_cache(path, label)
+    return frames, float(meta["sample_fps"])
+
+
+def read_frame_cache(path: Path, label: str | None = None) -> tuple[np.ndarray, dict]:
+    """A frame cache, memory-mapped (T, H, W, 3), and its sidecar (sample fps, timestamps, grid)."""
     path = Path(path)
     name = label or path.stem
     if not path.exists():
@@ -127,13 +133,11 @@ def read_frames(path: Path, label: str | None = None) -> tuple[np.ndarray, float
     if not meta.exists():
         raise StreamlearnError(f"{name}: frame cache {path.name} has no sidecar {meta.name} (its sampling fps); "
                                f"run `streamlearn frames --force --only {path.stem}`")
-    return np.load(path, mmap_mode="r"), float(json.loads(meta.read_text())["sample_fps"])
+    return np.load(path, mmap_mode="r"), json.loads(meta.read_text())
 
 
 def load_frames(corpus, chunk: dict) -> tuple[np.ndarray, dict]:
     """A chunk's cached frames (memory-mapped) and their sidecar."""
     if not chunk.get("frames_path"):
         raise StreamlearnError(f"{chunk['chunk_id']}: no cached frames; run `streamlearn frames` first")
-    path = corpus.abs(chunk["frames_path"])
-    arr, _ = read_frames(path, chunk["chunk_id"])
-    return arr, json.loads(path.with_suffix(".json").read_text())
+    return read_frame_cache(corpus.abs(chunk["frames_path"]), chunk["chunk_id"])

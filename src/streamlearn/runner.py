@@ -148,7 +148,7 @@ def groups_of(rows: list[dict], group_by: str | None) -> list[list[dict]]:
 
 def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: bool = False,
               executor: Executor | None = None, on_result: Callable[[dict, dict], None] | None = None,
-              record_status: bool = True, label: str | None = None) -> StageResult:
+              record_status: bool = True) -> StageResult:
     """Apply `stage.work` to each row and record done/skipped/failed as results arrive.
 
     This process is the single manifest writer: `on_result(row, values)` lets a stage write what
@@ -191,7 +191,7 @@ def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: 
         prog.advance(k, ok=False, note=reason)
 
     groups = groups_of(rows, stage.group_by)
-    with console.stage_progress(label or name, len(rows)) as prog:
+    with console.stage_progress(name, len(rows)) as prog:
         if ex.kind == "ray":
             _run_ray(ex, corpus, stage.work, groups, lambda item: record(item, prog))
         elif ex.parallel <= 1:
@@ -257,8 +257,7 @@ def _run_ray(ex: Executor, corpus, work: Callable, groups: list[list[dict]], rec
 
 
 def run(stage: Stage, corpus, only: list[str] | None = None, force: bool = False, parallel: int = 1,
-        executor: Executor | None = None, on_result=None, rows: list[dict] | None = None) -> StageResult:
-    """Select the stage's items (or take `rows`, already selected) and run them."""
-    if rows is None:
-        rows, _ = select(getattr(corpus, stage.table), stage.name, stage.requires, only, force, stage.match)
+        executor: Executor | None = None, on_result=None) -> StageResult:
+    """Select the stage's items and run them."""
+    rows, _ = select(getattr(corpus, stage.table), stage.name, stage.requires, only, force, stage.match)
     return run_stage(stage, corpus, rows, parallel=parallel, force=force, executor=executor, on_result=on_result)

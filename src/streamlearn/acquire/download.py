@@ -25,7 +25,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
 from streamlearn.media import check_decodes, probe, sha256_file
-from streamlearn.runner import Stage, StageResult, run, select
+from streamlearn.runner import Stage, StageResult, run_stage, select
 
 # The Archivist order as a sort: resolution, then frame rate, then codec (yt-dlp's codec order is
 # av01 > vp9.2 > vp9 > h265 > h264), Opus preferred over other audio.
@@ -320,5 +320,5 @@ def run_download(corpus: Corpus, parallel: int = 1, only: list[str] | None = Non
     if force:
         for row in rows:
             _forget_archive(corpus.root / "download_archive.txt", row["video_id"])
-    return run(stage, corpus, rows=rows, force=force, parallel=parallel, executor=executor,
-               on_result=lambda row, values: _fill_static(corpus, row["video_id"]))
+    return run_stage(stage, corpus, rows, parallel=parallel, force=force, executor=executor,
+                     on_result=lambda row, values: _fill_static(corpus, row["video_id"]))

@@ -64,7 +64,7 @@ def _batch_replies(path: str, mtime: float) -> dict:
     return read_batch_results(Path(path))
 
 
-def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previous_of: dict,
+def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previous_of: dict, videos: dict,
                    import_file: str | None) -> dict:
     """Describe one chunk (seeing its predecessor's description, when there is one) and write its
     file; returns the chunk's describe columns. The runner keeps a video's chunks in order."""
@@ -74,8 +74,7 @@ def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previ
     prev_id = previous_of.get(c["chunk_id"])
     prev_path = description_path(corpus, prev_id) if prev_id else None
     prev = D.load(prev_path) if prev_path and prev_path.exists() else None
-    video = corpus.videos.rows_by_key().get(c["video_id"], {})
-    ctx = ChunkContext(corpus, c, video, n_days, store_for(corpus), prev)
+    ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store_for(corpus), prev)
     if not ctx.has_video:  # a voice memo: described from its speech, never from frames
         from streamlearn.describe.speech_only import describe_speech_only
 
@@ -86,13 +85,13 @@ def describe_chunk(corpus: Corpus, c: dict, name: str, n_days: int | None, previ
         doc, usage = describe_from_batch(replies[c["chunk_id"]], ctx, corpus.config.describe)
     else:
         doc, usage = impl.describe(ctx)
-    doc["generator"] = {"backend": name if replies is None else "batch", "model": model_name}
+    doc["generator"] = {"backend": name, "model": model_name}
     problems = D.validate(doc)
     if problems:
         raise StreamlearnError(f"description fails the schema: {'; '.join(problems[:3])}")
     path = description_path(corpus, c["chunk_id"])
     write_text(path, doc)  # the file first, the record last
-    return {"description_path": corpus.rel(path), "describe_backend": "batch" if import_file else name,
+    return {"description_path": corpus.rel(path), "describe_backend": name,
             "describe_model": model_name, "prompt_tokens": usage.get("prompt_tokens"),
             "completion_tokens": usage.get("completion_tokens"), "cost_usd": usage.get("cost_usd")}
 
@@ -114,7 +113,7 @@ def run_describe(corpus: Corpus, backend: str | None = None, limit: int | None =
     previous_of = {b["chunk_id"]: a["chunk_id"] for a, b in zip(all_chunks, all_chunks[1:])
                    if a["video_id"] == b["video_id"]}
     stage = Stage("describe", "chunks", partial(describe_chunk, name=name, n_days=n_days, previous_of=previous_of,
-                                                import_file=str(import_file) if import_file else None),
+                                                videos=videos, import_file=str(import_file) if import_file else None),
                   group_by="video_id", match=("video_id",))
     rows, _ = select(corpus.chunks, "describe", only=only, force=force, match=stage.match)
     order = {c["chunk_id"]: k for k, c in enumerate(all_chunks)}
