@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from gpu_corpus import make_corpus  # noqa: E402
 
 from streamlearn.evaluate import bank as B  # noqa: E402
+from streamlearn import questionbank as QB
 from streamlearn.evaluate.run import evidence_chunk, evidence_frames, item_groups  # noqa: E402
 from streamlearn.evaluate.systems import INSTRUCTION, INSTRUCTION_NO_VIDEO, LocalAnswerer  # noqa: E402
 from streamlearn.models import BLANK_FRAMES, _cache_kwarg  # noqa: E402
@@ -86,7 +87,7 @@ def main() -> None:
     corpus = make_corpus(Path(args.work), days=2, chunks_per_day=args.chunks // 2, frames=args.frames,
                          signs=args.signs, train={"require_sealed_bank": False})
     B.run_questions(corpus, "main", do_seal=True)
-    items = [i for i in B.load_bank(corpus, "main") if i["answer_type"] == "mc"]
+    items = [i for i in QB.load_bank(corpus, "main") if i["answer_type"] == "mc"]
     chunks = corpus.chunks.rows_by_key()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()

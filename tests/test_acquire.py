@@ -271,15 +271,17 @@ def test_from_dir_recordings(tour, tmp_path):
     rows = {Path(r["local_path"]).name: r for r in corpus.videos.read()}
     assert set(rows) == {good.name, "silent.mp4", "broken.mp4"}
     assert all(re.fullmatch(r"rec-[0-9a-f]{12}", r["video_id"]) for r in rows.values())
-    assert rows["broken.mp4"]["download_status"] == "failed"
-    assert rows["broken.mp4"]["download_error"] == ("broken.mp4: truncated: the file ends inside its header; "
-                                                    "copy or download the complete file again")
+    assert not rows["broken.mp4"]["download_status"]  # the download stage records its failure, not the playlist
     assert rows[good.name]["start_source"] == "container"
     assert rows[good.name]["release_timestamp"] == truth["days"][0]["release_timestamp"]
     again = run_playlist(corpus, from_dir=rec)
     assert again["added"] == 0  # ids are stable
     result = run_download(corpus)
     assert sorted(result.done) == sorted([rows[good.name]["video_id"], rows["silent.mp4"]["video_id"]])
+    broken = corpus.videos.get(rows["broken.mp4"]["video_id"])
+    assert broken["download_status"] == "failed" and result.failed == {broken["video_id"]: broken["download_error"]}
+    assert broken["download_error"] == ("broken.mp4: truncated: the file ends inside its header; "
+                                        "copy or download the complete file again")
     media = corpus.abs(corpus.videos.get(rows[good.name]["video_id"])["media_path"])
     assert media.is_symlink() and media.parent == corpus.video_dir(rows[good.name]["video_id"])
     result = run_transcribe(corpus)

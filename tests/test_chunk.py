@@ -186,7 +186,7 @@ def test_node_parts_merge_and_conflicts(tour, tmp_path):
     assert {r["node"] for r in corpus.chunks.read()} == {"node-a", "node-b"}
     assert all(r["chunk_status"] == "done" for r in corpus.videos.read())
     assert verify(corpus) == []
-    part = Manifest(corpus.parts_dir / "node-b.csv", CHUNKS)
+    part = Manifest(corpus.folder("parts") / "node-b.csv", CHUNKS)
     part.transform(lambda rows: rows[0].update(sha256="0" * 64))
     with pytest.raises(ManifestError) as e:
         merge(corpus)

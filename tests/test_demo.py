@@ -154,7 +154,7 @@ def fake_endpoint(items: list[dict], good: set[str], status: int = 200) -> FakeC
 
 def test_openai_system_is_graded_and_failures_are_not_wrong(demo):
     from streamlearn.corpus import Corpus
-    from streamlearn.evaluate.bank import load_bank
+    from streamlearn.questionbank import load_bank
     from streamlearn.evaluate.run import run_eval
 
     work, _, _ = demo

@@ -137,7 +137,8 @@ def test_judge_panel_votes():
 def test_bank_import_and_seal(tmp_path):
     from streamlearn.config import Config
     from streamlearn.corpus import Corpus
-    from streamlearn.evaluate.bank import load_bank, run_questions
+    from streamlearn.evaluate.bank import run_questions
+    from streamlearn.questionbank import load_bank
 
     corpus, _ = Corpus.init(tmp_path / "c", Config())
     src = tmp_path / "bank.csv"

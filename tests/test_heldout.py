@@ -17,11 +17,12 @@ from trainkit import make_train_corpus
 from streamlearn import heldout as H
 from streamlearn.errors import StreamlearnError
 from streamlearn.evaluate import bank as B
+from streamlearn import questionbank as QB
 from streamlearn.evaluate.contamination import audit
 from streamlearn.evaluate.guesser import cue, guess
 from streamlearn.evaluate.stats import cluster_signflip_p, holm, paired_cluster_bootstrap
 from streamlearn.config import load_train_config
-from streamlearn.train.samples import build_specs
+from streamlearn.targets import build_specs
 
 FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": True, "targets": ["description", "qa_text"]}
 
@@ -52,10 +53,10 @@ def sealed(tmp_path):
 
 
 def test_bank_records_the_split_and_its_items(sealed):
-    items = B.load_bank(sealed, "main")
-    split = B.load_split(sealed, "main")
+    items = QB.load_bank(sealed, "main")
+    split = QB.load_split(sealed, "main")
     by_fact = {f["fact"]: f["split"] for f in split["facts"]}
-    assert json.loads(B.seal_path(sealed, "main").read_text())["split_sha256"]
+    assert json.loads(QB.seal_path(sealed, "main").read_text())["split_sha256"]
     generated = [i for i in items if i["id"].startswith("q")]
     signs: dict[int, set] = {}
     for path in (sealed.root / "descriptions").glob("*.json"):
@@ -76,10 +77,10 @@ def test_bank_records_the_split_and_its_items(sealed):
 
     assert len({normalize(i["question"]) for i in items}) == len(items)  # a question determines its answer
     # the split file was sealed with the bank: changing it is refused
-    path = B.split_path(sealed, "main")
+    path = QB.split_path(sealed, "main")
     path.write_text(path.read_text().replace('"trained"', '"heldout"', 1))
     with pytest.raises(StreamlearnError, match="held-out split of question bank 'main'.*changed since it was sealed"):
-        B.load_bank(sealed, "main")
+        QB.load_bank(sealed, "main")
 
 
 def test_training_takes_only_qa_trained_facts(sealed):
@@ -87,7 +88,7 @@ def test_training_takes_only_qa_trained_facts(sealed):
     c = H.load_constraints(sealed.root / "questions")
     by_day, _ = build_specs(sealed, cfg, None, c)
     trained_q = {s.target.splitlines()[0][3:] for d in by_day.values() for s in d if s.kind == "qa_text"}
-    split = B.load_split(sealed, "main")
+    split = QB.load_split(sealed, "main")
     assert trained_q == {f["question"] for f in split["facts"] if f["split"] == H.TRAINED}
     everything, _ = build_specs(sealed, cfg, None, None)
     assert len([s for d in everything.values() for s in d if s.kind == "qa_text"]) > len(trained_q)
@@ -96,7 +97,7 @@ def test_training_takes_only_qa_trained_facts(sealed):
 
 
 def test_train_refuses_a_planted_heldout_question_and_a_missing_bank(sealed, tmp_path, run_cli):
-    held = next(i for i in B.load_bank(sealed, "main") if i["split"] == H.HELDOUT and i["id"].startswith("q"))
+    held = next(i for i in QB.load_bank(sealed, "main") if i["split"] == H.HELDOUT and i["id"].startswith("q"))
     cid = held["evidence"]["chunk_ids"][0]
     path = sealed.root / "descriptions" / f"{cid}.json"
     doc = json.loads(path.read_text())
@@ -142,13 +143,13 @@ def test_eval_refuses_a_bank_sealed_after_the_run_started(sealed):
     c = H.load_constraints(sealed.root / "questions")
     start_heldout(sealed.root / "runs" / "main", c.banks)
     assert run_checks(sealed, "main", "main")["banks"][0]["name"] == "main"
-    items = B.load_bank(sealed, "main")
+    items = QB.load_bank(sealed, "main")
     B.write_bank(sealed, "late", items[:5])
     B.seal(sealed, "late")
     with pytest.raises(StreamlearnError, match=r"question bank 'late' \(sealed at .*\) was not sealed when run 'main' "
                                                r"started training .* evaluate with a bank sealed before the run"):
         run_checks(sealed, "main", "late")
-    B.write_bank(sealed, "main", items[:-1], force=True, split=B.load_split(sealed, "main"))
+    B.write_bank(sealed, "main", items[:-1], force=True, split=QB.load_split(sealed, "main"))
     B.seal(sealed, "main")
     with pytest.raises(StreamlearnError, match="question bank 'main' changed since run 'main' started training on it"):
         run_checks(sealed, "main", "main")
@@ -222,7 +223,7 @@ def test_eval_flags_heldout_items_a_run_trained_on_by_id(tmp_path, run_cli):
     res = run_cli("eval", corpus.root, "--systems", "weights")
     assert res.exit_code == 0, res.output
     assert "trained without a held-out split" in res.output
-    held = [i["id"] for i in B.load_bank(corpus, "main") if i["split"] == H.HELDOUT and i["variant"] == "original"
+    held = [i["id"] for i in QB.load_bank(corpus, "main") if i["split"] == H.HELDOUT and i["variant"] == "original"
             and i["id"].startswith("q")]
     flags = json.loads((corpus.root / "evals/main-main/contamination.json").read_text())["items"]
     assert held and all("question" in flags[i]["flags"] for i in held)
@@ -230,7 +231,7 @@ def test_eval_flags_heldout_items_a_run_trained_on_by_id(tmp_path, run_cli):
     assert all(i in line for i in held[:12])
     results = json.loads((corpus.root / "evals/main-main/results.json").read_text())
     assert set(held) <= set(results["contamination"]["heldout_ids"])
-    items = B.load_bank(corpus, "main")
+    items = QB.load_bank(corpus, "main")
     clean = [i for i in items if i["split"] == H.HELDOUT and i["evidence_day"] is not None
              and i["category"] != "abstention" and not flags[i["id"]]["flags"]]
     transfer = [r for r in results["verdict"] if r["group"] == "transfer" and r["scoring"] == results["mc_scoring"]]

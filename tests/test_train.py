@@ -25,7 +25,8 @@ from streamlearn.errors import ConfigError, StreamlearnError
 from streamlearn.models import build_tokenizer, load_model
 from streamlearn.config import load_train_config
 from streamlearn.train.engine import train
-from streamlearn.train.samples import build_specs, encode
+from streamlearn.targets import build_specs
+from streamlearn.train.samples import encode
 from streamlearn.vision_budget import VisionGeometry
 
 GOLDEN = Path(__file__).parent / "assets" / "golden_losses_tiny.json"
@@ -248,7 +249,8 @@ def test_batched_vision_attention_is_the_same_math(tmp_path):
 
 
 def test_stream_replay_mixes_earlier_days_deterministically():
-    from streamlearn.train.samples import SampleSpec, earlier_days_pool, mix_replay
+    from streamlearn.targets import SampleSpec
+    from streamlearn.train.samples import earlier_days_pool, mix_replay
 
     by_day = {d: [SampleSpec(f"d{d}/{k}", "qa_text", d, [], f"t{d}{k}", "i") for k in range(4)] for d in (1, 2, 3)}
     pool = earlier_days_pool(by_day, 3, seed=0)

@@ -12,7 +12,9 @@ from pathlib import Path
 import click
 
 from streamlearn import __version__, console
+from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
+from streamlearn.runner import Executor
 
 
 class Group(click.Group):
@@ -58,10 +60,8 @@ def _call(target: str, *args, **kwargs):
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
-CORPUS_ARG = click.argument("corpus", required=False, type=click.Path(path_type=Path))
-opt = click.option
-PATH = click.Path(path_type=Path)
-FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
+opt, PATH, FILE = click.option, click.Path(path_type=Path), click.Path(path_type=Path, exists=True, dir_okay=False)
+CORPUS_ARG = click.argument("corpus", required=False, type=PATH)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -92,50 +92,39 @@ STAGE_OPTIONS = [
 
 
 def stage_call(target: str, mode: Callable | None = None):
-    """`target(corpus, parallel=, only=, force=, executor=, **its options)`; `mode(corpus, **options)`
-    may handle the call itself (diarize --calibrate, chunk --merge/--verify) and return True."""
+    """`target(corpus, parallel=, only=, force=, executor=, **its options)`; `mode(corpus, options)` takes
+    its own options out and may handle the call itself (diarize --calibrate, chunk --merge/--verify)."""
     def call(corpus, parallel, only, force, executor, ray_address, gpus_per_task, **options):
-        from streamlearn.runner import Executor
-
-        if mode and mode(corpus, **options):
+        if mode and mode(corpus, options):
             return None
-        options = {k: v for k, v in options.items() if k not in MODE_ONLY}
         ex = Executor(kind=executor, parallel=parallel, address=ray_address, num_gpus=gpus_per_task)
         if _call(target, corpus, parallel=parallel, only=list(only), force=force, executor=ex, **options).failed:
             sys.exit(1)  # failed items are recorded with their reasons; skipped ones are not failures
-        return None
     return call
 
 
-def diarize_mode(c, reference=None) -> bool:
-    if reference:
+def diarize_mode(c, options: dict) -> bool:
+    if reference := options.pop("reference"):
         _call("streamlearn.acquire.diarize:calibrate", c, reference)
     return bool(reference)
 
 
-def chunk_mode(c, do_merge=False, do_verify=False, quick=False, store_uri=None, **_) -> bool:
+def chunk_mode(c, options: dict) -> bool:
+    do_merge, do_verify, quick = options.pop("do_merge"), options.pop("do_verify"), options.pop("quick")
     if do_merge:
         _call("streamlearn.chunk:merge", c)
     elif do_verify:
-        sys.exit(_call("streamlearn.chunk.chunking:verify_command", c, store_uri, quick))
+        sys.exit(_call("streamlearn.chunk.chunking:verify_command", c, options["store_uri"], quick))
     return do_merge or do_verify
 
 
-MODE_ONLY = {"reference", "do_merge", "do_verify", "quick"}  # options of a mode, not of the stage's run
-
-
-def command(name: str, target, doc: str, *options, corpus: bool | str = True, then=None, rename=None,
-            usage_errors: tuple = ()):
-    """A command whose options are `target`'s keyword arguments (renamed by `rename`); CORPUS is opened
-    first (`corpus="path"`: passed as given; False: no CORPUS argument); `then(result)` handles the result;
-    `usage_errors` are bad option values (exit 2 with the usage line)."""
+def command(name: str, target, doc: str, *options, corpus: bool | str = True, then=None, usage_errors: tuple = ()):
+    """A command whose options are `target`'s keyword arguments; CORPUS is opened first (`corpus="path"`:
+    passed as given; False: no CORPUS argument); `then(result)` handles the result; `usage_errors` are bad
+    option values (exit 2 with the usage line)."""
     def callback(**kw):
-        if corpus:
-            from streamlearn.corpus import Corpus
-
-            kw["corpus"] = Corpus.open(kw["corpus"]) if corpus is True else kw["corpus"]
-        for a, b in (rename or {}).items():
-            kw[b] = kw.pop(a)
+        if corpus is True:
+            kw["corpus"] = Corpus.open(kw["corpus"])
         try:
             out = target(**kw) if callable(target) else _call(target, **kw)
         except usage_errors as exc:
@@ -192,7 +181,7 @@ command("init", "streamlearn.corpus:init_corpus", "Create a corpus folder with i
         opt("--subject", default=None, help="Who the stream is about."),
         opt("--timezone", "tz", default=None, help="Default IANA timezone of the videos, e.g. America/New_York."),
         opt("--storage", default=None, help="Chunk store URI (local path, s3://bucket/prefix, gs://...)."),
-        corpus="path", then=click.echo, rename={"corpus": "path"})
+        corpus="path", then=click.echo)
 command("status", "streamlearn.status:status_command",
         "Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons, training runs and "
         "evaluations. Exits with status 2 when an integrity check fails.\n\nExample: streamlearn status ./corpus --json",
@@ -240,27 +229,26 @@ command("train", "streamlearn.train.launch:launch",
         opt("--nodes", type=int, default=2, show_default=True, help="With --slurm: nodes."),
         opt("--gpus-per-node", type=int, default=8, show_default=True, help="With --slurm: GPUs per node."),
         opt("--partition", default=None, help="With --slurm: the partition."),
-        opt("--submit", is_flag=True, help="With --slurm: submit the script with sbatch."),
-        then=sys.exit, rename={"submit": "do_submit"})
+        opt("--submit", "do_submit", is_flag=True, help="With --slurm: submit the script with sbatch."),
+        then=sys.exit)
 command("questions", "streamlearn.evaluate.bank:run_questions",
         "Build the question bank from the descriptions (or import one), and seal it.\n\n"
         "Example: streamlearn questions ./corpus --seal",
-        opt("--bank", default="main", show_default=True, help="Bank name: questions/BANK.jsonl."),
+        opt("--bank", "name", default="main", show_default=True, help="Bank name: questions/BANK.jsonl."),
         opt("--import", "import_file", type=FILE, default=None,
             help="A human-written CSV or JSONL bank instead of generating one."),
         opt("--seal", "do_seal", is_flag=True, help="Freeze the bank (its hash is recorded; changes are refused)."),
-        STAGE_OPTIONS[2], rename={"bank": "name"})
+        STAGE_OPTIONS[2])
 command("eval", "streamlearn.evaluate.run:run_eval",
         "Day-0 vs Day-N: memorised / transfer / placebo with paired cluster CIs, audit, guesser, forgetting.\n\n"
         "Example: streamlearn eval ./corpus --systems weights,rag --checkpoints day0,day3",
         opt("--bank", default=None, help="Question bank (default: eval.bank)."),
         opt("--systems", type=CommaList(), default=None,
             help="Comma list of weights, video, rag, openai (default: eval.systems)."),
-        opt("--checkpoints", type=CommaList(), default=None,
+        opt("--checkpoints", "wanted", type=CommaList(), default=None,
             help="Comma list like day0,day3 (default: every Day-N export)."),
         opt("--run", default=None, help="Training run whose exports are evaluated (default: eval.run)."),
-        opt("--name", default=None, help="Output folder under evals/ (default RUN-BANK)."),
-        rename={"checkpoints": "wanted"})
+        opt("--name", default=None, help="Output folder under evals/ (default RUN-BANK)."))
 command("report", "streamlearn.evaluate.report:run_report",
         "A static HTML report: accuracy by category with CIs, retention heatmap, loss curve, cost table.\n\n"
         "Example: streamlearn report ./corpus",

@@ -24,7 +24,11 @@ from streamlearn.paths import contained
 from streamlearn.tables import CHUNKS, VIDEOS
 
 DATA_ROOT_ENV = "STREAMLEARN_DATA_ROOT"
-SUBDIRS = ("videos", "chunks.d", "descriptions", "questions", "runs", "evals", "logs")
+# where each artifact lives (docs/architecture.md, "Corpus layout"); modules ask `Corpus.folder`, never spell it
+FOLDERS = {"videos": "videos", "parts": "chunks.d", "frames": "frames", "descriptions": "descriptions",
+           "day_summaries": "descriptions/videos", "questions": "questions", "runs": "runs", "evals": "evals",
+           "exports": "exports", "logs": "logs"}
+MADE_AT_INIT = ("videos", "parts", "descriptions", "questions", "runs", "evals", "logs")
 
 
 def resolve_root(path: str | os.PathLike | None) -> Path:
@@ -64,8 +68,8 @@ class Corpus:
         if root.exists() and not root.is_dir():
             raise StreamlearnError(f"{root} is a file; pick a folder path for the corpus")
         root.mkdir(parents=True, exist_ok=True)
-        for sub in SUBDIRS:
-            (root / sub).mkdir(exist_ok=True)
+        for what in MADE_AT_INIT:
+            (root / FOLDERS[what]).mkdir(exist_ok=True)
         config = config or Config()
         save_config(root / CONFIG_NAME, config)
         return cls(root, config), True
@@ -75,7 +79,7 @@ class Corpus:
 
     # ------------------------------------------------------------------ paths
     def video_dir(self, video_id: str, create: bool = False) -> Path:
-        path = contained(self.root / "videos", video_id)
+        path = contained(self.folder("videos"), video_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
@@ -93,34 +97,17 @@ class Corpus:
             raise StreamlearnError(f"manifest path {rel_path!r} points outside the corpus; fix the row")
         return path
 
-    @property
-    def parts_dir(self) -> Path:
-        return self.root / "chunks.d"
-
-    # where each artifact lives (docs/architecture.md, "Corpus layout"); stages ask here, never spell it
-    @property
-    def runs_dir(self) -> Path:
-        return self.root / "runs"
+    def folder(self, what: str, create: bool = False) -> Path:
+        """The folder of one kind of artifact (a key of FOLDERS), made when `create`."""
+        if what not in FOLDERS:
+            raise ValueError(f"no corpus folder {what!r}; one of {', '.join(FOLDERS)}")
+        path = self.root / FOLDERS[what]
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def run_dir(self, run: str) -> Path:
-        return contained(self.runs_dir, run)
-
-    @property
-    def evals_dir(self) -> Path:
-        return self.root / "evals"
-
-    @property
-    def questions_dir(self) -> Path:
-        return self.root / "questions"
-
-    @property
-    def descriptions_dir(self) -> Path:
-        return self.root / "descriptions"
-
-    def subdir(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return contained(self.folder("runs"), run)
 
 
 def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
@@ -134,9 +121,9 @@ def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
     return sorted(chunks, key=key)
 
 
-def init_corpus(path: Path | None, subject: str | None = None, tz: str | None = None,
+def init_corpus(corpus: Path | None, subject: str | None = None, tz: str | None = None,
                 storage: str | None = None) -> str:
-    """`streamlearn init`: a corpus folder with its config; says whether it was created."""
+    """`streamlearn init`: a corpus folder (`corpus`, a path) with its config; says whether it was created."""
     from streamlearn.config import CorpusSection, StorageSection
 
     cfg = Config()
@@ -144,5 +131,5 @@ def init_corpus(path: Path | None, subject: str | None = None, tz: str | None = 
         cfg.corpus = CorpusSection(subject=subject or cfg.corpus.subject, timezone=tz or cfg.corpus.timezone)
     if storage:
         cfg.storage = StorageSection(uri=storage)
-    c, created = Corpus.init(path, cfg)
+    c, created = Corpus.init(corpus, cfg)
     return f"{'created' if created else 'already a corpus:'} {c.root}"

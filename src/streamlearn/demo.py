@@ -36,7 +36,8 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: 
     from streamlearn.acquire.transcribe import run_transcribe
     from streamlearn.chunk import run_chunk
     from streamlearn.describe.run import run_describe
-    from streamlearn.evaluate.bank import bank_path, run_questions, seal_path
+    from streamlearn.evaluate.bank import run_questions
+    from streamlearn.questionbank import bank_path, seal_path
     from streamlearn.evaluate.report import run_report
     from streamlearn.evaluate.run import run_eval
     from streamlearn.chunk.frames import run_frames

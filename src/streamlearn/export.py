@@ -21,7 +21,8 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.framecache import read_frame_cache, read_frames
 from streamlearn.manifest import atomic_write_text
-from streamlearn.train.samples import build_specs
+from streamlearn.questionbank import load_bank
+from streamlearn.targets import build_specs
 
 FORMATS = ("llava", "sharegpt", "hf", "webdataset", "lmms-eval")
 
@@ -85,7 +86,7 @@ def _operating_point(corpus: Corpus) -> dict:
 def run_export(corpus: Corpus, fmt: str, out: Path | None = None, bank: str | None = None) -> Path:
     if fmt not in FORMATS:
         raise StreamlearnError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    out = Path(out or corpus.root / "exports" / fmt)
+    out = Path(out or corpus.folder("exports") / fmt)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "operating_point.json", json.dumps(_operating_point(corpus), indent=1))
     if fmt == "lmms-eval":
@@ -177,8 +178,6 @@ def process_results(doc, results):
 
 
 def _lmms_eval(corpus: Corpus, bank: str, out: Path) -> Path:
-    from streamlearn.evaluate.bank import load_bank
-
     items = load_bank(corpus, bank)
     chunks = corpus.chunks.rows_by_key()
     task = f"streamlearn_{bank}"

@@ -238,6 +238,13 @@ def decodable_duration(path: Path, claimed_s: float | None, tail_s: float = 8.0)
     return end
 
 
+def not_a_recording(path: Path, p: Probe) -> str | None:
+    """Why a file ffprobe opens is still no recording (a still image, a pipe format), or None."""
+    if (p.has_video or p.has_audio) and not p.format_name.endswith("_pipe") and p.format_name not in ("image2", "tty"):
+        return None
+    return f"{Path(path).name}: not a recording ({p.format_name}); remove it from the folder"
+
+
 def check_decodes(path: Path, p: Probe) -> float | None:
     """Raise MediaError when `path` does not hold the media its header claims: truncated (fewer
     seconds of packets than the duration says) or undecodable (the decoder fails on its last

@@ -74,7 +74,7 @@ def integrity_problems(corpus: Corpus, chunk_rows: list[dict]) -> list[str]:
         covered = sum(r["duration_s"] or 0 for r in rows)
         if src and abs(covered - src) > 0.1:
             problems.append(f"chunks/{vid}: chunks cover {covered:.2f} s of {src:.2f} s")
-    qdir = corpus.questions_dir
+    qdir = corpus.folder("questions")
     for seal in sorted(qdir.glob("*.seal.json")) if qdir.exists() else []:
         bank = seal.with_name(seal.name[:-len(".seal.json")] + ".jsonl")
         import hashlib
@@ -90,7 +90,7 @@ def training_status(corpus: Corpus) -> list[dict]:
     import json
 
     out = []
-    for run in sorted(corpus.runs_dir.glob("*")) if corpus.runs_dir.exists() else []:
+    for run in sorted(corpus.folder("runs").glob("*")) if corpus.folder("runs").exists() else []:
         ckpts = sorted(p.name for p in (run / "checkpoints").glob("*") if (p / "progress.json").exists())
         latest = max(((json.loads((run / "checkpoints" / c / "progress.json").read_text()), c) for c in ckpts),
                      key=lambda x: x[0]["step"], default=(None, None))
@@ -105,7 +105,7 @@ def eval_status(corpus: Corpus) -> list[dict]:
     import json
 
     out = []
-    for res in sorted(corpus.evals_dir.glob("*/results.json")) if corpus.evals_dir.exists() else []:
+    for res in sorted(corpus.folder("evals").glob("*/results.json")) if corpus.folder("evals").exists() else []:
         r = json.loads(res.read_text())
         acc = [a for a in r.get("accuracy", []) if a["category"] == "all"]
         out.append({"name": res.parent.name, "bank": r.get("bank"), "items": r.get("items"),

@@ -24,7 +24,7 @@ from streamlearn.config import AcquireSection
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import atomic_write_text
-from streamlearn.media import check_decodes, probe, sha256_file
+from streamlearn.media import check_decodes, not_a_recording, probe, sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 
 # The Archivist order as a sort: resolution, then frame rate, then codec (yt-dlp's codec order is
@@ -170,6 +170,9 @@ def verify(media: Path, expected_s: float | None) -> dict:
     scan of its end: a truncated transfer keeps its header), and that duration must match the
     platform's when there is one."""
     p = probe(media)  # empty, not media, no streams, unsupported codec: one-line reasons
+    problem = not_a_recording(media, p)
+    if problem:
+        raise StreamlearnError(problem)
     check_decodes(media, p)  # truncated or damaged: "truncated: decodes 10.4 s of 21.3 s"
     integrity = "no_reference"
     if expected_s and p.duration_s is not None:

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import FAILED, atomic_write_text, status_of
-from streamlearn.media import MEDIA_EXTENSIONS, head_hash, probe
+from streamlearn.manifest import atomic_write_text
+from streamlearn.media import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe
 from streamlearn.paths import ascii_name, derive_id
 
 # fields of a flat entry that can hold credentials or expiring signed URLs: never stored
@@ -114,10 +114,8 @@ def scan_dir(folder: Path, default_tz: str) -> tuple[list[dict], list[tuple[dict
         media_ext = path.suffix.lower() in MEDIA_EXTENSIONS
         try:
             info = probe(path)
-            readable = (info.has_video or info.has_audio) and not info.format_name.endswith("_pipe") \
-                and info.format_name not in ("image2", "tty")
-            reason = "" if readable else (f"{path.name}: not a recording ({info.format_name}); "
-                                          "remove it from the folder")
+            reason = not_a_recording(path, info) or ""
+            readable = not reason
         except StreamlearnError as exc:
             info, readable, reason = None, False, str(exc)
         if not readable and not media_ext:
@@ -221,14 +219,10 @@ def run_playlist(corpus: Corpus, url: str | None = None, from_jsonl: Path | None
         rows, failed, ignored = scan_dir(Path(from_dir), tz)
         raw = None
     added, _ = add_entries(corpus, rows + [r for r, _ in failed], raw)
-    for row, reason in failed:
-        current = corpus.videos.get(row["video_id"])
-        if status_of(current, "download") != "done":
-            corpus.videos.record(row["video_id"], "download", FAILED, error=reason, force=True)
     total = len(corpus.videos.read())
     console.info(f"playlist: {len(rows) + len(failed)} entries, {added} new, {total} videos in {corpus.videos.path.name}")
     for row, reason in failed:
-        console.info(f"playlist: {row['video_id']} failed: {reason}")
+        console.info(f"playlist: {row['video_id']} will fail to download: {reason}")
     if ignored:
         shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
         console.info(f"playlist: ignored {len(ignored)} files that are not media: {shown}")

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from streamlearn import console, transcript
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import DONE, Manifest, atomic_write_text, merge_parts, status_of
+from streamlearn.manifest import Manifest, atomic_write_text, merge_parts
 from streamlearn.media import check_decodes, probe, sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 from streamlearn.store import Store, store_for
@@ -206,7 +206,7 @@ def _target(corpus: Corpus, node: str | None) -> Manifest:
     if node:
         from streamlearn.paths import contained
 
-        return Manifest(contained(corpus.parts_dir, node).with_suffix(".csv"), CHUNKS)
+        return Manifest(contained(corpus.folder("parts"), node).with_suffix(".csv"), CHUNKS)
     return corpus.chunks
 
 
@@ -255,21 +255,23 @@ def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str
                      record_status=not node)
 
 
+def _merged(complete: dict[str, int], corpus: Corpus, row: dict) -> dict:
+    return {"n_chunks": complete[row["video_id"]]}
+
+
 def merge(corpus: Corpus) -> tuple[int, int]:
-    parts = sorted(corpus.parts_dir.glob("*.csv"))
+    parts = sorted(corpus.folder("parts").glob("*.csv"))
     if not parts:
-        raise StreamlearnError(f"no part files in {corpus.parts_dir}; run `streamlearn chunk --node NAME` first")
+        raise StreamlearnError(f"no part files in {corpus.folder('parts')}; run `streamlearn chunk --node NAME` first")
     total, new = merge_parts(parts, corpus.chunks)
-    # mark videos whose chunks are all present as chunked
+    # a video whose chunks are all present is chunked; the runner records it like any chunk result
     by_video: dict[str, list[dict]] = {}
     for r in corpus.chunks.read():
         by_video.setdefault(r["video_id"], []).append(r)
-    videos = corpus.videos.rows_by_key()
-    updates = []
-    for vid, rows in by_video.items():
-        if vid in videos and len(rows) == rows[0]["n_chunks"] and status_of(videos[vid], "chunk") != DONE:
-            updates.append((vid, "chunk", DONE, None, {"n_chunks": len(rows)}))
-    corpus.videos.record_many(updates, force=True)
+    complete = {vid: len(rows) for vid, rows in by_video.items() if len(rows) == rows[0]["n_chunks"]}
+    todo, _ = select(corpus.videos, "chunk")
+    run_stage(Stage("chunk", "videos", partial(_merged, complete)), corpus,
+              [r for r in todo if r["video_id"] in complete])
     console.info(f"merge: {len(parts)} parts -> {total} chunks in chunks.csv ({new} new)")
     return total, new
 

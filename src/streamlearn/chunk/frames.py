@@ -53,7 +53,7 @@ def _source(corpus: Corpus, chunk: dict, video: dict, store: Store, tmp: Path) -
 def frames_chunk(corpus: Corpus, chunk: dict, video: dict, store: Store,
                  geometry: vision_budget.VisionGeometry) -> dict:
     op = corpus.config.operating_point
-    out_dir = corpus.subdir("frames")
+    out_dir = corpus.folder("frames", create=True)
     with tempfile.TemporaryDirectory() as tmp:
         src, offset, label = _source(corpus, chunk, video, store, Path(tmp))
         info = probe(src)

@@ -20,7 +20,7 @@ from streamlearn.media import sha256_file
 from streamlearn.store import Store
 
 TOP_LEVEL = ("streamlearn.toml", "videos.csv", "chunks.csv", "playlist_raw.jsonl", "download_archive.txt")
-TREES = ("chunks.d", "descriptions", "questions", "evals")
+TREES = ("parts", "descriptions", "questions", "evals")
 VIDEO_SUFFIXES = (".json", ".vtt", ".srt", ".rttm", ".description", ".jpg", ".webp", ".png")
 RUN_SUFFIXES = (".json", ".jsonl", ".csv", ".toml", ".txt", ".md")
 
@@ -29,12 +29,13 @@ def files_to_sync(corpus: Corpus) -> list[Path]:
     root = corpus.root
     out = [root / n for n in TOP_LEVEL if (root / n).is_file()]
     for tree in TREES:
-        out += [p for p in sorted((root / tree).rglob("*")) if p.is_file()]
-    for p in sorted((root / "runs").rglob("*")):
+        out += [p for p in sorted(corpus.folder(tree).rglob("*")) if p.is_file()]
+    for p in sorted(corpus.folder("runs").rglob("*")):
         if p.is_file() and p.suffix in RUN_SUFFIXES:  # metrics and configs, not checkpoints
             out.append(p)
     videos = corpus.videos.rows_by_key()
-    for vdir in sorted((root / "videos").iterdir()) if (root / "videos").is_dir() else []:
+    vroot = corpus.folder("videos")
+    for vdir in sorted(vroot.iterdir()) if vroot.is_dir() else []:
         for p in sorted(vdir.rglob("*")):
             if p.is_file() and p.suffix in VIDEO_SUFFIXES:
                 out.append(p)

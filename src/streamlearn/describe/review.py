@@ -83,7 +83,7 @@ def run_review(corpus: Corpus, limit: int | None = 20, out: Path | None = None) 
     if not chunks:
         raise StreamlearnError("no described chunks yet; run `streamlearn describe --limit 10` first")
     chunks = chunks[:limit] if limit else chunks
-    out = Path(out or corpus.descriptions_dir / "review.html")
+    out = Path(out or corpus.folder("descriptions") / "review.html")
     n_days = max((v.get("day_index") or 0 for v in videos.values()), default=0) or None
     sections = []
     for c in chunks:

@@ -33,7 +33,7 @@ BACKENDS = ("signals", "openai", "transformers", "batch")
 
 def make_backend(corpus: Corpus, name: str):
     d = corpus.config.describe
-    cache = RequestCache(corpus.subdir("descriptions") / ".cache")
+    cache = RequestCache(corpus.folder("descriptions", create=True) / ".cache")
     if name == "signals":
         return SignalsBackend(d)
     if name == "openai":
@@ -44,7 +44,7 @@ def make_backend(corpus: Corpus, name: str):
 
 
 def description_path(corpus: Corpus, chunk_id: str) -> Path:
-    return contained(corpus.subdir("descriptions"), chunk_id).with_suffix(".json")
+    return contained(corpus.folder("descriptions", create=True), chunk_id).with_suffix(".json")
 
 
 _BACKENDS: dict[tuple, object] = {}
@@ -129,7 +129,7 @@ def _write_batch(corpus: Corpus, todo: list[dict], videos: dict, n_days: int | N
     """Batch mode, step 1: one request per chunk into descriptions/batch/requests.jsonl.
     Recurrent context needs the previous description, so a batch carries the chunks whose
     predecessor is already described (or that start a video); run again after importing."""
-    out_dir = corpus.subdir("descriptions") / "batch"
+    out_dir = corpus.folder("descriptions", create=True) / "batch"
     out_dir.mkdir(exist_ok=True)
     out = out_dir / "requests.jsonl"
     out.unlink(missing_ok=True)

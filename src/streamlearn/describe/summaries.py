@@ -62,8 +62,7 @@ def digest(days: list[dict]) -> dict:
 
 def write_all(corpus: Corpus, n_days: int | None) -> tuple[int, bool]:
     """Summaries for every video whose chunks are all described; the digest when every video has one."""
-    root = corpus.subdir("descriptions")
-    (root / "videos").mkdir(exist_ok=True)
+    days_dir = corpus.folder("day_summaries", create=True)
     chunks = corpus.chunks.read()
     by_video: dict[str, list[dict]] = {}
     for c in chunks:
@@ -75,12 +74,13 @@ def write_all(corpus: Corpus, n_days: int | None) -> tuple[int, bool]:
             continue
         docs = [_load(corpus.abs(r["description_path"])) for r in sorted(rows, key=lambda r: r["chunk_index"])]
         doc = day_summary({**videos.get(vid, {}), "video_id": vid}, docs, n_days)
-        atomic_write_text(contained(root / "videos", vid).with_suffix(".json"),
+        atomic_write_text(contained(days_dir, vid).with_suffix(".json"),
                           json.dumps(doc, ensure_ascii=False, indent=1))
         written.append(doc)
     complete = bool(by_video) and len(written) == len(by_video)
     if complete:
-        atomic_write_text(root / "stream.json", json.dumps(digest(written), ensure_ascii=False, indent=1))
+        atomic_write_text(corpus.folder("descriptions") / "stream.json",
+                          json.dumps(digest(written), ensure_ascii=False, indent=1))
     console.info(f"describe: {len(written)}/{len(by_video)} day summaries"
                  + (", stream digest written" if complete else ""))
     return len(written), complete

@@ -15,7 +15,6 @@ refuses to train on its held-out items.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
 from collections import Counter
@@ -27,13 +26,11 @@ from streamlearn import description as D
 from streamlearn import heldout as H
 from streamlearn.corpus import Corpus, stream_order
 from streamlearn.errors import StreamlearnError
-from streamlearn.evaluate.guesser import cue, form_of
+from streamlearn.evaluate.guesser import cue
 from streamlearn.manifest import DONE, atomic_write_text, status_of
-from streamlearn.paths import contained
+from streamlearn.questionbank import bank_path, load_bank, seal_path, sealed_sha, split_path, validate_item
 from streamlearn.textnorm import normalize
 
-CATEGORIES = ("place", "time_order", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
-ANSWER_TYPES = ("mc", "short", "numeric", "open")
 QA_TO_CATEGORY = {"place": "place", "time": "time_order", "people": "people", "spoken": "spoken", "ocr": "ocr",
                   "visual": "visual", "counting": "counting", "cross_day": "cross_day", "abstention": "abstention"}
 MC_TYPES = {"place", "time", "ocr", "spoken", "visual"}
@@ -43,68 +40,6 @@ ELSEWHERE = ["Tokyo", "Paris", "Cairo", "Sydney", "Toronto", "Lagos", "Lima", "O
              "Nairobi", "Seoul", "Madrid", "Vienna"]
 LEAK = 0.5  # an option whose content words are at least this much in the question is given away by it
 MODAL = 0.5  # a free-answer form whose most frequent answer is at least this share is guessable
-
-
-def bank_path(corpus: Corpus, name: str) -> Path:
-    return contained(corpus.subdir("questions"), name).with_suffix(".jsonl")
-
-
-def seal_path(corpus: Corpus, name: str) -> Path:
-    return contained(corpus.subdir("questions"), name).with_suffix(".seal.json")
-
-
-def split_path(corpus: Corpus, name: str) -> Path:
-    contained(corpus.subdir("questions"), name)
-    return H.split_path(corpus.subdir("questions"), name)
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def validate_item(item: dict, where: str) -> None:
-    for f in ("id", "question", "answer"):
-        if not isinstance(item.get(f), str) or not item[f].strip():
-            raise StreamlearnError(f"{where}: field {f!r} must be a non-empty string")
-    if item.get("category") not in CATEGORIES:
-        raise StreamlearnError(f"{where}: category {item.get('category')!r} is not one of {', '.join(CATEGORIES)}")
-    if item.get("answer_type") not in ANSWER_TYPES:
-        raise StreamlearnError(f"{where}: answer_type {item.get('answer_type')!r} is not one of {', '.join(ANSWER_TYPES)}")
-    if item["answer_type"] == "mc":
-        opts = item.get("options")
-        if not isinstance(opts, list) or len(opts) < 2 or item["answer"] not in opts:
-            raise StreamlearnError(f"{where}: a multiple-choice item needs options (2 or more) that include the answer")
-    if item.get("split") not in (None, H.TRAINED, H.HELDOUT):
-        raise StreamlearnError(f"{where}: split {item['split']!r} must be trained or heldout")
-
-
-def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
-    path = bank_path(corpus, name)
-    if not path.exists():
-        raise StreamlearnError(f"no question bank {name!r} ({corpus.rel(path)}); make one with `streamlearn questions`")
-    seal = seal_path(corpus, name)
-    if seal.exists():
-        info = json.loads(seal.read_text())
-        got = _sha(path)
-        if got != info["sha256"]:
-            raise StreamlearnError(f"question bank {name!r} changed since it was sealed (sha256 {got[:12]} != "
-                                   f"{info['sha256'][:12]}); restore it, or build a new bank under another name")
-        sp = split_path(corpus, name)
-        if info.get("split_sha256") and (not sp.exists() or _sha(sp) != info["split_sha256"]):
-            raise StreamlearnError(f"the held-out split of question bank {name!r} ({sp.name}) changed since it was "
-                                   "sealed; restore it, or build a new bank under another name")
-    items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            item = json.loads(line)
-            validate_item(item, f"{path.name} line {n}")
-            items.append(item)
-    return items
-
-
-def load_split(corpus: Corpus, name: str) -> dict | None:
-    sp = split_path(corpus, name)
-    return json.loads(sp.read_text()) if sp.exists() else None
 
 
 def _same(text: str) -> str:
@@ -382,15 +317,10 @@ def seal(corpus: Corpus, name: str) -> dict:
     path = bank_path(corpus, name)
     items = load_bank(corpus, name)
     sp = split_path(corpus, name)
-    data = {"bank": name, "sha256": _sha(path), "split_sha256": _sha(sp) if sp.exists() else None,
+    data = {"bank": name, "sha256": sealed_sha(path), "split_sha256": sealed_sha(sp) if sp.exists() else None,
             "items": len(items), "sealed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(seal_path(corpus, name), json.dumps(data, indent=1))
     return data
-
-
-def seal_info(corpus: Corpus, name: str) -> dict | None:
-    path = seal_path(corpus, name)
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def run_questions(corpus: Corpus, name: str = "main", import_file: Path | None = None, do_seal: bool = False,

@@ -98,7 +98,7 @@ def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
 def run_report(corpus: Corpus, name: str | None = None) -> Path:
     cfg = corpus.config.eval
     name = name or f"{cfg.run}-{cfg.bank}"
-    ev = contained(corpus.evals_dir, name)
+    ev = contained(corpus.folder("evals"), name)
     if not (ev / "results.json").exists():
         raise StreamlearnError(f"no evaluation {name!r}; run `streamlearn eval` first")
     results = json.loads((ev / "results.json").read_text())

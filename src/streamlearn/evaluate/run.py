@@ -24,7 +24,7 @@ from streamlearn import console
 from streamlearn import description as D
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.evaluate import bank as B
+from streamlearn import questionbank as QB
 from streamlearn.framecache import read_frames
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
 from streamlearn.evaluate.contamination import audit
@@ -156,7 +156,7 @@ def run_checks(corpus: Corpus, run: str, bank: str) -> dict | None:
     """The run's record of the banks it honoured; refuses a bank the run did not train against
     (sealed after training started, or changed since)."""
     record = read_heldout(corpus.run_dir(run))
-    info = B.seal_info(corpus, bank)
+    info = QB.seal_info(corpus, bank)
     if record is None:
         console.warn(f"run {run!r} trained without a held-out split (train.require_sealed_bank = false): every "
                      "item is audited against its targets, but none was held out by construction")
@@ -180,20 +180,20 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     bank = bank or cfg.bank
     run = run or cfg.run
     systems = systems or list(cfg.systems)
-    items = B.load_bank(corpus, bank)
-    if not B.seal_path(corpus, bank).exists():
+    items = QB.load_bank(corpus, bank)
+    if not QB.seal_path(corpus, bank).exists():
         console.warn(f"question bank {bank!r} is not sealed; seal it (`streamlearn questions --seal`) before "
                      "comparing checkpoints over time")
     ckpts = checkpoints(corpus, run, wanted)
     record = run_checks(corpus, run, bank)
-    out_dir = contained(corpus.subdir("evals"), name or f"{run}-{bank}")
+    out_dir = contained(corpus.folder("evals", create=True), name or f"{run}-{bank}")
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = read_targets(corpus.run_dir(run))
     if not targets:
         raise StreamlearnError(f"run {run!r} has no record of its training targets (runs/{run}/targets/); it was "
                                "trained by an older streamlearn: train it again to evaluate it")
     flags = audit(items, targets)
-    split = B.load_split(corpus, bank)
+    split = QB.load_split(corpus, bank)
     atomic_write_text(out_dir / "contamination.json", json.dumps(
         {"bank": bank, "run": run, "targets": len(targets), "items": flags}, indent=1))
     chunks = corpus.chunks.rows_by_key()
@@ -220,7 +220,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     general = general_items()
     forgetting: dict[str, float] = {}
     local_systems = [s for s in systems if s in ("weights", "video")]
-    parts = Parts(out_dir / "parts", B.bank_path(corpus, bank), cfg)
+    parts = Parts(out_dir / "parts", QB.bank_path(corpus, bank), cfg)
     reused = 0
     for label, _, path in ckpts:
         passes = [s for s in local_systems] + (["rag"] if "rag" in systems and label == ckpts[0][0] else [])
@@ -305,7 +305,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                                                    [humans[a["id"]].lower() for a in judged])
     run_cfg = corpus.run_dir(run) / "config.json"
     model = json.loads(run_cfg.read_text()).get("train", {}).get("model") if run_cfg.exists() else None
-    results.update({"bank": bank, "bank_sealed": B.seal_path(corpus, bank).exists(), "run": run, "model": model,
+    results.update({"bank": bank, "bank_sealed": QB.seal_path(corpus, bank).exists(), "run": run, "model": model,
                     "run_started_at": (record or {}).get("started_at"), "mc_scoring": cfg.mc_scoring,
                     "items": len(items), "systems": systems, "checkpoints": [c[0] for c in ckpts],
                     "checkpoint_days": days})

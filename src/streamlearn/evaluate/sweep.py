@@ -15,7 +15,7 @@ from pathlib import Path
 from streamlearn import console, vision_budget
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.evaluate import bank as B
+from streamlearn import questionbank as QB
 from streamlearn.evaluate.run import cluster_of, grade
 from streamlearn.evaluate.stats import cluster_bootstrap
 from streamlearn.manifest import atomic_write_text
@@ -48,7 +48,7 @@ def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps
     from streamlearn.framecache import extract
 
     bank = bank or corpus.config.eval.bank
-    clips = evidence_clips(corpus, B.load_bank(corpus, bank))
+    clips = evidence_clips(corpus, QB.load_bank(corpus, bank))
     if limit:
         clips = clips[:limit]
     if not clips:
@@ -83,7 +83,7 @@ def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps
                 console.info(f"sweep {model} {cs:g}s @ {f:g} fps: {acc:.1%} [{lo:.1%}, {hi:.1%}] (n={len(rows)}, "
                              f"~{entry['vision_tokens_mean']:,.0f} vision tokens)")
         del answerer
-    out = corpus.subdir("evals") / f"sweep-{bank}"
+    out = corpus.folder("evals", create=True) / f"sweep-{bank}"
     out.mkdir(exist_ok=True)
     atomic_write_text(out / "sweep.json", json.dumps(table, indent=1))
     _plot(table, out / "sweep.png")

@@ -40,8 +40,8 @@ from streamlearn.manifest import atomic_write_text
 from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
 from streamlearn.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
-from streamlearn.train.samples import (Encoded, SampleSpec, build_specs, earlier_days_pool, encode, mix_replay,
-                                      replay_specs)
+from streamlearn.targets import SampleSpec, build_specs
+from streamlearn.train.samples import Encoded, earlier_days_pool, encode, mix_replay, replay_specs
 
 
 @dataclass
@@ -203,7 +203,7 @@ class Progress:
 class Trainer:
     def __init__(self, corpus: Corpus, cfg: TrainConfig, d: Dist):
         self.corpus, self.cfg, self.d = corpus, cfg, d
-        self.run_dir = corpus.subdir("runs") / cfg.run
+        self.run_dir = corpus.run_dir(cfg.run)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.export_dir = self.run_dir / "export"
         torch.manual_seed(cfg.seed)
@@ -379,7 +379,7 @@ class Trainer:
     def constraints(self) -> Constraints | None:
         """The sealed banks' held-out split; the run records the banks it honours when it starts and
         refuses to go on if one of them changed since."""
-        c = load_constraints(self.corpus.questions_dir)
+        c = load_constraints(self.corpus.folder("questions"))
         if not c.banks:
             if self.cfg.require_sealed_bank:
                 raise StreamlearnError("no sealed question bank: seal one before training (`streamlearn questions "

@@ -60,7 +60,7 @@ def run_torchrun(nproc: int, args: list[str]) -> int:
 
 def write_sbatch(corpus: Corpus, run: str, nodes: int, gpus_per_node: int, args: list[str],
                  partition: str | None = None, hours: int = 72) -> Path:
-    path = corpus.subdir("runs") / run / "train.sbatch"
+    path = corpus.run_dir(run) / "train.sbatch"
     path.parent.mkdir(parents=True, exist_ok=True)
     inner = " ".join(shlex.quote(a) for a in torchrun_cmd(gpus_per_node, args, nodes, "$MASTER_ADDR:29500"))
     inner = inner.replace("'$MASTER_ADDR:29500'", '"$MASTER_ADDR:29500"')

@@ -1,4 +1,4 @@
-"""What the model sees and must predict, one chunk at a time.
+"""Samples as the model sees them: encoded, one at a time (the targets come from `streamlearn.targets`).
 
 INPUT  = chat prefix + <|vision_start|> video pads <|vision_end|> + instruction
 TARGET = the rendered description (or QA pairs, a paraphrase, a day summary) + <|im_end|>
@@ -13,30 +13,17 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from streamlearn import description as D
-from streamlearn.corpus import Corpus, stream_order
 from streamlearn.errors import StreamlearnError
 from streamlearn.framecache import read_frames
-from streamlearn.heldout import Constraints
-from streamlearn.manifest import DONE, status_of
 from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
-from streamlearn.config import TrainConfig
+from streamlearn.targets import SampleSpec
 from streamlearn.video_pixels import n_video_tokens, video_inputs
 from streamlearn.vision_budget import VisionGeometry
-
-INSTRUCTIONS = {
-    "description": None,  # TrainConfig.instruction
-    "qa": "Answer these questions about this part of the stream.",
-    "qa_text": "Answer these questions about the stream.",
-    "paraphrase": "Tell what happens in this part of the stream.",
-    "facts": "List the facts of this part of the stream, each with its day and time.",
-    "day_summary": "Summarize this day of the stream.",
-}
 
 
 def earlier_days_pool(by_day: dict[int, list[SampleSpec]], day: int, seed: int) -> list[SampleSpec]:
@@ -44,98 +31,6 @@ def earlier_days_pool(by_day: dict[int, list[SampleSpec]], day: int, seed: int) 
     pool = [s for d, specs in sorted(by_day.items()) if d < day for s in specs]
     random.Random(seed * 1000 + day).shuffle(pool)
     return pool
-
-
-@dataclass
-class SampleSpec:
-    """One training sample before encoding: which frames, which target text, which day."""
-
-    key: str  # unique, e.g. <chunk_id>/description
-    kind: str
-    day: int
-    frames: list[str]  # frame-cache paths (relative to the corpus); several for a day montage
-    target: str
-    instruction: str
-    meta: dict = field(default_factory=dict)
-
-
-def paraphrase(doc: dict) -> str:
-    """The same facts in a different order and voice (facts are learned from many paraphrases)."""
-    s = doc.get("setting") or {}
-    place = ", ".join(x for x in (s.get("venue"), s.get("city"), s.get("region")) if x) or "an unidentified place"
-    parts = [f"{doc['summary']}", f"This was {('day ' + str(doc['day_index'])) if doc.get('day_index') else 'a day'}"
-             + (f" of {doc['n_days']}" if doc.get("n_days") else "") + f" of the stream, at {place}"
-             + (f", starting {doc['start_local'][11:16]} local time" if doc.get("start_local") else "") + "."]
-    if doc.get("speech"):
-        parts.append("Among the things said: " + " ".join(f"{q.get('speaker') or 'someone'} said \"{q['text']}\"."
-                                                           for q in doc["speech"][:12]))
-    if doc.get("on_screen_text"):
-        parts.append("Written on screen: " + ", ".join(f"\"{t['text']}\"" for t in doc["on_screen_text"]) + ".")
-    return "\n".join(parts)
-
-
-def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
-                constraints: Constraints | None = None) -> tuple[dict[int, list[SampleSpec]], dict]:
-    """Samples grouped by day in stream order, and the items skipped with their reasons.
-
-    With `constraints` (the sealed banks' held-out split) a QA pair is a `qa`/`qa_text` target only
-    when a sealed split records its fact as QA-trained; held-out facts reach training only inside
-    the description (and its paraphrase) and the video."""
-    videos = corpus.videos.rows_by_key()
-    chunks = stream_order(corpus.chunks.read(), videos)
-    skipped: dict[str, str] = {}
-    by_day: dict[int, list[SampleSpec]] = {}
-    day_frames: dict[str, list[str]] = {}
-    for c in chunks:
-        day = int(c.get("day_index") or 0)
-        if days and day not in days:
-            continue
-        if status_of(c, "describe") != DONE:
-            continue  # not described yet: not a training sample (status shows these)
-        cid = c["chunk_id"]
-        if status_of(c, "frames") != DONE or not c.get("frames_path") or not corpus.abs(c["frames_path"]).exists():
-            skipped[cid] = "no cached frames; run `streamlearn frames`"
-            continue
-        try:
-            doc = D.load(corpus.abs(c["description_path"]))
-        except (OSError, json.JSONDecodeError) as exc:
-            skipped[cid] = f"description unreadable ({exc}); re-run `streamlearn describe --force --only {cid}`"
-            continue
-        problems = D.validate(doc)
-        if problems:
-            skipped[cid] = f"description fails the schema ({problems[0]}); re-run `streamlearn describe --force --only {cid}`"
-            continue
-        specs = by_day.setdefault(day, [])
-        day_frames.setdefault(c["video_id"], []).append(c["frames_path"])
-        if "description" in cfg.targets:
-            specs.append(SampleSpec(f"{cid}/description", "description", day, [c["frames_path"]],
-                                    D.render_target(doc), cfg.instruction, {"chunk_id": cid}))
-        if "facts" in cfg.targets:  # augmented descriptions: each fact anchored, varied wording and order
-            for v in range(cfg.fact_variants):
-                specs.append(SampleSpec(f"{cid}/facts{v}", "facts", day, [c["frames_path"]], D.render_facts(doc, v),
-                                        INSTRUCTIONS["facts"], {"chunk_id": cid}))
-        if "paraphrase" in cfg.targets:
-            specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, [c["frames_path"]], paraphrase(doc),
-                                    INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
-        for k, q in enumerate(doc.get("qa") or []):
-            if constraints is not None and not constraints.qa_trainable(cid, q["question"]):
-                continue
-            if "qa" in cfg.targets:  # with the chunk's video: perception and recall together
-                specs.append(SampleSpec(f"{cid}/qa{k}", "qa", day, [c["frames_path"]], D.render_qa(q),
-                                        INSTRUCTIONS["qa"], {"chunk_id": cid}))
-            if "qa_text" in cfg.targets:  # without it: the fact alone, as the `weights` system is asked
-                specs.append(SampleSpec(f"{cid}/qa_text{k}", "qa_text", day, [], D.render_qa(q),
-                                        INSTRUCTIONS["qa_text"], {"chunk_id": cid}))
-    if "day_summary" in cfg.targets:
-        for vid, frames in day_frames.items():
-            path = corpus.descriptions_dir / "videos" / f"{vid}.json"
-            if path.exists():
-                doc = json.loads(path.read_text(encoding="utf-8"))
-                day = int(doc.get("day_index") or 0)
-                by_day.setdefault(day, []).append(SampleSpec(f"{vid}/day_summary", "day_summary", day, frames,
-                                                             D.render_day(doc), INSTRUCTIONS["day_summary"],
-                                                             {"video_id": vid}))
-    return dict(sorted(by_day.items())), skipped
 
 
 def replay_specs(folder: Path) -> list[SampleSpec]:
