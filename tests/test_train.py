@@ -270,6 +270,6 @@ def test_compiled_training_step_matches_eager(tmp_path):
     losses = {}
     for mode in ("off", "on"):
         corpus = make_train_corpus(tmp_path / mode, days=1, chunks_per_day=2, frames=8, size=(56, 112),
-                                   train={**FAST, "compile": mode, "run": f"c{mode}"})
+                                   train={**FAST, "compile": mode, "run": f"c{mode}", "compute_dtype": "bfloat16"})
         losses[mode] = train(corpus, load_train_config(corpus.config.train), max_steps=2).losses
     assert len(losses["on"]) == 2 and losses["on"] == pytest.approx(losses["off"], rel=2e-2)

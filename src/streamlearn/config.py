@@ -236,7 +236,9 @@ class TrainConfig:
     stream_replay: float = 0.0  # fraction of each day's samples drawn from earlier stream days (against forgetting)
     export_dtype: str = "bfloat16"  # Day-N Hugging Face exports: bfloat16 | float32
     peak_tflops: float = 0.0  # per device, for MFU; 0 = measure the device's bf16 matmul rate (train/loss.py)
-    compute_dtype: str = "bfloat16"
+    # auto: bfloat16 on a GPU, float32 on a CPU (a CPU without native bf16 arithmetic, AVX512-BF16 or
+    # AMX, runs bf16 matrix products ~200x slower than float32)
+    compute_dtype: str = "auto"
 
     def __post_init__(self):
         def check(cond: bool, key: str, msg: str) -> None:
@@ -250,7 +252,7 @@ class TrainConfig:
         check(0 <= self.replay_ratio < 1, "replay_ratio", "must be in [0, 1)")
         check(0 <= self.stream_replay < 1, "stream_replay", "must be in [0, 1)")
         check(self.export_dtype in ("bfloat16", "float32"), "export_dtype", "must be bfloat16 or float32")
-        check(self.compute_dtype in ("bfloat16", "float32"), "compute_dtype", "must be bfloat16 or float32")
+        check(self.compute_dtype in ("auto", "bfloat16", "float32"), "compute_dtype", "must be auto, bfloat16 or float32")
         check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
         check(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
         check(self.max_seq_len > 0, "max_seq_len", "must be > 0")

@@ -118,6 +118,12 @@ def initial_state(target: str, config, seed: int, device: torch.device) -> dict:
         raise StreamlearnError(f"cannot load model {target!r}: {' '.join(str(exc).split())[:200]}") from None
 
 
+def compute_dtype(cfg: TrainConfig, device) -> "torch.dtype":
+    """The dtype layers compute in: `train.compute_dtype`, where auto is bfloat16 on a GPU, float32 on a CPU."""
+    name = cfg.compute_dtype if cfg.compute_dtype != "auto" else "bfloat16" if device.type == "cuda" else "float32"
+    return getattr(torch, name)
+
+
 def build(cfg: TrainConfig, d: Dist):
     """The sharded training model (TargetLossModel around the VLM), its HF config and tokenizer."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
@@ -146,7 +152,7 @@ def build(cfg: TrainConfig, d: Dist):
         fast_vision.mark_vision(vlm)
         fast_vision.compile_pointwise(vlm, vision=True, text=True)
     model = TargetLossModel(vlm)
-    compute = torch.bfloat16 if cfg.compute_dtype == "bfloat16" else torch.float32
+    compute = compute_dtype(cfg, d.device)
     mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
     # a vision block's inputs are the bf16 hidden states and the fp32 rotary cos/sin: FSDP's input
     # cast would turn cos/sin into bf16 in the forward but not when activation checkpointing
@@ -216,7 +222,7 @@ class Trainer:
 
         self.geometry = geometry_from_config(self.config.vision_config.to_dict())
         self.tps = float(self.config.vision_config.tokens_per_second)
-        self.peak = peak_tflops(d.device, cfg.peak_tflops)
+        self.peak = peak_tflops(d.device, cfg.peak_tflops, compute_dtype(cfg, d.device))
         self.progress = Progress()
         self.writer = None
         if d.main:

@@ -76,19 +76,19 @@ def peak_memory_gib(device: torch.device) -> float:
 _MEASURED: dict[str, float] = {}
 
 
-def peak_tflops(device: torch.device, configured: float = 0.0) -> float:
+def peak_tflops(device: torch.device, configured: float = 0.0, dtype: torch.dtype = torch.bfloat16) -> float:
     """The one peak MFU is computed against, in `train` and in the benchmarks alike: `train.peak_tflops`
-    when set (> 0), else this device's measured dense bf16 matrix-product rate (8192^3 on a GPU,
-    measured once per process; an H200 here gives ~790 TFLOP/s against the datasheet's 989)."""
+    when set (> 0), else this device's measured dense matrix-product rate in the compute dtype (8192^3
+    on a GPU, measured once per process; an H200 here gives ~790 TFLOP/s bf16 against the datasheet's 989)."""
     if configured > 0:
         return configured
-    key = str(device)
+    key = f"{device}:{dtype}"
     if key not in _MEASURED:
         import time
 
         n, reps = (8192, 10) if device.type == "cuda" else (1024, 3)
-        a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-        b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
         for _ in range(3):
             a @ b
         if device.type == "cuda":
