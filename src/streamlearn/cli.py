@@ -263,12 +263,22 @@ command("sweep", "streamlearn.evaluate.sweep:run_sweep",
         opt("--bank", default=None, help="Question bank (default: eval.bank)."),
         opt("--limit", type=int, default=None, help="Only the first N questions with evidence."))
 command("export", "streamlearn.export:run_export",
-        "Training pairs for LLaMA-Factory / ms-swift / qwen-vl-finetune / datasets / webdataset, or the question "
-        "bank as an lmms-eval task.\n\nExample: streamlearn export ./corpus --format sharegpt",
+        "The training samples for LLaMA-Factory / ms-swift / qwen-vl-finetune / datasets / webdataset (exactly what "
+        "training takes, never a held-out QA pair), or the question bank as an lmms-eval task.\n\n"
+        "Example: streamlearn export ./corpus --format sharegpt --run main --media-root /data/tour",
         opt("--format", "fmt", type=click.Choice(["llava", "sharegpt", "hf", "webdataset", "lmms-eval"]), required=True,
             help="Target shape (lmms-eval exports the question bank)."),
+        opt("--run", default=None, help="Export the targets this training run recorded (default: what training "
+            "would take now); with lmms-eval, the run whose Day-N exports the task scores (default: eval.run)."),
         opt("--bank", default=None, help="With --format lmms-eval: the bank (default: eval.bank)."),
-        opt("--out", type=PATH, default=None, help="Folder (default exports/FORMAT)."), then=click.echo)
+        opt("--out", type=PATH, default=None, help="Folder (default exports/FORMAT); an earlier export is replaced."),
+        opt("--media-root", type=PATH, default=None,
+            help="Write video and frame paths relative to this folder (default: the export folder)."),
+        opt("--h264", is_flag=True, help="Also write an H.264 MP4 rendition of each chunk and point to it (for "
+            "readers that cannot decode VP9, such as decord)."),
+        opt("--no-heldout-protection", is_flag=True,
+            help="Export even though no question bank is sealed (the export's README then says it is unprotected); "
+            "a sealed bank is always honoured."), then=click.echo)
 command("demo", "streamlearn.demo:run_demo",
         "Run the whole chain on embedded defaults: a synthetic tour, then every stage.\n\n"
         "Example: streamlearn demo ./demo-corpus",

@@ -141,3 +141,25 @@ def load_frames(corpus, chunk: dict) -> tuple[np.ndarray, dict]:
     if not chunk.get("frames_path"):
         raise StreamlearnError(f"{chunk['chunk_id']}: no cached frames; run `streamlearn frames` first")
     return read_frame_cache(corpus.abs(chunk["frames_path"]), chunk["chunk_id"])
+
+
+def read_sample_frames(corpus_root: Path, paths: list[str], label: str,
+                       max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """A training sample's video (T, H, W, 3) and its sampling fps from its frame caches (paths relative
+    to the corpus or absolute): one chunk's frames, or several chunks' as one day montage (the same
+    number of frames from each, at the first chunk's frame size)."""
+    arrays, fps = [], []
+    for rel in paths:
+        path = Path(rel) if Path(rel).is_absolute() else Path(corpus_root) / rel
+        arr, f = read_frames(path, label)
+        arrays.append(arr)
+        fps.append(f)
+    if len(arrays) == 1:
+        return np.asarray(arrays[0]), fps[0]
+    per = max(2, (max_frames or 64) // len(arrays) // 2 * 2)
+    h, w = arrays[0].shape[1:3]
+    picked = [a[np.linspace(0, len(a) - 1, per).astype(int)] for a in arrays if a.shape[1:3] == (h, w)]
+    frames = np.concatenate(picked)
+    duration = sum(len(a) / f for a, f in zip(arrays, fps))
+    return frames, len(frames) / duration
+

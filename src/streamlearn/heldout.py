@@ -139,3 +139,21 @@ def load_constraints(questions_dir: Path) -> Constraints:
             for f in json.loads(sp.read_text())["facts"]:
                 (c.trained if f["split"] == TRAINED else c.heldout).add(f["fact"])
     return c
+
+
+GROUPS = ("memorised", "transfer", "placebo")
+
+
+def group_of(item: dict, flagged: bool, day: int) -> str | None:
+    """The item's group for a Day-`day` checkpoint: `memorised` (its QA pair was a target), `transfer`
+    (held out, evidence on a trained day: the hypothesis), `placebo` (held out, evidence after the
+    checkpoint's last trained day), `contaminated` (held out but found in a target), or None (no
+    evidence day: abstention and the like, reported by category only)."""
+    ev = item.get("evidence_day")
+    if ev is None or item["category"] == "abstention":
+        return None
+    if item.get("split") == TRAINED:
+        return "memorised" if int(ev) <= day else None
+    if flagged:
+        return "contaminated"
+    return "transfer" if int(ev) <= day else "placebo"

@@ -1,8 +1,9 @@
 """What a training run records about its data, for the evaluation to check.
 
     runs/<run>/heldout.json          when the run started and the sealed banks (name, sha256) it honoured
-    runs/<run>/targets/day-NN.jsonl  every distinct sample trained on day NN: key, kind, chunk, the
-                                     instruction and target text, and how many times it was taken
+    runs/<run>/targets/day-NN.jsonl  every distinct sample trained on day NN: key, kind, chunk, its
+                                     frame caches, the instruction and target text, and how many
+                                     times it was taken
 
 Written by `train` before a day's first step (a day killed part-way is recorded in full, so the
 record never misses a target); read by `eval`'s contamination audit and its bank-date check.
@@ -43,7 +44,8 @@ def write_day_targets(run_dir: Path, day: int, specs: list) -> Path:
     for s in specs:
         if s.key not in seen:
             seen[s.key] = {"key": s.key, "kind": s.kind, "day": s.day, "chunk_id": (s.meta or {}).get("chunk_id"),
-                           "instruction": s.instruction, "target": s.target, "taken": counts[s.key]}
+                           "frames": list(s.frames), "instruction": s.instruction, "target": s.target,
+                           "taken": counts[s.key]}
     path = Path(run_dir) / "targets" / f"day-{day:02d}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in seen.values()))

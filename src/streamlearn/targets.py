@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from streamlearn import description as D
 from streamlearn.config import TrainConfig
 from streamlearn.corpus import Corpus, stream_order
-from streamlearn.heldout import Constraints
-from streamlearn.manifest import DONE, status_of
+from streamlearn.errors import StreamlearnError
+from streamlearn.heldout import Constraints, load_constraints
+from streamlearn.manifest import DONE, SKIPPED, status_of
 
 INSTRUCTIONS = {
     "description": None,  # TrainConfig.instruction
@@ -24,6 +25,7 @@ INSTRUCTIONS = {
     "paraphrase": "Tell what happens in this part of the stream.",
     "facts": "List the facts of this part of the stream, each with its day and time.",
     "day_summary": "Summarize this day of the stream.",
+    "audio": "Tell what was said in this audio recording.",  # the description of a chunk with no picture
 }
 
 
@@ -74,7 +76,9 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
         if status_of(c, "describe") != DONE:
             continue  # not described yet: not a training sample (status shows these)
         cid = c["chunk_id"]
-        if status_of(c, "frames") != DONE or not c.get("frames_path") or not corpus.abs(c["frames_path"]).exists():
+        audio_only = status_of(c, "frames") == SKIPPED  # no picture: text-only samples (a voice memo)
+        if not audio_only and (status_of(c, "frames") != DONE or not c.get("frames_path")
+                               or not corpus.abs(c["frames_path"]).exists()):
             skipped[cid] = "no cached frames; run `streamlearn frames`"
             continue
         try:
@@ -87,21 +91,23 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
             skipped[cid] = f"description fails the schema ({problems[0]}); re-run `streamlearn describe --force --only {cid}`"
             continue
         specs = by_day.setdefault(day, [])
-        day_frames.setdefault(c["video_id"], []).append(c["frames_path"])
+        frames = [] if audio_only else [c["frames_path"]]
+        if frames:
+            day_frames.setdefault(c["video_id"], []).append(c["frames_path"])
         if "description" in cfg.targets:
-            specs.append(SampleSpec(f"{cid}/description", "description", day, [c["frames_path"]],
-                                    D.render_target(doc), cfg.instruction, {"chunk_id": cid}))
+            specs.append(SampleSpec(f"{cid}/description", "description", day, frames, D.render_target(doc),
+                                    INSTRUCTIONS["audio"] if audio_only else cfg.instruction, {"chunk_id": cid}))
         if "facts" in cfg.targets:  # augmented descriptions: each fact anchored, varied wording and order
             for v in range(cfg.fact_variants):
-                specs.append(SampleSpec(f"{cid}/facts{v}", "facts", day, [c["frames_path"]], D.render_facts(doc, v),
+                specs.append(SampleSpec(f"{cid}/facts{v}", "facts", day, frames, D.render_facts(doc, v),
                                         INSTRUCTIONS["facts"], {"chunk_id": cid}))
         if "paraphrase" in cfg.targets:
-            specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, [c["frames_path"]], paraphrase(doc),
+            specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, frames, paraphrase(doc),
                                     INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
         for k, q in enumerate(doc.get("qa") or []):
             if constraints is not None and not constraints.qa_trainable(cid, q["question"]):
                 continue
-            if "qa" in cfg.targets:  # with the chunk's video: perception and recall together
+            if "qa" in cfg.targets and frames:  # with the chunk's video: perception and recall together
                 specs.append(SampleSpec(f"{cid}/qa{k}", "qa", day, [c["frames_path"]], D.render_qa(q),
                                         INSTRUCTIONS["qa"], {"chunk_id": cid}))
             if "qa_text" in cfg.targets:  # without it: the fact alone, as the `weights` system is asked
@@ -117,3 +123,27 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
                                                              D.render_day(doc), INSTRUCTIONS["day_summary"],
                                                              {"video_id": vid}))
     return dict(sorted(by_day.items())), skipped
+
+
+def sealed_constraints(corpus: Corpus, required: bool, before: str, without: str) -> Constraints | None:
+    """Every sealed bank's held-out split, or None where no bank is sealed and `required` is False.
+    The refusal says what waits for a seal (`before`: "training") and how to go on without one."""
+    c = load_constraints(corpus.folder("questions"))
+    if c.banks:
+        return c
+    if required:
+        raise StreamlearnError(f"no sealed question bank: seal one before {before} (`streamlearn questions CORPUS "
+                               f"--seal`) so its held-out facts are never training targets, or {without}")
+    return None
+
+
+def refuse_protected(constraints: Constraints, specs: list[SampleSpec], doing: str, instead: str) -> None:
+    """Refuse, before any work, when a target holds a protected bank question verbatim: `doing` is what
+    would have happened ("train would train on"), `instead` what happens now ("then train; nothing was
+    trained")."""
+    bad = constraints.violations([(s.key, s.target) for s in specs])
+    if bad:
+        raise StreamlearnError(f"{doing} a held-out question: target {bad[0]}"
+                               + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                               + f"; take it out of the description or the bank, {instead}")
+

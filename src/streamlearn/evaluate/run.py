@@ -27,10 +27,11 @@ from streamlearn.errors import StreamlearnError
 from streamlearn import questionbank as QB
 from streamlearn.framecache import read_frames
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
-from streamlearn.evaluate.contamination import audit
+from streamlearn.contamination import audit, contamination_summary
 from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, cohen_kappa, holm,
                                         paired_cluster_bootstrap)
 from streamlearn import heldout as H
+from streamlearn.heldout import GROUPS, group_of
 from streamlearn.manifest import DONE, atomic_write_text, status_of
 from streamlearn.paths import contained
 from streamlearn.runrecord import read_heldout, read_targets
@@ -353,24 +354,6 @@ class Parts:
                                                              for x in [self.stamp(path), *rows]))
 
 
-GROUPS = ("memorised", "transfer", "placebo")
-
-
-def group_of(item: dict, flagged: bool, day: int) -> str | None:
-    """The item's group for a Day-`day` checkpoint: `memorised` (its QA pair was a target), `transfer`
-    (held out, evidence on a trained day: the hypothesis), `placebo` (held out, evidence after the
-    checkpoint's last trained day), `contaminated` (held out but found in a target), or None (no
-    evidence day: abstention and the like, reported by category only)."""
-    ev = item.get("evidence_day")
-    if ev is None or item["category"] == "abstention":
-        return None
-    if item.get("split") == H.TRAINED:
-        return "memorised" if int(ev) <= day else None
-    if flagged:
-        return "contaminated"
-    return "transfer" if int(ev) <= day else "placebo"
-
-
 def verdict_table(answers: list[dict], items: list[dict], flags: dict, days: dict[str, int], scoring: str,
                   n_boot: int, frequencies: dict) -> list[dict]:
     """Per system, Day-N checkpoint, group and MC scoring rule: accuracy of Day-N and of Day-0 on the
@@ -435,21 +418,6 @@ def guesser_table(items: list[dict], flags: dict, frequencies: dict) -> list[dic
         for key in (("all", i.get("split") or "heldout"), (i["category"], i.get("split") or "heldout")):
             rows.setdefault(key, []).append(g)
     return [{"category": c, "split": s, "n": len(v), "accuracy": float(np.mean(v))} for (c, s), v in sorted(rows.items())]
-
-
-def contamination_summary(items: list[dict], flags: dict) -> dict:
-    out = {"flagged": 0, "flagged_heldout": 0, "by_flag": {}, "heldout_ids": []}
-    for i in items:
-        f = flags[i["id"]]["flags"]
-        if f:
-            out["flagged"] += 1
-            for x in f:
-                out["by_flag"][x] = out["by_flag"].get(x, 0) + 1
-            if i.get("split") != H.TRAINED:
-                out["flagged_heldout"] += 1
-                out["heldout_ids"].append(i["id"])
-    out["flagged_trained"] = out["flagged"] - out["flagged_heldout"]
-    return out
 
 
 def split_summary(items: list[dict], split: dict | None) -> dict:

@@ -57,6 +57,13 @@ class LocalAnswerer:
         self._prefixes.move_to_end(key)
         return self._prefixes[key]
 
+    def _prefix_for(self, frames, fps: float, context: str | None, video_key: str | None):
+        """The shared prompt start of an item: the chat prompt (with retrieved notes), the blank video
+        (weights) or a chunk's video."""
+        chat = context is not None
+        key = "chat" if chat else ("blank" if frames is None else f"video:{video_key or id(frames)}")
+        return self._prefix(key, frames, fps, chat)
+
     @staticmethod
     def _suffix(question: str, context: str | None) -> str:
         if context is not None:
@@ -130,20 +137,33 @@ class LocalAnswerer:
                 "choice_calibrated": by["calibrated"], "logprobs": [round(x, 4) for x in raw],
                 "scores": [round(x, 4) for x in cal]}
 
+    def mc_scores(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None,
+                  video_key: str | None = None) -> tuple[list[float], list[float]]:
+        """(raw, prior) mean log-probability of each option: after the question, and after the same
+        prompt with no question (`option_priors`). Calibrated scores are their differences."""
+        chat = context is not None
+        prefix = self._prefix_for(frames, fps, context, video_key)
+        opts = item["options"]
+        raw = self.vlm.continuation_logprobs(prefix, self._suffix(item["question"], context), opts,
+                                             "" if chat else " ", user_suffix=chat)
+        return raw, self.option_priors(opts, chat)
+
     def answer(self, item: dict, frames=None, fps: float = 1.0, context: str | None = None,
                video_key: str | None = None) -> dict:
         """MC items are scored both ways, raw mean log-probability and calibrated (minus the option's
         prior); `choice` follows eval.mc_scoring, fixed before the run. Other items: greedy decoding."""
-        chat = context is not None
-        key = "chat" if chat else ("blank" if frames is None else f"video:{video_key or id(frames)}")
-        prefix = self._prefix(key, frames, fps, chat)
-        suffix = self._suffix(item["question"], context)
         if item["answer_type"] == "mc":
-            opts = item["options"]
-            raw = self.vlm.continuation_logprobs(prefix, suffix, opts, "" if chat else " ", user_suffix=chat)
-            return self._choose(opts, raw, self.option_priors(opts, chat))
-        new = self.vlm.greedy_from(prefix, suffix, 24, self.newline | {self.vlm.tok.eos_token_id}, user_suffix=chat)
-        return {"response": self.vlm.tok.decode(new, skip_special_tokens=True).strip(), "choice": None}
+            return self._choose(item["options"], *self.mc_scores(item, frames, fps, context, video_key))
+        return {"response": self.generate(item["question"], frames, fps, context, video_key), "choice": None}
+
+    def generate(self, question: str, frames=None, fps: float = 1.0, context: str | None = None,
+                 video_key: str | None = None) -> str:
+        """The greedy answer to a question, to the end of its line."""
+        chat = context is not None
+        prefix = self._prefix_for(frames, fps, context, video_key)
+        new = self.vlm.greedy_from(prefix, self._suffix(question, context), 24,
+                                   self.newline | {self.vlm.tok.eos_token_id}, user_suffix=chat)
+        return self.vlm.tok.decode(new, skip_special_tokens=True).strip()
 
 
 class EndpointAnswerer:

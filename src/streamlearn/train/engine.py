@@ -35,12 +35,12 @@ import torch.distributed as dist
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.heldout import Constraints, load_constraints
+from streamlearn.heldout import Constraints
 from streamlearn.manifest import atomic_write_text
 from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
 from streamlearn.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
-from streamlearn.targets import SampleSpec, build_specs
+from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
 from streamlearn.train.samples import Encoded, earlier_days_pool, encode, mix_replay, replay_specs
 
 
@@ -385,12 +385,9 @@ class Trainer:
     def constraints(self) -> Constraints | None:
         """The sealed banks' held-out split; the run records the banks it honours when it starts and
         refuses to go on if one of them changed since."""
-        c = load_constraints(self.corpus.folder("questions"))
-        if not c.banks:
-            if self.cfg.require_sealed_bank:
-                raise StreamlearnError("no sealed question bank: seal one before training (`streamlearn questions "
-                                       "CORPUS --seal`) so its held-out facts are never training targets, or set "
-                                       "train.require_sealed_bank = false to train without a held-out split")
+        c = sealed_constraints(self.corpus, self.cfg.require_sealed_bank, "training",
+                               "set train.require_sealed_bank = false to train without a held-out split")
+        if c is None:
             return None
         record = read_heldout(self.run_dir) or {"banks": c.banks}
         now = {b["name"]: b for b in c.banks}
@@ -409,12 +406,8 @@ class Trainer:
             raise StreamlearnError("nothing to train on: no described chunks with cached frames"
                                    + (f" in days {days}" if days else "") + "; run describe and frames first")
         if constraints is not None:
-            bad = constraints.violations([(s.key, s.target) for specs in by_day.values() for s in specs])
-            if bad:
-                raise StreamlearnError(f"train would train on a held-out question: target {bad[0]}"
-                                       + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
-                                       + "; take it out of the description or the bank, then train; nothing "
-                                       "was trained")
+            refuse_protected(constraints, [s for specs in by_day.values() for s in specs], "train would train on",
+                             "then train; nothing was trained")
             if self.d.main:
                 start_heldout(self.run_dir, constraints.banks)
                 n_qa = sum(1 for specs in by_day.values() for s in specs if s.kind in ("qa", "qa_text"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from streamlearn.errors import StreamlearnError
-from streamlearn.framecache import read_frames
+from streamlearn.framecache import read_sample_frames
 from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
 from streamlearn.targets import SampleSpec
 from streamlearn.video_pixels import n_video_tokens, video_inputs
@@ -78,26 +78,12 @@ class Encoded:
 
 
 def load_frames_for(corpus_root: Path, spec: SampleSpec, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Frames (T, H, W, 3) and their sampling fps; several chunks become one day montage; a
-    text-only sample gets a blank two-frame video (one token), so every rank runs the vision
-    tower in every step (an uneven mix of video and text-only samples hangs sharded runs)."""
+    """Frames (T, H, W, 3) and their sampling fps (`framecache.read_sample_frames`); a text-only
+    sample gets a blank two-frame video (one token), so every rank runs the vision tower in every
+    step (an uneven mix of video and text-only samples hangs sharded runs)."""
     if not spec.frames:
         return BLANK_FRAMES, 1.0
-    arrays, fps = [], []
-    for rel in spec.frames:
-        path = Path(rel) if Path(rel).is_absolute() else Path(corpus_root) / rel
-        arr, f = read_frames(path, spec.key)
-        arrays.append(arr)
-        fps.append(f)
-    if len(arrays) == 1:
-        return np.asarray(arrays[0]), fps[0]
-    # a day montage: the same number of frames from each chunk, at the first chunk's frame size
-    per = max(2, (max_frames or 64) // len(arrays) // 2 * 2)
-    h, w = arrays[0].shape[1:3]
-    picked = [a[np.linspace(0, len(a) - 1, per).astype(int)] for a in arrays if a.shape[1:3] == (h, w)]
-    frames = np.concatenate(picked)
-    duration = sum(len(a) / f for a, f in zip(arrays, fps))
-    return frames, len(frames) / duration
+    return read_sample_frames(corpus_root, spec.frames, spec.key, max_frames)
 
 
 def encode(spec: SampleSpec, tok, corpus_root: Path, g: VisionGeometry, tokens_per_second: float,

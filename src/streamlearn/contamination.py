@@ -1,6 +1,7 @@
-"""The contamination audit: every bank item against every target the run actually trained.
+"""The contamination audit: every bank item against every training target, the ones a run actually
+trained (`runrecord.read_targets`, read by `eval`) or the ones an export writes (`export`).
 
-The run records its targets (`runrecord.read_targets`). An item is flagged when a target
+An item is flagged when a target
 
 - `question`: contains the item's question verbatim (after normalisation);
 - `answer_with_question`: contains its answer together with its question (verbatim or by a
@@ -17,6 +18,7 @@ targets' length: only the bank's own windows are indexed.
 
 from __future__ import annotations
 
+from streamlearn.heldout import TRAINED
 from streamlearn.textnorm import normalize
 
 NS = (8, 13)
@@ -79,3 +81,20 @@ def audit(items: list[dict], targets: list[dict]) -> dict[str, dict]:
             if len(result[iid]["targets"]) < 5 and t["key"] not in result[iid]["targets"]:
                 result[iid]["targets"].append(t["key"])
     return {iid: {"flags": sorted(r["flags"]), "targets": r["targets"]} for iid, r in result.items()}
+
+
+def contamination_summary(items: list[dict], flags: dict) -> dict:
+    """Counts of flagged items, by flag and by split: QA-trained items are expected to be flagged (their
+    pairs are targets); a flagged held-out item is contamination."""
+    out = {"flagged": 0, "flagged_heldout": 0, "by_flag": {}, "heldout_ids": []}
+    for i in items:
+        f = flags[i["id"]]["flags"]
+        if f:
+            out["flagged"] += 1
+            for x in f:
+                out["by_flag"][x] = out["by_flag"].get(x, 0) + 1
+            if i.get("split") != TRAINED:
+                out["flagged_heldout"] += 1
+                out["heldout_ids"].append(i["id"])
+    out["flagged_trained"] = out["flagged"] - out["flagged_heldout"]
+    return out
