@@ -135,7 +135,7 @@ def parts(model, inp, reps: int = 2) -> dict:
 
 
 def run(arch: str, layers: int | None, pairs: int, gh: int, gw: int, text: int, modes: list[str], reps: int,
-        peak: float) -> dict:
+        peak: float, profile_to: Path | None = None) -> dict:
     model, config = build(arch, layers)
     inp = sample(config, pairs, gh, gw, text)
     S = inp["input_ids"].shape[1]
@@ -156,6 +156,8 @@ def run(arch: str, layers: int | None, pairs: int, gh: int, gw: int, text: int, 
             sec, loss, mem = timed(ours_step(model, inp), reps)
             if "parts" in mode:
                 res.update({f"{k}[{mode}]": v for k, v in parts(model, inp).items()})
+            if profile_to is not None:
+                profile_step(ours_step(model, inp), profile_to)
         tf = flops / sec / 1e12
         res[mode] = {"seconds": sec, "loss": loss, "peak_gib": mem, "tflops": tf, "mfu": tf / peak}
         print(f"{arch} L={res['layers']} {mode:>10}: {sec:6.2f} s  {tf:6.1f} TFLOP/s  MFU {tf / peak:5.1%}  "
@@ -166,21 +168,21 @@ def run(arch: str, layers: int | None, pairs: int, gh: int, gw: int, text: int, 
     return res
 
 
-def profile_ours(arch: str, pairs: int, gh: int, gw: int, text: int, out: Path) -> None:
+def profile_step(fn, out: Path) -> None:
+    """torch.profiler (CPU + CUDA) over two warm steps of the benchmark's own step."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, config = build(arch, 4)
-    fast_vision.enable(model)
-    fast_vision.mark_vision(model)
-    fast_vision.compile_pointwise(model, vision=True, text=True)
-    fn = ours_step(model, sample(config, pairs, gh, gw, text))
+    from streamlearn.train.profile import write_profile
+
     fn()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    out.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
-    del model
-    torch.cuda.empty_cache()
+    sync()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(2):
+            with torch.profiler.record_function("sl.bench_step"):
+                fn()
+        sync()
+    write_profile(prof, out, torch.device(DEV))
 
 
 def product_step(args, gh: int, gw: int, peak: float) -> dict:
@@ -197,6 +199,8 @@ def product_step(args, gh: int, gw: int, peak: float) -> dict:
     train = {"model": args.arch, "preset_layers": args.layers, "lr": 1e-5, "warmup_steps": 1,
              "targets": ["description"], "require_sealed_bank": False, "peak_tflops": peak,
              "max_seq_len": 65536}
+    if args.profile and os.environ.get("OUT"):
+        train["profile_dir"] = str(Path(os.environ["OUT"]) / f"{args.tag}product")
     corpus = make_corpus(work, days=1, chunks_per_day=args.product_steps + 2, frames=2 * args.pairs,
                          size=(gh * 14, gw * 14), target_words=int(args.text * 0.55), signs=0, train=train)
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -234,7 +238,9 @@ def main() -> None:
                     help="also time the real `streamlearn train` step (FSDP, fp32 AdamW, data loading) on the same "
                          "model and tokens, from its own metrics.jsonl")
     ap.add_argument("--product-steps", type=int, default=8)
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="torch.profiler traces of the benchmark step and of the product's steps 3-5 under $OUT")
+    ap.add_argument("--tag", default="", help="prefix of the profile folders under $OUT")
     ap.add_argument("--json", default=os.environ.get("OUT", "") and os.environ["OUT"] + "/train_step.json")
     args = ap.parse_args()
     gh, gw = (int(x) for x in args.grid.split("x"))
@@ -247,7 +253,8 @@ def main() -> None:
     import transformers
 
     results["transformers"] = transformers.__version__
-    r = run(args.arch, args.layers or None, args.pairs, gh, gw, args.text, args.modes.split(","), args.reps, peak)
+    prof = Path(os.environ["OUT"]) / f"{args.tag}bench" if args.profile and os.environ.get("OUT") else None
+    r = run(args.arch, args.layers or None, args.pairs, gh, gw, args.text, args.modes.split(","), args.reps, peak, prof)
     results["main"] = r
     ours = [m for m in r if m.startswith("ours")]
     if "naive" in r and ours:
@@ -287,8 +294,6 @@ def main() -> None:
         results["scale"] = {"arch": args.scale_arch, "l4": a, "l8": b, "full_layers": full, "est_seconds": est_s,
                             "est_peak_gib": est_gib, "per_layer_s": per_layer_s, "per_layer_gib": per_layer_gib,
                             "est_tflops": flops_full / est_s / 1e12}
-    if args.profile and os.environ.get("OUT"):
-        profile_ours(args.arch, args.pairs, gh, gw, args.text, Path(os.environ["OUT"]) / "profile_ours.txt")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

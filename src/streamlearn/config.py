@@ -239,6 +239,8 @@ class TrainConfig:
     # auto: bfloat16 on a GPU, float32 on a CPU (a CPU without native bf16 arithmetic, AVX512-BF16 or
     # AMX, runs bf16 matrix products ~200x slower than float32)
     compute_dtype: str = "auto"
+    # a folder: torch.profiler (CPU + CUDA) records steps 3-5 of the run there (trace + tables)
+    profile_dir: str = ""
 
     def __post_init__(self):
         def check(cond: bool, key: str, msg: str) -> None:

@@ -41,6 +41,7 @@ from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
 from streamlearn.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
 from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
+from streamlearn.train.profile import StepProfiler
 from streamlearn.train.samples import Encoded, earlier_days_pool, encode, mix_replay, replay_specs
 
 
@@ -347,25 +348,33 @@ class Trainer:
         factor = lr_factor(step, day_steps, cfg)
         for group in self.opt.param_groups:
             group["lr"] = group["base_lr"] * factor
-        local = torch.tensor([sum(w * e.n_target for e, w in micros), sum(w * e.input_ids.shape[1] for e, w in micros),
-                              sum(w * self._flops(e) for e, w in micros)], dtype=torch.float64, device=d.device)
-        dist.all_reduce(local)
-        n_target, n_tokens, flops = (float(x) for x in local)
+        mark = torch.profiler.record_function
+        with mark("sl.counts"):
+            local = torch.tensor([sum(w * e.n_target for e, w in micros),
+                                  sum(w * e.input_ids.shape[1] for e, w in micros),
+                                  sum(w * self._flops(e) for e, w in micros)], dtype=torch.float64, device=d.device)
+            dist.all_reduce(local)
+            n_target, n_tokens, flops = (float(x) for x in local)
         loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
         for k, (e, w) in enumerate(micros):
             self.model.set_requires_gradient_sync(k == len(micros) - 1)
-            loss, _ = self.model(**self._tensors(e))
-            # FSDP averages gradients over ranks; scale so the step's loss is the mean over all its target tokens
-            (loss * (w * d.world / n_target)).backward()
+            with mark("sl.forward"):
+                loss, _ = self.model(**self._tensors(e))
+            with mark("sl.backward"):
+                # FSDP averages gradients over ranks; scale so the step's loss is the mean over all its target tokens
+                (loss * (w * d.world / n_target)).backward()
             loss_sum += loss.detach().double() * w
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
-                                                   cfg.grad_clip)
-        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        dist.all_reduce(loss_sum)
-        if d.device.type == "cuda":
-            torch.cuda.synchronize()
+        with mark("sl.clip"):
+            grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
+                                                       cfg.grad_clip)
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        with mark("sl.optimizer"):
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        with mark("sl.sync"):
+            dist.all_reduce(loss_sum)
+            if d.device.type == "cuda":
+                torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         tflops = flops / dt / 1e12
         return {"loss": float(loss_sum) / n_target, "lr": self.opt.param_groups[0]["lr"], "grad_norm": grad_norm,
@@ -438,6 +447,7 @@ class Trainer:
         replay = replay_specs(Path(cfg.replay_dir)) if cfg.replay_dir and cfg.replay_ratio > 0 else []
         metrics_path = self.run_dir / "metrics.jsonl"
         taken = 0
+        profiler = StepProfiler(cfg.profile_dir if d.main else None, d.device)
         every_day = None
         for day, day_specs in by_day.items():
             if day in self.progress.completed_days:
@@ -458,12 +468,16 @@ class Trainer:
                 ahead = loader.submit(self.prepare, specs, first) if first < steps else None
                 for s in range(first, steps):
                     if max_steps is not None and taken >= max_steps:
+                        profiler.finish()
                         return self.progress
+                    profiler.before(taken)
                     t0 = time.perf_counter()
-                    micros = ahead.result()
+                    with torch.profiler.record_function("sl.wait_data"):
+                        micros = ahead.result()
                     ahead = loader.submit(self.prepare, specs, s + 1) if s + 1 < steps else None
                     m = self.step(micros, s, steps, t0)
                     taken += 1
+                    profiler.after(taken)
                     self.progress.step += 1
                     self.progress.day_step = s + 1
                     self.progress.losses.append(round(m["loss"], 6))
@@ -478,6 +492,7 @@ class Trainer:
             if d.main:
                 console.info(f"train: day {day} done ({steps} steps); Day-{day} checkpoint exported to "
                              f"{self.corpus.rel(path)}")
+        profiler.finish()
         return self.progress
 
     def _log(self, day: int, s: int, steps: int, m: dict, path: Path) -> None:
