@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from streamlearn.models import preset_config, rope_index  # noqa: E402
 from streamlearn.train import fast_vision  # noqa: E402
-from streamlearn.train.loss import TargetLossModel, peak_tflops, sample_flops  # noqa: E402
+from streamlearn.train.loss import TargetLossModel, peak_tflops, sample_flops, targets_from_labels  # noqa: E402
 
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU only to check the script itself
@@ -105,12 +105,14 @@ def naive_step(model, inp):
 
 def ours_step(model, inp):
     wrapped = TargetLossModel(model)
+    pos, ids = targets_from_labels(inp["labels"])
+    args = {**{k: v for k, v in inp.items() if k != "labels"}, "target_pos": pos, "target_ids": ids}
 
     def fn():
         model.zero_grad(set_to_none=True)
-        total, n = wrapped(**inp)
-        (total / n).backward()
-        return float(total / n)
+        loss = wrapped(**args) / len(pos)
+        loss.backward()
+        return float(loss.detach())
     return fn
 
 

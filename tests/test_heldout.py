@@ -131,7 +131,9 @@ def test_audit_flags_a_planted_item_and_not_the_fact_in_a_description():
     ]
     flags = audit(items, targets)
     assert flags["q1"]["flags"] == [] and flags["q2r"]["flags"] == []
-    assert flags["q2"]["flags"] == ["answer_with_question", "ngram13", "ngram8", "question"]
+    # windows stay within a line: the 13-word ones that joined the question line to the answer line are gone,
+    # the item is still caught by its question and its answer with it
+    assert flags["q2"]["flags"] == ["answer_with_question", "ngram8", "question"]
     assert flags["q2"]["targets"] == ["c1/qa_text1"]
     assert {"ngram8", "answer_with_question"} <= set(flags["q3"]["flags"]) and flags["q3"]["targets"] == ["c2/notes"]
 

@@ -31,6 +31,8 @@ from streamlearn.vision_budget import VisionGeometry
 
 GOLDEN = Path(__file__).parent / "assets" / "golden_losses_tiny.json"
 FAST = {"lr": 1e-3, "warmup_steps": 1}
+# two samples a step, packed into one forward (train.pack_tokens): the golden and resumed runs train packed
+PACKED = {**FAST, "grad_accum": 2}
 
 
 def cli(*args, env=None, timeout=600):
@@ -68,7 +70,7 @@ def test_temporal_positions_follow_the_real_fps(tmp_path):
 
 
 def test_target_only_loss_equals_transformers_loss(tmp_path):
-    from streamlearn.train.loss import TargetLossModel
+    from streamlearn.train.loss import TargetLossModel, targets_from_labels
 
     corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=1)
     spec = build_specs(corpus, load_train_config())[0][1][0]
@@ -76,16 +78,17 @@ def test_target_only_loss_equals_transformers_loss(tmp_path):
     e = encode(spec, tok, corpus.root, VisionGeometry(), 2.0, 4096)
     inputs = dict(input_ids=e.input_ids, position_ids=e.position_ids, pixel_values_videos=e.pixel_values_videos,
                   video_grid_thw=e.video_grid_thw, second_per_grid_ts=e.second_per_grid_ts)
+    pos, ids = targets_from_labels(e.labels)
     with torch.no_grad():
         ref = model(**inputs, labels=e.labels).loss  # full logits over every position
-        total, n = TargetLossModel(model)(labels=e.labels, **inputs)
-    assert int(n) == e.n_target
-    assert float(total / n) == pytest.approx(float(ref), rel=1e-5)
+        total = TargetLossModel(model)(target_pos=pos, target_ids=ids, **inputs)
+    assert len(pos) == e.n_target
+    assert float(total / len(pos)) == pytest.approx(float(ref), rel=1e-5)
 
 
 @pytest.fixture(scope="module")
 def golden_run(tmp_path_factory):
-    corpus = make_train_corpus(tmp_path_factory.mktemp("golden") / "c", days=2, chunks_per_day=3, train=FAST)
+    corpus = make_train_corpus(tmp_path_factory.mktemp("golden") / "c", days=2, chunks_per_day=3, train=PACKED)
     progress = train(corpus, load_train_config(corpus.config.train))
     return corpus, progress
 
@@ -104,7 +107,8 @@ def test_run_outputs_and_day_exports_load(golden_run):
     corpus, progress = golden_run
     run = corpus.root / "runs" / "main"
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == list(range(1, 7))
+    assert [m["step"] for m in metrics] == list(range(1, 5))  # 3 chunks a day, 2 a step: 2 steps a day
+    assert [(m["samples"], m["forwards"]) for m in metrics] == [(2, 1), (1, 1), (2, 1), (1, 1)]  # packed
     assert all(m["tflops"] > 0 and 0 < m["mfu"] < 1 and m["peak_mem_gib"] > 0 and m["tokens_per_s"] > 0
                for m in metrics)
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -133,7 +137,7 @@ def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
     _, reference = golden_run
     import torch
 
-    corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=3, train={**FAST, "checkpoint_every": 2})
+    corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=3, train={**PACKED, "checkpoint_every": 1})
     # the reference ran in this process: the runs below use its thread count (float sums follow it)
     threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "streamlearn", "train", str(corpus.root)],
@@ -162,12 +166,12 @@ def test_killed_run_resumes_with_the_same_losses(golden_run, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_sharded_run_resumes(tmp_path):
-    corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=4, train={**FAST, "checkpoint_every": 1})
+    corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=6, train={**PACKED, "checkpoint_every": 1})
     res = cli("train", corpus.root, "--nproc", "2", "--days", "1")
     assert res.returncode == 0, res.stderr[-3000:]
     run = corpus.root / "runs" / "main"
     first = json.loads((run / "checkpoints" / "day-01" / "progress.json").read_text())
-    assert first["world_size"] == 2 and len(first["losses"]) == 2  # 4 chunks / (2 ranks x 1) = 2 steps
+    assert first["world_size"] == 2 and len(first["losses"]) == 2  # 6 chunks / (2 ranks x 2) = 2 steps, packed
     shards = list((run / "checkpoints" / "day-01").glob("*.distcp"))
     assert len(shards) == 2  # one shard file per rank
     res = cli("train", corpus.root, "--nproc", "2")  # continues with day 2
@@ -175,7 +179,7 @@ def test_two_process_sharded_run_resumes(tmp_path):
     final = json.loads((run / "checkpoints" / "day-02" / "progress.json").read_text())
     assert final["completed_days"] == [1, 2] and final["losses"][:2] == first["losses"] and len(final["losses"]) == 4
     # the same run in one go gives the same losses
-    other = make_train_corpus(tmp_path / "d", days=2, chunks_per_day=4, train={**FAST, "checkpoint_every": 1})
+    other = make_train_corpus(tmp_path / "d", days=2, chunks_per_day=6, train={**PACKED, "checkpoint_every": 1})
     res = cli("train", other.root, "--nproc", "2")
     assert res.returncode == 0, res.stderr[-3000:]
     again = json.loads((other.root / "runs/main/checkpoints/day-02/progress.json").read_text())
@@ -222,20 +226,21 @@ def test_slurm_script(tmp_path, run_cli):
 
 def test_batched_vision_attention_is_the_same_math(tmp_path):
     from streamlearn.train import fast_vision
-    from streamlearn.train.loss import TargetLossModel
+    from streamlearn.train.loss import TargetLossModel, targets_from_labels
 
     corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=1, frames=8, size=(84, 252))
     spec = build_specs(corpus, load_train_config())[0][1][0]
     model, tok = load_model("tiny")
     e = encode(spec, tok, corpus.root, VisionGeometry(), 2.0, 4096)
-    inputs = dict(input_ids=e.input_ids, labels=e.labels, position_ids=e.position_ids,
+    pos, ids = targets_from_labels(e.labels)
+    inputs = dict(input_ids=e.input_ids, target_pos=pos, target_ids=ids, position_ids=e.position_ids,
                   pixel_values_videos=e.pixel_values_videos, video_grid_thw=e.video_grid_thw,
                   second_per_grid_ts=e.second_per_grid_ts)
     wrapped = TargetLossModel(model)
 
     def loss_and_grads():
         model.zero_grad()
-        loss, _ = wrapped(**inputs)
+        loss = wrapped(**inputs)
         loss.backward()
         return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

@@ -198,6 +198,7 @@ class EvalSection:
 
 
 TARGETS = ("description", "qa", "qa_text", "paraphrase", "facts", "day_summary")
+ORDERS = ("stream", "qa_first", "shuffled")
 
 
 @dataclass
@@ -215,8 +216,18 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0
-    grad_accum: int = 1  # micro-batches (one chunk each) per optimizer step and rank
+    grad_accum: int = 1  # samples per optimizer step and rank
+    # a step's samples go through the model packed in order, up to this many tokens per forward
+    # (each sample attends only to itself; 0: one sample per forward); the same step either way
+    pack_tokens: int = 16384
     epochs_per_day: int = 1
+    # within a day: "stream" (each chunk's samples in stream order), "qa_first" (the day's QA-trained pairs
+    # before its documents, Jiang et al. 2024), "shuffled" (seeded, anew each epoch)
+    order: str = "stream"
+    lr_day_decay: float = 1.0  # the k-th trained day of a run peaks at lr * lr_day_decay**k (later days gentler)
+    # against forgetting: after each step, every weight moves this fraction of the lr back toward the run's
+    # starting weights (decoupled L2 toward the start, "L2-SP"); 0 = off
+    anchor_decay: float = 0.0
     max_seq_len: int = 32768  # samples longer than this are skipped and listed
     targets: list[str] = field(default_factory=lambda: ["description"])
     instruction: str = "Describe this part of the stream."
@@ -258,6 +269,10 @@ class TrainConfig:
         check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")
         check(len(self.betas) == 2, "betas", "must be [beta1, beta2]")
         check(self.max_seq_len > 0, "max_seq_len", "must be > 0")
+        check(self.pack_tokens >= 0, "pack_tokens", "must be >= 0 (0: one sample per forward)")
+        check(self.order in ORDERS, "order", f"must be one of {', '.join(ORDERS)}")
+        check(0 < self.lr_day_decay <= 1, "lr_day_decay", "must be in (0, 1]")
+        check(self.anchor_decay >= 0, "anchor_decay", "must be >= 0 (0: off)")
         check(self.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on the device)")
         check(self.fact_variants >= 1, "fact_variants", "must be >= 1")
         check(self.keep_last >= 0 and self.keep_days >= 0, "keep_last", "and keep_days must be >= 0")

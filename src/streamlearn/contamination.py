@@ -12,8 +12,10 @@ An item is flagged when a target
   description carries by design), and no other bank unit has it (a template's wording, such as
   "what did the text on screen read at", identifies no item).
 
-Flagged items leave the verdict and are counted in the report. The audit is linear in the
-targets' length: only the bank's own windows are indexed.
+Windows are taken within a line of the target: a rendered fact or a described event is a line, and
+a window that joined the end of one line to the start of the next would pair words that were never
+said together. Flagged items leave the verdict and are counted in the report. The audit is linear in
+the targets' length: only the bank's own windows are indexed.
 """
 
 from __future__ import annotations
@@ -63,18 +65,19 @@ def audit(items: list[dict], targets: list[dict]) -> dict[str, dict]:
     answers = {i["id"]: f" {normalize(i['answer'])} " for i in items}
     result = {i["id"]: {"flags": set(), "targets": []} for i in items}
     for t in targets:
-        words = normalize(t["target"]).split()
-        text = f" {' '.join(words)} "
+        text = f" {normalize(t['target'])} "
         hit_question: set[str] = set()
-        for i in range(len(words)):
-            for q, iid in questions.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
-                if words[i:i + len(q)] == q:
-                    result[iid]["flags"].add("question")
-                    hit_question.add(iid)
-            for n in NS:
-                for iid in index[n].get(tuple(words[i:i + n]), []):
-                    result[iid]["flags"].add(f"ngram{n}")
-                    hit_question.add(iid)
+        for line in t["target"].splitlines():  # a window never joins the end of one statement to the next
+            words = normalize(line).split()
+            for i in range(len(words)):
+                for q, iid in questions.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
+                    if words[i:i + len(q)] == q:
+                        result[iid]["flags"].add("question")
+                        hit_question.add(iid)
+                for n in NS:
+                    for iid in index[n].get(tuple(words[i:i + n]), []):
+                        result[iid]["flags"].add(f"ngram{n}")
+                        hit_question.add(iid)
         for iid in hit_question:
             if answers[iid].strip() and answers[iid] in text:
                 result[iid]["flags"].add("answer_with_question")

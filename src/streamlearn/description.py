@@ -198,20 +198,49 @@ def render_digest(doc: dict) -> str:
     return "\n".join([doc["summary"]] + [f"- Day {d['day_index']}: {d['summary']}" for d in doc["days"]])
 
 
+# Each fact in many wordings: which element leads (time, place, person, quote, on-screen text), active and
+# passive voice, both directions of a relation, always with its day and clock time. The wordings avoid the
+# question templates' own phrases (describe/signals.py: "what did ... say", "which words could be read",
+# "first appear on screen", "broadcasting from", "distinct speakers"), so a rendering states a fact without
+# restating how the bank asks it (the contamination audit checks every target anyway).
 FACT_TEMPLATES = {
     "place": ["On day {day}, from {start} to {end}, the stream was in {place}.",
               "{place} is where the stream was on day {day} between {start} and {end}.",
-              "Between {start} and {end} on day {day} the streamer was in {place}."],
+              "Between {start} and {end} on day {day} the streamer was in {place}.",
+              "Day {day}, {start}-{end}: location {place}.",
+              "The streamer spent {start} to {end} of day {day} in {place}.",
+              "{place} was the setting from {start} until {end} on day {day}.",
+              "From {start} until {end}, day {day} of the tour took place in {place}.",
+              "During the stretch from {start} to {end} on day {day}, the location was {place}."],
     "opening": ["Day {day}, {start} local time: this part opens with {text} on screen.",
-                "The stretch that started at {start} on day {day} opened on the words {text}."],
+                "The stretch that started at {start} on day {day} opened on the words {text}.",
+                "{text} was the first thing on screen when this part began at {start} on day {day}.",
+                "At {start} on day {day} a new stretch began, opening on {text}.",
+                "The part beginning {start}, day {day}, shows {text} first.",
+                "First on screen in the stretch from {start} on day {day}: {text}.",
+                "On day {day} the scene that starts at {start} begins with {text}.",
+                "{text} opens the part of day {day} that starts at {start}."],
     "shown": ["On day {day} at {clock}, the words \"{text}\" were on screen.",
               "The words \"{text}\" appeared on screen at {clock} on day {day}.",
-              "At {clock} on day {day} the picture showed \"{text}\"."],
+              "At {clock} on day {day} the picture showed \"{text}\".",
+              "\"{text}\" was visible on screen on day {day}, {clock}.",
+              "Day {day}, {clock}: a sign in view said \"{text}\".",
+              "The screen showed \"{text}\" on day {day} at {clock}.",
+              "{clock} on day {day} is when \"{text}\" could be seen in the picture.",
+              "In the picture at {clock} (day {day}): \"{text}\"."],
     "said": ["At {clock} on day {day}, {who} said: \"{text}\"",
              "{who} said \"{text}\" on day {day} at {clock}.",
-             "On day {day}, {clock}: {who}: \"{text}\""],
+             "On day {day}, {clock}: {who}: \"{text}\"",
+             "\"{text}\" ({who}, day {day}, {clock}).",
+             "The line \"{text}\" was spoken by {who} at {clock} on day {day}.",
+             "Day {day}, {clock}, {who} speaking: \"{text}\"",
+             "{who} was heard at {clock} on day {day} saying \"{text}\"",
+             "When it was {clock} on day {day}, the line from {who} was \"{text}\""],
     "voices": ["{n} voices are heard on day {day} from {start} to {end}.",
-               "From {start} to {end} on day {day}, {n} different people speak."],
+               "From {start} to {end} on day {day}, {n} different people speak.",
+               "{n} people talk on day {day} between {start} and {end}.",
+               "Day {day}, {start}-{end}: {n} voices.",
+               "The number of people speaking from {start} to {end} on day {day} is {n}."],
 }
 
 
@@ -223,10 +252,10 @@ def _pick(seed: int, *parts) -> int:
 
 def render_facts(doc: dict, variant: int = 0) -> str:
     """An augmented description: every fact of the description as a self-contained sentence that
-    carries its own day and clock time, worded by one of several templates and shuffled, both
+    carries its own day and clock time, worded by one of the `FACT_TEMPLATES` and shuffled, both
     chosen by `variant` (Allen-Zhu & Li, Physics of LMs 3.1: knowledge becomes extractable when each
-    statement names its anchor and appears in varied wordings and orders). Made from the
-    description alone, never from its QA pairs."""
+    statement names its anchor and appears in varied wordings and orders; Pan et al. 2025: in the
+    order a question asks it). Made from the description alone, never from its QA pairs."""
     import random
 
     day = doc.get("day_index") or "?"

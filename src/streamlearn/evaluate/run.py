@@ -223,13 +223,17 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     local_systems = [s for s in systems if s in ("weights", "video")]
     parts = Parts(out_dir / "parts", QB.bank_path(corpus, bank), cfg)
     reused = 0
-    for label, _, path in ckpts:
-        passes = [s for s in local_systems] + (["rag"] if "rag" in systems and label == ckpts[0][0] else [])
+    base_path = ckpts[0][2]
+    for label, day, path in ckpts:
+        passes = [s for s in local_systems] + (["rag"] if "rag" in systems else [])
         if not passes:
             continue
         answerer = None
         for system in passes + ["forgetting"]:
-            done = parts.load(system, label, path)
+            # rag is the Day-0 reader with retrieval over what was described by Day-N (days <= N): the fair
+            # "what could be known by then" control, one pass per checkpoint
+            source = base_path if system == "rag" else path
+            done = parts.load(system, label, source)
             if done is not None:
                 reused += 1
                 if system == "forgetting":
@@ -237,7 +241,10 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                 else:
                     answers.extend(done)
                 continue
-            answerer = answerer or LocalAnswerer(str(path), label, cfg.mc_scoring, device=cfg.device)
+            if system == "rag":
+                reader = LocalAnswerer(str(base_path), ckpts[0][0], cfg.mc_scoring, device=cfg.device)
+            else:
+                answerer = answerer or LocalAnswerer(str(path), label, cfg.mc_scoring, device=cfg.device)
             if system == "forgetting":
                 forgetting[label] = general_loss(answerer, general)
                 parts.save(system, label, path, [{"loss": forgetting[label]}])
@@ -247,12 +254,14 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                 described = [c for c in chunks.values() if status_of(c, "describe") == DONE]
                 if not described:
                     raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
-                retriever = Retriever(*passages(corpus, described))
+                known = [c for c in described if int(c.get("day_index") or 0) <= day]
+                retriever = Retriever(*passages(corpus, known)) if known else None
             with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
                 if system == "rag":
                     for item in items:
-                        context = "\n".join(f"- {t}" for _, t in retriever.top(item["question"], cfg.rag_top_k))
-                        rows.append(graded(system, label, item, answerer.answer(item, None, 1.0, context)))
+                        hits = retriever.top(item["question"], cfg.rag_top_k) if retriever else []
+                        context = "\n".join(f"- {t}" for _, t in hits)
+                        rows.append(graded(system, label, item, reader.answer(item, None, 1.0, context)))
                         prog.advance(item["id"])
                 else:
                     # items grouped by evidence chunk: each chunk's video is encoded once per checkpoint,
@@ -262,8 +271,10 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                         for item, r in zip(group, answerer.answer_many(group, frames, fps, video_key=cid)):
                             rows.append(graded(system, label, item, r))
                             prog.advance(item["id"])
-            parts.save(system, label, path, rows)
+            parts.save(system, label, source, rows)
             answers.extend(rows)
+            if system == "rag":
+                del reader
         del answerer
     if reused:
         console.info(f"eval: reusing {reused} answer sets recorded for the same bank, checkpoints and settings")
@@ -359,7 +370,8 @@ def verdict_table(answers: list[dict], items: list[dict], flags: dict, days: dic
     """Per system, Day-N checkpoint, group and MC scoring rule: accuracy of Day-N and of Day-0 on the
     same items, the paired difference with a cluster bootstrap CI, the cluster sign-flip p-value and
     its Holm adjustment over the Day-N checkpoints, and the no-memory guesser on the same items.
-    `rag` answers only at Day-0 (a reader with retrieval); it is reported on each Day-N's groups."""
+    `rag` is the Day-0 reader retrieving from the descriptions of days <= N at each Day-N (at Day-0:
+    nothing to retrieve), so its groups compare like the weights' do."""
     from streamlearn.evaluate.guesser import guess
 
     by_id = {i["id"]: i for i in items}
@@ -379,8 +391,7 @@ def verdict_table(answers: list[dict], items: list[dict], flags: dict, days: dic
             for day, label in later:
                 for group in GROUPS:
                     ids = [i for i in got.get(base, {}) if group_of(by_id[i], bool(flags[i]["flags"]), day) == group]
-                    if system != "rag":
-                        ids = [i for i in ids if i in got.get(label, {})]
+                    ids = [i for i in ids if i in got.get(label, {})]
                     if not ids:
                         continue
                     clusters = [cluster_of(by_id[i]) for i in ids]
@@ -389,17 +400,13 @@ def verdict_table(answers: list[dict], items: list[dict], flags: dict, days: dic
                            "n": len(ids), "n_clusters": len(set(clusters)),
                            "few_clusters": len(set(clusters)) < FEW_CLUSTERS,
                            "guesser": float(np.mean([guess(by_id[i], frequencies) for i in ids]))}
-                    if system == "rag":
-                        acc, lo, hi = cluster_bootstrap(old, clusters, n_boot)
-                        row.update(accuracy=acc, ci_low=lo, ci_high=hi)
-                    else:
-                        new = [got[label][i] for i in ids]
-                        acc, lo, hi = cluster_bootstrap(new, clusters, n_boot)
-                        acc0, lo0, hi0 = cluster_bootstrap(old, clusters, n_boot)
-                        diff, dlo, dhi = paired_cluster_bootstrap(old, new, clusters, n_boot)
-                        row.update(accuracy=acc, ci_low=lo, ci_high=hi, base_accuracy=acc0, base_ci_low=lo0,
-                                   base_ci_high=hi0, diff=diff, diff_low=dlo, diff_high=dhi,
-                                   p=cluster_signflip_p(old, new, clusters))
+                    new = [got[label][i] for i in ids]
+                    acc, lo, hi = cluster_bootstrap(new, clusters, n_boot)
+                    acc0, lo0, hi0 = cluster_bootstrap(old, clusters, n_boot)
+                    diff, dlo, dhi = paired_cluster_bootstrap(old, new, clusters, n_boot)
+                    row.update(accuracy=acc, ci_low=lo, ci_high=hi, base_accuracy=acc0, base_ci_low=lo0,
+                               base_ci_high=hi0, diff=diff, diff_low=dlo, diff_high=dhi,
+                               p=cluster_signflip_p(old, new, clusters))
                     rows.append(row)
     for key in {(r["system"], r["scoring"], r["group"]) for r in rows if "p" in r}:
         family = [r for r in rows if (r["system"], r["scoring"], r["group"]) == key]

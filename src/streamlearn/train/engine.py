@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from concurrent.futures import ThreadPoolExecutor
 import math
@@ -42,7 +43,9 @@ from streamlearn.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
 from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
 from streamlearn.train.profile import StepProfiler
-from streamlearn.train.samples import Encoded, earlier_days_pool, encode, mix_replay, replay_specs
+from streamlearn.train import packing
+from streamlearn.train.packing import PAD_MULTIPLE, Batch, make_batch, plan_packs
+from streamlearn.train.samples import Encoded, Encoder, day_epochs, earlier_days_pool, mix_replay, replay_specs
 
 
 @dataclass
@@ -152,6 +155,9 @@ def build(cfg: TrainConfig, d: Dist):
     if cfg.compile == "on" or (cfg.compile == "auto" and d.device.type == "cuda"):
         fast_vision.mark_vision(vlm)
         fast_vision.compile_pointwise(vlm, vision=True, text=True)
+    # the text model attends through streamlearn's attention (train/packing.py): each sample of a packed
+    # batch to itself only; a batch of one sample is plain SDPA, as before
+    vlm.model.language_model.config._attn_implementation = packing.register()
     model = TargetLossModel(vlm)
     compute = compute_dtype(cfg, d.device)
     mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
@@ -219,10 +225,19 @@ class Trainer:
         self.model, self.config, self.tok, self.target = build(cfg, d)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, betas=tuple(cfg.betas),
                                      weight_decay=cfg.weight_decay, fused=True)
+        # the weights the run starts from (before any resume), for train.anchor_decay: 4 bytes a parameter
+        self.anchors = [[p.detach().clone() for p in g["params"]] for g in self.opt.param_groups] \
+            if cfg.anchor_decay > 0 else None
+        self.day_scale = 1.0
         from streamlearn.vision_budget import geometry_from_config
 
-        self.geometry = geometry_from_config(self.config.vision_config.to_dict())
-        self.tps = float(self.config.vision_config.tokens_per_second)
+        geometry = geometry_from_config(self.config.vision_config.to_dict())
+        # GPU: pixels travel in the compute dtype (half the bytes); a CPU keeps them as computed
+        pixel_dtype = compute_dtype(cfg, d.device) if d.device.type == "cuda" else torch.float32
+        self.encoder = Encoder(self.tok, corpus.root, geometry, float(self.config.vision_config.tokens_per_second),
+                               cfg.max_seq_len, pixel_dtype)
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        self.pad_multiple = PAD_MULTIPLE if d.device.type == "cuda" else 1
         self.peak = peak_tflops(d.device, cfg.peak_tflops, compute_dtype(cfg, d.device))
         self.progress = Progress()
         self.writer = None
@@ -309,8 +324,10 @@ class Trainer:
             sd = {k[len("vlm."):]: v.to(dtype) for k, v in full.items()}
             tmp = out.with_name(out.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
+            config = copy.deepcopy(self.config)
+            config.text_config._attn_implementation = "sdpa"  # the export loads anywhere, no streamlearn needed
             with params_on_meta():
-                hf = Qwen2_5_VLForConditionalGeneration(self.config)
+                hf = Qwen2_5_VLForConditionalGeneration(config)
             hf.config.dtype = dtype
             hf.save_pretrained(tmp, state_dict=sd)
             self.tok.save_pretrained(tmp)
@@ -330,36 +347,51 @@ class Trainer:
             out.append((specs[i], 1.0) if i < len(specs) else (specs[-1], 0.0))  # zero-weight filler
         return out
 
-    def prepare(self, specs: list[SampleSpec], step: int) -> list[tuple[Encoded, float]]:
-        """A step's micro-batches encoded (frames -> pixels, M-RoPE ids), pinned for an asynchronous
-        copy when training on a GPU. Runs in the background while the previous step computes."""
-        micros = []
-        for s, w in self.micro_batches(specs, step):
-            e = encode(s, self.tok, self.corpus.root, self.geometry, self.tps, self.cfg.max_seq_len)
-            if self.d.device.type == "cuda":
-                for f in ("input_ids", "labels", "position_ids", "pixel_values_videos"):
-                    setattr(e, f, getattr(e, f).pin_memory())
-            micros.append((e, w))
-        return micros
+    def prepare(self, specs: list[SampleSpec], step: int) -> list[tuple[Batch, float]]:
+        """A step's forwards: its samples encoded (frames -> pixels, M-RoPE ids), packed in order into
+        batches of at most `train.pack_tokens` tokens (0: one sample each), pinned for an asynchronous
+        copy on a GPU. Runs in the background while the previous step computes. A rank with no sample
+        left (the day's last step) runs one zero-weight forward, so every rank joins the collectives."""
+        micros = self.micro_batches(specs, step)
+        real = [self.encoder(s) for s, w in micros if w > 0]
+        out: list[tuple[Batch, float]] = []
+        for idx in plan_packs([e.input_ids.shape[1] for e in real], self.cfg.pack_tokens):
+            out.append((self._batch([real[i] for i in idx]), 1.0))
+        if not out:
+            out.append((self._batch([self.encoder(micros[0][0])]), 0.0))
+        if self.d.device.type == "cuda":
+            for b, _ in out:
+                b.pin()
+        return out
 
-    def step(self, micros: list[tuple[Encoded, float]], step: int, day_steps: int, t0: float) -> dict:
-        """One optimizer step over prepared micro-batches; `t0` is when the step began waiting for them."""
+    def _batch(self, encoded: list[Encoded]) -> Batch:
+        return make_batch(encoded, [self._flops(e) for e in encoded], self.pad_id, self.pad_multiple)
+
+    def step(self, batches: list[tuple[Batch, float]], step: int, day_steps: int, t0: float) -> dict:
+        """One optimizer step over prepared batches; `t0` is when the step began waiting for them.
+        Nothing here reads the device back before the end-of-step sync (the token counts are the host's,
+        the grad norm is read after the sync)."""
         cfg, d = self.cfg, self.d
-        factor = lr_factor(step, day_steps, cfg)
+        factor = lr_factor(step, day_steps, cfg) * self.day_scale
         for group in self.opt.param_groups:
             group["lr"] = group["base_lr"] * factor
         mark = torch.profiler.record_function
         with mark("sl.counts"):
-            local = torch.tensor([sum(w * e.n_target for e, w in micros),
-                                  sum(w * e.input_ids.shape[1] for e, w in micros),
-                                  sum(w * self._flops(e) for e, w in micros)], dtype=torch.float64, device=d.device)
-            dist.all_reduce(local)
-            n_target, n_tokens, flops = (float(x) for x in local)
+            counts = [sum(w * b.n_target for b, w in batches), sum(w * b.n_tokens for b, w in batches),
+                      sum(w * b.flops for b, w in batches), len(batches)]
+            if d.world > 1:  # every rank needs the step's totals, and the same number of forwards (FSDP)
+                local = torch.tensor(counts[:3], dtype=torch.float64, device=d.device)
+                dist.all_reduce(local)
+                most = torch.tensor([counts[3]], device=d.device)
+                dist.all_reduce(most, op=dist.ReduceOp.MAX)
+                counts = [float(x) for x in local] + [int(most)]
+                batches = batches + [(batches[-1][0], 0.0)] * (counts[3] - len(batches))
+            n_target, n_tokens, flops = counts[:3]
         loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
-        for k, (e, w) in enumerate(micros):
-            self.model.set_requires_gradient_sync(k == len(micros) - 1)
+        for k, (b, w) in enumerate(batches):
+            self.model.set_requires_gradient_sync(k == len(batches) - 1)
             with mark("sl.forward"):
-                loss, _ = self.model(**self._tensors(e))
+                loss = self.model(**b.tensors(d.device))
             with mark("sl.backward"):
                 # FSDP averages gradients over ranks; scale so the step's loss is the mean over all its target tokens
                 (loss * (w * d.world / n_target)).backward()
@@ -367,28 +399,29 @@ class Trainer:
         with mark("sl.clip"):
             grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
                                                        cfg.grad_clip)
-            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         with mark("sl.optimizer"):
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
+            if self.anchors is not None:  # decoupled pull toward the starting weights (train.anchor_decay)
+                with torch.no_grad():
+                    for group, anchor in zip(self.opt.param_groups, self.anchors):
+                        torch._foreach_lerp_(group["params"], anchor, group["lr"] * cfg.anchor_decay)
         with mark("sl.sync"):
-            dist.all_reduce(loss_sum)
+            if d.world > 1:
+                dist.all_reduce(loss_sum)
             if d.device.type == "cuda":
                 torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         tflops = flops / dt / 1e12
-        return {"loss": float(loss_sum) / n_target, "lr": self.opt.param_groups[0]["lr"], "grad_norm": grad_norm,
-                "tokens": int(n_tokens), "target_tokens": int(n_target), "seconds": dt,
-                "tokens_per_s": n_tokens / dt, "tflops": tflops, "mfu": tflops / (self.peak * d.world),
-                "peak_mem_gib": peak_memory_gib(d.device)}
+        return {"loss": float(loss_sum) / n_target, "lr": self.opt.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                "tokens": int(n_tokens), "target_tokens": int(n_target), "samples": sum(len(b.keys) for b, w in batches
+                                                                                       if w > 0),
+                "forwards": len(batches), "seconds": dt, "tokens_per_s": n_tokens / dt, "tflops": tflops,
+                "mfu": tflops / (self.peak * d.world), "peak_mem_gib": peak_memory_gib(d.device)}
 
     def _flops(self, e: Encoded) -> float:
         return sample_flops(self.config, e.input_ids.shape[1], e.n_target, e.video_grid_thw[0].tolist())
-
-    def _tensors(self, e: Encoded) -> dict:
-        dev = self.d.device
-        return {k: getattr(e, k).to(dev, non_blocking=True) for k in
-                ("input_ids", "labels", "position_ids", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}
 
     # ------------------------------------------------------------------ the run
     def constraints(self) -> Constraints | None:
@@ -452,7 +485,9 @@ class Trainer:
         for day, day_specs in by_day.items():
             if day in self.progress.completed_days:
                 continue
-            specs = day_specs * cfg.epochs_per_day
+            specs = day_epochs(day_specs, cfg.epochs_per_day, cfg.order, cfg.seed, day)
+            # the k-th day this run trains peaks lower when lr_day_decay < 1 (k counts finished days)
+            self.day_scale = cfg.lr_day_decay ** len(self.progress.completed_days)
             if cfg.stream_replay > 0:
                 if every_day is None:  # --days may have narrowed the plan; the pool is every earlier day
                     every_day = by_day if days is None else build_specs(self.corpus, cfg, None,

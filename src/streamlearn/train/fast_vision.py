@@ -16,15 +16,28 @@ import torch
 import torch.nn.functional as F
 
 
-def _groups(cu_seqlens: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    """(length, start offsets) for each distinct segment length."""
-    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
-    starts = cu_seqlens[:-1]
-    out = []
-    for length in torch.unique(lengths).tolist():
-        if length > 0:
-            out.append((int(length), starts[lengths == length]))
-    return out
+_GROUPS: dict[tuple, list] = {}  # this forward's segment groups, by the cu_seqlens tensor they came from
+
+
+def _groups(cu_seqlens: torch.Tensor) -> list[torch.Tensor]:
+    """The (n, L) token index of each distinct segment length L. Worked out once per cu_seqlens tensor
+    of a forward (one device-to-host read) and reused by every block and by activation checkpointing's
+    recompute: read per block, it was a host sync in each of 32 blocks, twice a step."""
+    key = (cu_seqlens.data_ptr(), cu_seqlens.numel(), str(cu_seqlens.device))
+    if key not in _GROUPS:
+        cu = cu_seqlens.tolist()
+        by_len: dict[int, list[int]] = {}
+        for a, b in zip(cu[:-1], cu[1:]):
+            if b > a:
+                by_len.setdefault(b - a, []).append(a)
+        _GROUPS[key] = [(torch.tensor(st, dtype=torch.long)[:, None] + torch.arange(n)[None]).to(
+            cu_seqlens.device, non_blocking=True) for n, st in sorted(by_len.items())]
+    return _GROUPS[key]
+
+
+def _new_forward(module, args, kwargs) -> None:
+    """A new vision forward: earlier forwards' groups are no longer needed (their tensors may be gone)."""
+    _GROUPS.clear()
 
 
 def batched_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor, position_embeddings=None,
@@ -35,8 +48,7 @@ def batched_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
     cos, sin = position_embeddings
     q, k = self._sl_rotary(q, k, cos, sin)  # (seq, heads, d)
     out = torch.empty_like(q)
-    for length, starts in _groups(cu_seqlens):
-        idx = starts[:, None] + torch.arange(length, device=starts.device)[None]  # (n, L)
+    for idx in _groups(cu_seqlens):  # (n, L)
         qb, kb, vb = (t[idx].transpose(1, 2) for t in (q, k, v))  # (n, heads, L, d)
         ob = F.scaled_dot_product_attention(qb, kb, vb, scale=self.scaling)
         out[idx] = ob.transpose(1, 2)
@@ -47,6 +59,9 @@ def enable(model: torch.nn.Module) -> int:
     """Switch every vision attention module of a Qwen2.5-VL to the batched forward (unless it uses
     flash-attn varlen, which is already one call). Returns how many modules were switched."""
     n = 0
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    if visual is not None and not hasattr(visual, "_sl_groups_hook"):
+        visual._sl_groups_hook = visual.register_forward_pre_hook(_new_forward, with_kwargs=True)
     for module in model.modules():
         if type(module).__name__ != "Qwen2_5_VLVisionAttention":
             continue
@@ -88,6 +103,10 @@ def mark_vision(model: torch.nn.Module) -> None:
 
 
 def disable(model: torch.nn.Module) -> None:
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    if visual is not None and hasattr(visual, "_sl_groups_hook"):
+        visual._sl_groups_hook.remove()
+        del visual._sl_groups_hook
     for module in model.modules():
         if hasattr(module, "_sl_original_forward"):
             module.forward = module._sl_original_forward

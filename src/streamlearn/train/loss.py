@@ -21,20 +21,31 @@ from torch import nn
 
 
 class TargetLossModel(nn.Module):
-    """Wraps a Qwen2.5-VL for training: returns (sum of target-token losses, number of target tokens)."""
+    """Wraps a Qwen2.5-VL for training: the sum of the target tokens' losses (or each one's).
+
+    The target positions and ids come from the host (`packing.Batch`), so no boolean mask has to be
+    read back from the device; `segments` keeps the samples of a packed batch apart."""
 
     def __init__(self, vlm: nn.Module):
         super().__init__()
         self.vlm = vlm
 
-    def forward(self, input_ids, labels, position_ids, pixel_values_videos, video_grid_thw, second_per_grid_ts):
+    def forward(self, input_ids, position_ids, pixel_values_videos, video_grid_thw, second_per_grid_ts,
+                target_pos, target_ids, segments=None, per_token: bool = False):
+        extra = {"segments": segments} if segments is not None else {}
         out = self.vlm.model(input_ids=input_ids, position_ids=position_ids, pixel_values_videos=pixel_values_videos,
-                             video_grid_thw=video_grid_thw, second_per_grid_ts=second_per_grid_ts, use_cache=False)
-        hidden = out.last_hidden_state[0, :-1]
-        target = labels[0, 1:]
-        keep = target != -100
-        logits = self.vlm.lm_head(hidden[keep]).float()
-        return F.cross_entropy(logits, target[keep], reduction="sum"), keep.sum()
+                             video_grid_thw=video_grid_thw, second_per_grid_ts=second_per_grid_ts, use_cache=False,
+                             **extra)
+        hidden = out.last_hidden_state[0].index_select(0, target_pos)
+        losses = F.cross_entropy(self.vlm.lm_head(hidden).float(), target_ids, reduction="none")
+        return losses if per_token else losses.sum()
+
+
+def targets_from_labels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions, ids) of the target tokens of a (1, S) label row: the hidden state at p predicts p + 1."""
+    nxt = labels[0, 1:]
+    pos = (nxt != -100).nonzero().reshape(-1)
+    return pos, nxt[pos]
 
 
 def llm_matmul_params(tc) -> int:

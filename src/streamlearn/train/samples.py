@@ -33,6 +33,23 @@ def earlier_days_pool(by_day: dict[int, list[SampleSpec]], day: int, seed: int) 
     return pool
 
 
+QA_KINDS = ("qa", "qa_text")
+
+
+def day_epochs(specs: list[SampleSpec], epochs: int, order: str, seed: int, day: int) -> list[SampleSpec]:
+    """A day's samples for all its epochs, each epoch in `train.order`: as given (stream order), the QA
+    pairs first, or shuffled (seeded by day and epoch, so a resumed run draws the same order)."""
+    out: list[SampleSpec] = []
+    for epoch in range(epochs):
+        batch = list(specs)
+        if order == "qa_first":
+            batch = [s for s in batch if s.kind in QA_KINDS] + [s for s in batch if s.kind not in QA_KINDS]
+        elif order == "shuffled":
+            random.Random(f"{seed}:{day}:{epoch}").shuffle(batch)
+        out += batch
+    return out
+
+
 def replay_specs(folder: Path) -> list[SampleSpec]:
     """General video-caption pairs: `<folder>/samples.jsonl` lines {"frames": path.npy, "caption": text}."""
     index = Path(folder) / "samples.jsonl"
@@ -86,32 +103,82 @@ def load_frames_for(corpus_root: Path, spec: SampleSpec, max_frames: int | None 
     return read_sample_frames(corpus_root, spec.frames, spec.key, max_frames)
 
 
+class Encoder:
+    """Samples to model inputs, with what repeats cached: a chunk's pixels (shared by its description,
+    facts and QA samples, and by every epoch and replay; up to `cache_bytes`), and each instruction's
+    chat prefix, tokenized once with a single video pad and widened to the video's tokens (tokenizing
+    10,800 pad tokens per sample cost more than the rest of the encoding)."""
+
+    def __init__(self, tok, corpus_root: Path, g: VisionGeometry, tokens_per_second: float, max_seq_len: int,
+                 pixel_dtype=None, cache_bytes: int = 2 << 30):
+        from collections import OrderedDict
+
+        self.tok, self.root, self.g, self.tps, self.max_seq_len = tok, Path(corpus_root), g, tokens_per_second, max_seq_len
+        self.pixel_dtype, self.cache_bytes = pixel_dtype, cache_bytes
+        self._vision: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._prefix: dict[str, tuple[list[int], list[int]]] = {}
+        self.end = tok.convert_tokens_to_ids("<|im_end|>")
+        self.nl = tok("\n", add_special_tokens=False)["input_ids"]
+        self.pad = tok.convert_tokens_to_ids(VIDEO_PAD)
+
+    def vision(self, spec: SampleSpec):
+        import torch
+
+        key = tuple(spec.frames)
+        if key in self._vision:
+            self._vision.move_to_end(key)
+            return self._vision[key]
+        frames, fps = load_frames_for(self.root, spec)
+        h, w = frames.shape[1:3]
+        if h % self.g.factor or w % self.g.factor:
+            raise StreamlearnError(f"{spec.key}: cached frames are {h}x{w}, not a multiple of {self.g.factor}; "
+                                   "re-run `streamlearn frames --force` for this model")
+        vis = video_inputs(frames, h, w, fps, self.g)
+        pix = torch.from_numpy(vis["pixel_values_videos"])
+        if self.pixel_dtype is not None:
+            pix = pix.to(self.pixel_dtype)
+        item = (pix, torch.from_numpy(vis["video_grid_thw"]), torch.from_numpy(vis["second_per_grid_ts"]),
+                n_video_tokens(tuple(vis["video_grid_thw"][0]), self.g))
+        size = pix.numel() * pix.element_size()
+        if size <= self.cache_bytes:
+            self._vision[key] = item
+            self._bytes += size
+            while self._bytes > self.cache_bytes:
+                old = self._vision.popitem(last=False)[1]
+                self._bytes -= old[0].numel() * old[0].element_size()
+        return item
+
+    def prefix(self, instruction: str) -> tuple[list[int], list[int]]:
+        """The chat prefix's ids before and after its one video pad."""
+        if instruction not in self._prefix:
+            msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": instruction}]}]
+            text = self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            at = ids.index(self.pad)
+            self._prefix[instruction] = (ids[:at], ids[at + 1:])
+        return self._prefix[instruction]
+
+    def __call__(self, spec: SampleSpec) -> Encoded:
+        import torch
+
+        pix, grid, spg, n_vid = self.vision(spec)
+        before, after = self.prefix(spec.instruction)
+        p_ids = before + [self.pad] * n_vid + after
+        t_ids = self.tok(spec.target, add_special_tokens=False)["input_ids"]
+        ids = p_ids + t_ids + [self.end] + self.nl
+        labels = [-100] * len(p_ids) + t_ids + [self.end] + [-100] * len(self.nl)
+        if len(ids) > self.max_seq_len:
+            raise StreamlearnError(f"{spec.key}: {len(ids)} tokens ({n_vid} vision + {len(t_ids)} target) exceed "
+                                   f"max_seq_len {self.max_seq_len}; raise train.max_seq_len or lower the operating "
+                                   "point")
+        input_ids = torch.tensor([ids])
+        return Encoded(spec.key, input_ids, torch.tensor([labels]),
+                       rope_index(input_ids, grid, spg, self.g.merge_size, self.tps, self.pad),
+                       pix, grid, spg, len(t_ids) + 1, n_vid)
+
+
 def encode(spec: SampleSpec, tok, corpus_root: Path, g: VisionGeometry, tokens_per_second: float,
            max_seq_len: int) -> Encoded:
-    import torch
-
-    frames, fps = load_frames_for(corpus_root, spec)
-    h, w = frames.shape[1:3]
-    if h % g.factor or w % g.factor:
-        raise StreamlearnError(f"{spec.key}: cached frames are {h}x{w}, not a multiple of {g.factor}; "
-                               "re-run `streamlearn frames --force` for this model")
-    vis = video_inputs(frames, h, w, fps, g)
-    n_vid = n_video_tokens(tuple(vis["video_grid_thw"][0]), g)
-    msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": spec.instruction}]}]
-    prefix = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    prefix = prefix.replace(VIDEO_PAD, VIDEO_PAD * n_vid, 1)
-    p_ids = tok(prefix, add_special_tokens=False)["input_ids"]
-    t_ids = tok(spec.target, add_special_tokens=False)["input_ids"]
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    nl = tok("\n", add_special_tokens=False)["input_ids"]
-    ids = p_ids + t_ids + [end] + nl
-    labels = [-100] * len(p_ids) + t_ids + [end] + [-100] * len(nl)
-    if len(ids) > max_seq_len:
-        raise StreamlearnError(f"{spec.key}: {len(ids)} tokens ({n_vid} vision + {len(t_ids)} target) exceed "
-                               f"max_seq_len {max_seq_len}; raise train.max_seq_len or lower the operating point")
-    input_ids = torch.tensor([ids])
-    grid = torch.from_numpy(vis["video_grid_thw"])
-    spg = torch.from_numpy(vis["second_per_grid_ts"])
-    return Encoded(spec.key, input_ids, torch.tensor([labels]),
-                   rope_index(input_ids, grid, spg, g.merge_size, tokens_per_second, tok.convert_tokens_to_ids(VIDEO_PAD)),
-                   torch.from_numpy(vis["pixel_values_videos"]), grid, spg, len(t_ids) + 1, n_vid)
+    """One sample encoded (no caching): `Encoder` for a run."""
+    return Encoder(tok, corpus_root, g, tokens_per_second, max_seq_len, cache_bytes=0)(spec)
