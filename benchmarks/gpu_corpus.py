@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,12 @@ def make_corpus(root: Path, days: int = 2, chunks_per_day: int = 3, frames: int 
             arr = np.clip(base + rng.integers(-40, 40, size=(frames, h, w, 3)), 0, 255).astype(np.uint8)
             np.save(corpus.root / "frames" / f"{cid}.npy", arr)
             (corpus.root / "frames" / f"{cid}.json").write_text(json.dumps({"sample_fps": fps}))
-            hour = 10 + k
-            start = f"2025-08-{day:02d}T{hour:02d}:00:00+00:00"
+            t0 = datetime(2025, 8, day, 10, tzinfo=timezone.utc) + timedelta(seconds=chunk_seconds * k)
+            hour, minute = t0.hour, t0.minute
+            start = t0.isoformat()
+            end = (t0 + timedelta(seconds=chunk_seconds)).isoformat()
             doc = D.empty({"chunk_id": cid, "video_id": vid, "day_index": day, "start_local": start,
-                           "end_local": f"2025-08-{day:02d}T{hour:02d}:20:00+00:00", "timezone": "UTC",
+                           "end_local": end, "timezone": "UTC",
                            "duration_s": chunk_seconds}, days)
             doc["setting"]["city"] = city
             doc["summary"] = f"The streamer walks through {city}."
@@ -58,7 +61,7 @@ def make_corpus(root: Path, days: int = 2, chunks_per_day: int = 3, frames: int 
                 doc["speech"].append({"start_s": t, "speaker": f"SPEAKER_0{said % 2}",
                                       "text": " ".join(words.choice(WORDS) for _ in range(n)).capitalize() + "."})
                 said, t = said + n, t + 7.0
-            doc["qa"] = [{"question": f"Which city was the streamer in at {hour}:10 on day {day}?", "answer": city,
+            doc["qa"] = [{"question": f"Which city was the streamer in at {hour}:{minute:02d} on day {day}?", "answer": city,
                           "type": "place", "evidence_s": [0.0, chunk_seconds]}]
             for j in range(signs):
                 ts = 60.0 * (j + 1)

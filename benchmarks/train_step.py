@@ -203,8 +203,11 @@ def product_step(args, gh: int, gw: int, peak: float) -> dict:
              "max_seq_len": 65536}
     if args.profile and os.environ.get("OUT"):
         train["profile_dir"] = str(Path(os.environ["OUT"]) / f"{args.tag}product")
-    corpus = make_corpus(work, days=1, chunks_per_day=args.product_steps + 2, frames=2 * args.pairs,
-                         size=(gh * 14, gw * 14), target_words=int(args.text * 0.55), signs=0, train=train)
+    if args.product_accum > 1:  # short samples: many a step, packed
+        train.update(grad_accum=args.product_accum, pack_tokens=args.pack_tokens)
+    corpus = make_corpus(work, days=1, chunks_per_day=(args.product_steps + 2) * args.product_accum,
+                         frames=2 * args.pairs, size=(gh * 14, gw * 14), target_words=int(args.text * 0.55), signs=0,
+                         train=train)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(x for x in (src, os.environ.get("PYTHONPATH")) if x)}
@@ -217,11 +220,14 @@ def product_step(args, gh: int, gw: int, peak: float) -> dict:
     metrics = [json.loads(x) for x in (work / "runs/main/metrics.jsonl").read_text().splitlines()]
     steady = metrics[2:]  # the first steps compile
     out = {k: sum(m[k] for m in steady) / len(steady) for k in ("seconds", "tokens", "target_tokens",
-                                                                 "tokens_per_s", "tflops", "mfu", "peak_mem_gib")}
+                                                                 "tokens_per_s", "tflops", "mfu", "peak_mem_gib",
+                                                                 "samples", "forwards")}
     out["steps"] = len(metrics)
+    out["seconds_per_sample"] = out["seconds"] / out["samples"]
     print(f"streamlearn train ({args.arch}, {args.layers or 'full'} layers): {out['seconds']:.2f} s/step, "
           f"{out['tokens']:.0f} tokens ({out['target_tokens']:.0f} target), {out['tokens_per_s']:.0f} tokens/s, "
-          f"MFU {out['mfu']:.1%}, peak {out['peak_mem_gib']:.1f} GiB", flush=True)
+          f"MFU {out['mfu']:.1%}, peak {out['peak_mem_gib']:.1f} GiB; {out['samples']:.0f} samples in "
+          f"{out['forwards']:.0f} forward(s): {out['seconds_per_sample'] * 1000:.1f} ms a sample", flush=True)
     return out
 
 
@@ -240,6 +246,9 @@ def main() -> None:
                     help="also time the real `streamlearn train` step (FSDP, fp32 AdamW, data loading) on the same "
                          "model and tokens, from its own metrics.jsonl")
     ap.add_argument("--product-steps", type=int, default=8)
+    ap.add_argument("--product-accum", type=int, default=1,
+                    help="samples a step in the product run (> 1: packed into forwards of --pack-tokens)")
+    ap.add_argument("--pack-tokens", type=int, default=32768)
     ap.add_argument("--profile", action="store_true",
                     help="torch.profiler traces of the benchmark step and of the product's steps 3-5 under $OUT")
     ap.add_argument("--tag", default="", help="prefix of the profile folders under $OUT")

@@ -157,13 +157,27 @@ def make_batch(encoded: list, flops: list[float], pad_id: int, pad_multiple: int
                  n_target=sum(e.n_target for e in encoded), n_tokens=real, flops=float(sum(flops)))
 
 
+_VARLEN: dict = {}
+
+
 def _varlen():
-    """torch's varlen flash attention (torch >= 2.9 on CUDA), or None."""
+    """torch's varlen flash attention (torch >= 2.9 on CUDA), or None (then, or after it once fails on
+    this torch, the bucketed SDPA below does the same math)."""
+    if "fn" not in _VARLEN:
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:
+            varlen_attn = None
+        _VARLEN["fn"] = varlen_attn
+    return _VARLEN["fn"]
+
+
+def _call_varlen(varlen, qs, ks, vs, segments: Segments, scale):
+    cu = segments.cu_seqlens(qs.device)
     try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None
-    return varlen_attn
+        return varlen(qs, ks, vs, cu, cu, segments.max_len, segments.max_len, is_causal=True, scale=scale)
+    except TypeError:  # newer torch: causal attention is a window
+        return varlen(qs, ks, vs, cu, cu, segments.max_len, segments.max_len, window_size=(-1, 0), scale=scale)
 
 
 def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -182,13 +196,15 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
         k, v = k.repeat_interleave(groups, dim=0), v.repeat_interleave(groups, dim=0)
     varlen = _varlen() if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) else None
     if varlen is not None:
-        cu = segments.cu_seqlens(q.device)
-        qs, ks, vs = (t.transpose(0, 1) for t in (q, k, v))  # (S, heads, d)
+        qs, ks, vs = (t.transpose(0, 1).contiguous() for t in (q, k, v))  # (S, heads, d)
         try:
-            out = varlen(qs, ks, vs, cu, cu, segments.max_len, segments.max_len, is_causal=True, scale=scaling)
-        except TypeError:  # newer torch: causal is a window
-            out = varlen(qs, ks, vs, cu, cu, segments.max_len, segments.max_len, window_size=(-1, 0), scale=scaling)
-        return out.unsqueeze(0), None  # (1, S, heads, d)
+            return _call_varlen(varlen, qs, ks, vs, segments, scaling).unsqueeze(0), None  # (1, S, heads, d)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            import logging
+
+            logging.getLogger("streamlearn").warning("varlen attention unavailable (%s); using bucketed SDPA",
+                                                     " ".join(str(exc).split())[:160])
+            _VARLEN["fn"] = None
     out = torch.empty_like(q)
     for gather, real, dest in segments.buckets(q.device):
         n, width = gather.shape
