@@ -98,3 +98,15 @@ def test_a_packed_run_trains_the_same_steps(tmp_path):
     assert runs["packed"].losses == pytest.approx(runs["unpacked"].losses, rel=1e-4)
     metrics = [__import__("json").loads(x) for x in (tmp_path / "packed/runs/main/metrics.jsonl").read_text().splitlines()]
     assert all(m["forwards"] < m["samples"] for m in metrics[:-1])  # several samples per forward
+
+
+def test_bucketed_attention_equals_one_call_per_segment():
+    """The GPU fallback (right-padded buckets of similar lengths) is the per-segment math."""
+    from streamlearn.train.packing import Segments, bucketed, per_segment
+
+    torch.manual_seed(0)
+    segments = Segments([5, 17, 3, 40, 9, 128])
+    q, k, v = (torch.randn(4, sum(segments.lengths), 16) for _ in range(3))
+    ref = per_segment(q, k, v, segments, 0.25)
+    assert torch.allclose(bucketed(q, k, v, segments, 0.25), ref, atol=1e-6)
+    assert len(segments.buckets("cpu")) > 1  # several buckets: lengths far apart are not padded together

@@ -151,7 +151,8 @@ def verdict(results: dict) -> list[str]:
         lines.append(f"[verdict] no-memory guesser on the same held-out items: {t['guesser']:.0%}")
     rag = row("rag", "transfer", last)
     if rag:
-        lines.append(f"[verdict] rag (the Day-0 reader retrieving from descriptions of days <= {last}) on them: {rag['accuracy']:.0%} "
+        lines.append(f"[verdict] rag (Day-0 reader retrieving from descriptions of days <= {last}) on them: "
+                     f"{rag['accuracy']:.0%} "
                      f"[{rag['ci_low']:.0%}, {rag['ci_high']:.0%}]")
     c = results.get("contamination") or {}
     few = any(r["few_clusters"] for r in rows)

@@ -183,8 +183,9 @@ def _call_varlen(varlen, qs, ks, vs, segments: Segments, scale):
 def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                       segments: Segments | None = None, **kwargs):
     """The text model's attention. With `segments` (a packed batch), each segment attends causally to
-    itself only: varlen flash attention on a GPU, else one SDPA call per bucket of similar lengths over
-    right-padded segments (a causal row never sees the padding after it). Without, transformers' SDPA."""
+    itself only: varlen flash attention on a GPU (else one SDPA call per bucket of similar lengths over
+    right-padded segments: a causal row never sees the padding after it), one SDPA call per segment on
+    a CPU. Without, transformers' SDPA."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if segments is None:
@@ -205,14 +206,32 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
             logging.getLogger("streamlearn").warning("varlen attention unavailable (%s); using bucketed SDPA",
                                                      " ".join(str(exc).split())[:160])
             _VARLEN["fn"] = None
+    if not q.is_cuda:  # a CPU has no launch cost to save: each segment on its own, no padding or gathering
+        return per_segment(q, k, v, segments, scaling).transpose(0, 1).unsqueeze(0), None
+    return bucketed(q, k, v, segments, scaling).transpose(0, 1).unsqueeze(0), None  # (1, S, heads, d)
+
+
+def per_segment(q, k, v, segments: Segments, scale) -> torch.Tensor:
+    """Causal attention of each segment to itself, one SDPA call each; (heads, S, d) in and out."""
+    out = torch.empty_like(q)
+    start = 0
+    for n in segments.lengths:
+        sl = slice(start, start + n)
+        out[:, sl] = F.scaled_dot_product_attention(q[:, sl], k[:, sl], v[:, sl], is_causal=True, scale=scale)
+        start += n
+    return out
+
+
+def bucketed(q, k, v, segments: Segments, scale) -> torch.Tensor:
+    """The same, one SDPA call per bucket of similar lengths over right-padded segments (few launches)."""
     out = torch.empty_like(q)
     for gather, real, dest in segments.buckets(q.device):
         n, width = gather.shape
         qb, kb, vb = (t[:, gather].transpose(0, 1) for t in (q, k, v))  # (n, heads, width, d)
-        ob = F.scaled_dot_product_attention(qb, kb, vb, is_causal=True, scale=scaling)
+        ob = F.scaled_dot_product_attention(qb, kb, vb, is_causal=True, scale=scale)
         ob = ob.transpose(1, 2).reshape(n * width, q.shape[0], -1)  # (n*width, heads, d)
         out[:, dest] = ob[real].transpose(0, 1)
-    return out.transpose(0, 1).unsqueeze(0), None  # (1, S, heads, d)
+    return out
 
 
 def register() -> str:
