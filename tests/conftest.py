@@ -39,3 +39,27 @@ def run_cli():
         return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return _run
+
+
+def downloaded_tour(tour: Path, root: Path, variant: str = "mp4"):
+    """A corpus of the tour's recordings (one container variant) at a small operating point (20 s
+    chunks, 0.5 fps, frames of at most 84x168), through `playlist --from-dir` and `download`."""
+    import json
+    import shutil
+
+    from streamlearn.acquire.download import run_download
+    from streamlearn.acquire.playlist import run_playlist
+    from streamlearn.config import Config, CorpusSection, OperatingPoint
+    from streamlearn.corpus import Corpus
+
+    truth = json.loads((tour / "ground_truth.json").read_text())
+    (root / "rec").mkdir(parents=True)
+    for d in truth["days"]:
+        shutil.copy(tour / "media" / f"{d['video_id']}.{variant}", root / "rec" / f"{d['video_id']}.{variant}")
+    op = OperatingPoint(chunk_seconds=20, fps=0.5, max_frames=16, total_pixels=16 * 3136, frame_min_pixels=3136,
+                        frame_max_pixels=84 * 168)
+    corpus, _ = Corpus.init(root / "corpus", Config(corpus=CorpusSection(timezone="UTC"), operating_point=op))
+    run_playlist(corpus, from_dir=root / "rec")
+    assert run_download(corpus).ok
+    return corpus
+

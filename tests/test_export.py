@@ -15,6 +15,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from conftest import downloaded_tour
 from trainkit import make_train_corpus
 
 from streamlearn import heldout as H
@@ -191,25 +192,14 @@ def test_lmms_eval_task_scores_like_streamlearn_eval(trained, run_cli):
 
 @pytest.fixture(scope="module")
 def described(tour, tmp_path_factory):
-    """The synthetic tour through the real stages (chunk media in the store, frame caches), sealed."""
-    from streamlearn.acquire.download import run_download
-    from streamlearn.acquire.playlist import run_playlist
+    """The synthetic tour (VP9 + Opus in Matroska) through the real stages: chunk media in the store,
+    frame caches, signals descriptions, a sealed bank."""
     from streamlearn.chunk import run_chunk
     from streamlearn.chunk.frames import run_frames
-    from streamlearn.config import Config, CorpusSection, OperatingPoint
-    from streamlearn.corpus import Corpus
     from streamlearn.describe.run import run_describe
 
-    root = tmp_path_factory.mktemp("media")
-    truth = json.loads((tour / "ground_truth.json").read_text())
-    (root / "rec").mkdir()
-    for d in truth["days"]:
-        shutil.copy(tour / "media" / f"{d['video_id']}.mkv", root / "rec" / f"{d['video_id']}.mkv")
-    op = OperatingPoint(chunk_seconds=20, fps=0.5, max_frames=16, total_pixels=16 * 3136, frame_min_pixels=3136,
-                        frame_max_pixels=84 * 168)
-    corpus, _ = Corpus.init(root / "corpus", Config(corpus=CorpusSection(timezone="UTC"), operating_point=op))
-    run_playlist(corpus, from_dir=root / "rec")
-    assert run_download(corpus).ok and run_chunk(corpus).ok and run_frames(corpus).ok
+    corpus = downloaded_tour(tour, tmp_path_factory.mktemp("media"), variant="mkv")
+    assert run_chunk(corpus).ok and run_frames(corpus).ok
     assert run_describe(corpus, backend="signals").ok
     corpus.config.train = load_train_config({"targets": ["description", "qa_text", "day_summary"]})
     corpus.save_config()

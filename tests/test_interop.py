@@ -6,11 +6,11 @@ Run: python -m pytest tests/test_interop.py -q
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
 import pytest
+from conftest import downloaded_tour
 
 from streamlearn.chunk import run_chunk
 from streamlearn.chunk.frames import run_frames
@@ -19,22 +19,7 @@ from streamlearn.runner import Executor
 
 @pytest.fixture(scope="module")
 def base_corpus(tour, tmp_path_factory):
-    from streamlearn.acquire.download import run_download
-    from streamlearn.acquire.playlist import run_playlist
-    from streamlearn.config import Config, CorpusSection, OperatingPoint
-    from streamlearn.corpus import Corpus
-
-    root = tmp_path_factory.mktemp("interop")
-    truth = json.loads((tour / "ground_truth.json").read_text())
-    (root / "rec").mkdir()
-    for d in truth["days"]:
-        shutil.copy(tour / "media" / f"{d['video_id']}.mp4", root / "rec" / f"{d['video_id']}.mp4")
-    op = OperatingPoint(chunk_seconds=20, fps=0.5, max_frames=16, total_pixels=16 * 3136, frame_min_pixels=3136,
-                        frame_max_pixels=84 * 168)
-    corpus, _ = Corpus.init(root / "corpus", Config(corpus=CorpusSection(timezone="UTC"), operating_point=op))
-    run_playlist(corpus, from_dir=root / "rec")
-    assert run_download(corpus).ok
-    return corpus
+    return downloaded_tour(tour, tmp_path_factory.mktemp("interop"))
 
 
 def test_ray_executor_gives_the_same_manifests(base_corpus, tmp_path):

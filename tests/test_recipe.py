@@ -22,7 +22,7 @@ from streamlearn.targets import SampleSpec, build_specs
 from streamlearn.train.engine import train
 from streamlearn.train.samples import day_epochs
 
-FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": False}
+FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": False, "keep_days": 1, "keep_last": 1}
 
 
 def test_a_dozen_renderings_differ_and_hold_no_bank_question(tmp_path):
@@ -88,13 +88,14 @@ def test_later_days_peak_lower_and_the_anchor_holds_the_weights(tmp_path):
 
 def test_a_run_with_every_lever_resumes_to_the_same_losses(tmp_path):
     levers = {**FAST, "order": "shuffled", "lr_day_decay": 0.7, "anchor_decay": 0.1, "epochs_per_day": 2,
-              "grad_accum": 2, "stream_replay": 0.25, "checkpoint_every": 1, "targets": ["description", "facts"]}
-    whole = make_train_corpus(tmp_path / "whole", days=2, chunks_per_day=3, train=levers)
+              "grad_accum": 2, "stream_replay": 0.25, "checkpoint_every": 1, "targets": ["description", "facts"],
+              "fact_variants": 1}
+    whole = make_train_corpus(tmp_path / "whole", days=2, chunks_per_day=2, train=levers)
     reference = train(whole, load_train_config(whole.config.train))
-    parts = make_train_corpus(tmp_path / "parts", days=2, chunks_per_day=3, train=levers)
+    parts = make_train_corpus(tmp_path / "parts", days=2, chunks_per_day=2, train=levers)
     cfg = load_train_config(parts.config.train)
-    first = train(parts, cfg, max_steps=5)  # stops inside day 1, after its periodic checkpoint
-    assert len(first.losses) == 5 and len(reference.losses) > 10
+    first = train(parts, cfg, max_steps=6)  # stops inside day 2 (4 steps a day), after its periodic checkpoint
+    assert len(first.losses) == 6 and first.completed_days == [1] and len(reference.losses) > 6
     resumed = train(parts, cfg)
     assert resumed.losses == pytest.approx(reference.losses, rel=1e-5)
     assert torch.get_default_dtype() == torch.float32

@@ -285,7 +285,8 @@ command("demo", "streamlearn.demo:run_demo",
         click.argument("workdir", required=False, default="demo-corpus", type=PATH),
         opt("--days", default=3, show_default=True, help="Days of synthetic tour."),
         opt("--minutes", default=1.5, show_default=True, help="Minutes of video per day."),
-        opt("--chunk-seconds", default=30.0, show_default=True), corpus=False)
+        opt("--chunk-seconds", default=30.0, show_default=True),
+        opt("--epochs", default=2, show_default=True, help="Training passes over each day."), corpus=False)
 command("synth", "streamlearn.testdata.synth:synth_command",
         "Make a synthetic multi-day IRL tour (the project's test and demo data).\n\n"
         "Example: streamlearn synth ./tour --days 3 --minutes 2 --seed 0 --serve",

@@ -28,7 +28,7 @@ DEMO_TRAIN = {"model": "smol", "lr": 1.5e-4, "warmup_steps": 2, "epochs_per_day"
               "activation_checkpointing": False, "export_dtype": "bfloat16", "keep_days": 1, "seed": 0}
 
 
-def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: float = 30.0,
+def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: float = 30.0, epochs: int = 2,
              train_overrides: dict | None = None) -> dict:
     from streamlearn.evaluate.report import run_report
     from streamlearn.evaluate.run import run_eval
@@ -36,7 +36,7 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: 
 
     t_start = time.monotonic()
     corpus, timings = prepare_corpus(Path(workdir), days, minutes, chunk_seconds, seed=0,
-                                     train={**DEMO_TRAIN, **(train_overrides or {})})
+                                     train={**DEMO_TRAIN, "epochs_per_day": epochs, **(train_overrides or {})})
     t0 = time.monotonic()
     progress = train(corpus, corpus.config.train)
     _done(timings, "train", t0, f"{progress.step} steps, days {progress.completed_days}")
