@@ -43,6 +43,7 @@ from streamlearn.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
 from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
 from streamlearn.train.profile import StepProfiler
+from streamlearn.train.safe_load import SafeLoadPlanner, check_checkpoint, read_rng, write_rng
 from streamlearn.train import packing
 from streamlearn.train.packing import PAD_MULTIPLE, Batch, make_batch, plan_packs
 from streamlearn.train.samples import Encoded, Encoder, day_epochs, earlier_days_pool, mix_replay, replay_specs
@@ -268,8 +269,7 @@ class Trainer:
             shutil.rmtree(path)
         dist.barrier()
         dcp.save(self._state(), checkpoint_id=str(path))
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-        torch.save(rng, path / f"rng_rank{self.d.rank}.pt")
+        write_rng(path, self.d.rank)  # JSON: nothing in a checkpoint is a pickle of ours (train/safe_load.py)
         dist.barrier()
         if self.d.main:  # written last: its presence marks a complete checkpoint
             atomic_write_text(path / "progress.json", json.dumps({**asdict(self.progress), "world_size": self.d.world}))
@@ -297,18 +297,14 @@ class Trainer:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
+        check_checkpoint(path, self.d.rank)  # before torch unpickles anything of it
         state = self._state()
-        dcp.load(state, checkpoint_id=str(path))
+        dcp.load(state, checkpoint_id=str(path), planner=SafeLoadPlanner())
         set_state_dict(self.model, self.opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
         data = json.loads((path / "progress.json").read_text())
         data.pop("world_size", None)
         self.progress = Progress(**data)
-        rng_file = path / f"rng_rank{self.d.rank}.pt"
-        if rng_file.exists():
-            rng = torch.load(rng_file, weights_only=False)
-            torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+        read_rng(path, self.d.rank)
 
     def export(self, name: str) -> Path:
         """Day-N in Hugging Face format: loads with from_pretrained anywhere, no streamlearn needed."""
