@@ -292,3 +292,34 @@ def test_sync_is_additive_and_incremental(chunked, tmp_path, run_cli):
     extra.unlink()
     run_cli("sync", chunked.root, target)
     assert (target / "corpus" / "questions" / "bank.jsonl").exists()  # never deleted remotely
+
+
+def test_sync_of_many_files_completes_and_resumes_after_a_crash(chunked, tmp_path, run_cli, monkeypatch):
+    """More than 100 files: the state is saved every 50 uploads; a run that dies at upload 75 is resumed
+    by the next, which uploads only what the saved state does not show as copied."""
+    from streamlearn.chunk import sync
+    from streamlearn.store import Store
+
+    root = tmp_path / "c"
+    shutil.copytree(chunked.root, root)
+    for n in range(120):
+        (root / "descriptions" / f"note{n:03d}.json").write_text(f'{{"n": {n}}}')
+    target = tmp_path / "backup"
+    real_put, calls = Store.put, []
+
+    def dying_put(self, local, rel, sha256=None, move=False):
+        calls.append(rel)
+        if len(calls) == 75:
+            raise KeyboardInterrupt  # the process dies: nothing after this is recorded
+        return real_put(self, local, rel, sha256=sha256, move=move)
+
+    monkeypatch.setattr(Store, "put", dying_put)
+    with pytest.raises(KeyboardInterrupt):
+        sync.run_sync(Corpus.open(root), str(target))
+    monkeypatch.setattr(Store, "put", real_put)
+    res = run_cli("sync", root, target)
+    assert res.exit_code == 0, res.output
+    total = len(sync.files_to_sync(Corpus.open(root)))
+    assert total > 120 and f"sync: {total - 50} copied" in res.output  # the first 50 were recorded
+    assert all((target / "corpus" / "descriptions" / f"note{n:03d}.json").exists() for n in range(120))
+    assert "sync: 0 copied" in run_cli("sync", root, target).output

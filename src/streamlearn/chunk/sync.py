@@ -50,6 +50,7 @@ def files_to_sync(corpus: Corpus) -> list[Path]:
 def run_sync(corpus: Corpus, uri: str) -> dict:
     target = Store(uri, corpus.root, endpoint_url=corpus.config.storage.endpoint_url or None)
     state_path = corpus.root / ".sync" / (hashlib.sha1(target.display.encode()).hexdigest()[:16] + ".json")
+    state_path.parent.mkdir(exist_ok=True)  # before the first save: every 50 uploads, not only at the end
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     files = files_to_sync(corpus)
     copied = skipped = 0
@@ -79,7 +80,6 @@ def run_sync(corpus: Corpus, uri: str) -> dict:
             prog.advance(rel)
             if copied % 50 == 0:
                 atomic_write_text(state_path, json.dumps(state))
-    state_path.parent.mkdir(exist_ok=True)
     atomic_write_text(state_path, json.dumps(state))
     console.info(f"sync: {copied} copied ({nbytes / 1e6:.1f} MB), {skipped} unchanged -> {target.display}/corpus")
     return {"copied": copied, "skipped": skipped, "bytes": nbytes, "target": target.display}
