@@ -315,3 +315,50 @@ def test_killed_describe_resumes_without_duplicates(media_corpus, tmp_path):
         a = json.loads((corpus.root / "descriptions" / name).read_text())
         b = json.loads((copy.root / "descriptions" / name).read_text())
         assert a == b
+
+
+def test_no_secret_reaches_the_corpus_the_output_or_a_backup(media_corpus, tmp_path, monkeypatch, run_cli):
+    """An endpoint that echoes the request's Authorization header in its error replies (401, then 500s
+    with retries), an endpoint URL with a password, and a dead one: the key and the password are in no
+    file of the corpus but the config the user wrote, in no backup, and in no output."""
+    corpus = media_corpus
+    key, password = "sk-live-abcdef1234567890SECRET", "hunter2-correct-horse"
+    monkeypatch.setenv("STREAMLEARN_TEST_KEY", key)
+    ids = [c["chunk_id"] for c in corpus.chunks.read()]
+    calls: dict[str, int] = {}
+
+    def echo(body, headers):
+        n = calls.setdefault("n", 0)
+        calls["n"] = n + 1
+        status = 401 if n == 0 else 500
+        return status, {"error": f"rejected request with Authorization: {headers.get('Authorization')}"}, {}
+
+    server = FakeChatServer(echo)
+    outputs = []
+    try:
+        for endpoint in (server.url.replace("://", f"://alice:{password}@"), server.url,
+                         f"http://bob:{password}@127.0.0.1:9/v1"):
+            corpus.config.describe = DescribeSection(backend="openai", model="m", endpoint=endpoint,
+                                                     api_key_env="STREAMLEARN_TEST_KEY", n_frames=2, frame_width=160,
+                                                     max_retries=1, backoff_s=0.01, timeout_s=2.0)
+            corpus.save_config()
+            res = run_cli("describe", corpus.root, "--only", ids[0], "--only", ids[1], "--force")
+            outputs.append(res.output + (res.stderr or ""))
+            assert res.exit_code == 1
+    finally:
+        server.stop()
+    # httpx sends the URL's user:password as Basic auth: the echoed header is masked like a bearer token
+    assert "HTTP 401" in outputs[0] and "Authorization: Basic ***" in outputs[0] and "alice" not in outputs[0]
+    assert "HTTP 500" in outputs[1] and "Authorization: Bearer ***" in outputs[1]
+    assert "http://***@127.0.0.1:9/v1" in corpus.chunks.rows_by_key()[ids[0]]["describe_error"]
+    status = run_cli("status", corpus.root)
+    outputs.append(status.output)
+    backup = tmp_path / "backup"
+    assert run_cli("sync", corpus.root, backup).exit_code == 0
+    texts = outputs + [p.read_text(errors="replace") for p in backup.rglob("*") if p.is_file()]
+    texts += [p.read_text(errors="replace") for p in corpus.root.rglob("*") if p.is_file() and p.suffix in
+              (".csv", ".json", ".jsonl", ".log", ".txt") or p.name == ".streamlearn.toml.redacted"]
+    assert password in (corpus.root / "streamlearn.toml").read_text()  # the user's own file keeps what they wrote
+    leaks = [t[:200] for t in texts if key in t or password in t or "Bearer sk-" in t]
+    assert leaks == []
+    assert "***@" in (backup / "corpus" / "streamlearn.toml").read_text()  # the backed-up config is masked

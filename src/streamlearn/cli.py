@@ -14,6 +14,7 @@ import click
 from streamlearn import __version__, console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
+from streamlearn.redact import redact
 from streamlearn.runner import Executor
 
 
@@ -24,7 +25,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except StreamlearnError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(1)
 
 

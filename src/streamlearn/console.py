@@ -9,6 +9,8 @@ import sys
 import time
 from contextlib import contextmanager
 
+from streamlearn.redact import redact
+
 VERBOSITY = {"level": 1}  # 0 quiet, 1 normal, 2 verbose
 
 
@@ -18,16 +20,16 @@ def set_verbosity(level: int) -> None:
 
 def info(msg: str) -> None:
     if VERBOSITY["level"] >= 1:
-        print(msg, flush=True)
+        print(redact(msg), flush=True)
 
 
 def debug(msg: str) -> None:
     if VERBOSITY["level"] >= 2:
-        print(msg, file=sys.stderr, flush=True)
+        print(redact(msg), file=sys.stderr, flush=True)
 
 
 def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    print(f"warning: {redact(msg)}", file=sys.stderr, flush=True)
 
 
 def _tty() -> bool:
@@ -61,7 +63,7 @@ class StageProgress:
         if self._bar is not None:
             self._bar.advance(self._task)
             if not ok or skipped:
-                self._bar.console.print(f"{self.label} {'skipped' if skipped else 'failed'} {item}: {note}")
+                self._bar.console.print(redact(f"{self.label} {'skipped' if skipped else 'failed'} {item}: {note}"))
             return
         if ok and not skipped and self.done % self.every and self.done != self.total:
             return

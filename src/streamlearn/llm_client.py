@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from streamlearn import console
 from streamlearn.errors import StreamlearnError
+from streamlearn.redact import excerpt, redact
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -60,11 +61,11 @@ class ChatClient:
                 resp = httpx.post(f"{self.endpoint}/chat/completions", json=self.body(messages), headers=headers,
                                   timeout=self.timeout_s)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__} talking to {self.endpoint}"
+                last = f"{type(exc).__name__} talking to {redact(self.endpoint)}"
             else:
                 if resp.status_code == 200:
                     return parse_completion(resp.json())
-                last = f"HTTP {resp.status_code} from {self.endpoint}: {resp.text[:160]!r}"
+                last = f"HTTP {resp.status_code} from {redact(self.endpoint)}: {excerpt(resp.text)!r}"
                 if resp.status_code not in RETRY_STATUS:
                     raise StreamlearnError(last + ("; check describe.api_key_env" if resp.status_code in (401, 403)
                                                    else "; check describe.model and the endpoint"))
@@ -84,7 +85,7 @@ def parse_completion(data: dict) -> Reply:
         choice = data["choices"][0]
         content = choice["message"]["content"] or ""
     except (KeyError, IndexError, TypeError):
-        raise StreamlearnError(f"the endpoint's reply has no choices[0].message.content: {str(data)[:160]}") from None
+        raise StreamlearnError(f"the endpoint's reply has no choices[0].message.content: {excerpt(str(data))}") from None
     usage = data.get("usage") or {}
     return Reply(content=content, prompt_tokens=int(usage.get("prompt_tokens") or 0),
                  completion_tokens=int(usage.get("completion_tokens") or 0),

@@ -24,6 +24,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from streamlearn.redact import redact
 from streamlearn.errors import ManifestError
 
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
@@ -304,7 +305,8 @@ class Manifest:
 
 
 def one_line(text: str, limit: int = 500) -> str:
-    flat = " ".join(str(text).split())
+    """A reason as the manifests record it: one line, secrets masked (`redact`), at most `limit` chars."""
+    flat = " ".join(redact(str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 

@@ -4,6 +4,7 @@ apply, e.g. no audio to transcribe: nothing to do)."""
 
 from __future__ import annotations
 
+from streamlearn.redact import redact
 from streamlearn.corpus import Corpus
 from streamlearn.manifest import DONE, FAILED, SKIPPED, status_of
 
@@ -155,5 +156,6 @@ def status_command(corpus: Corpus, as_json: bool = False) -> int:
     import json
 
     report = corpus_status(corpus)
-    print(json.dumps(report, indent=1) if as_json else format_status(report))
+    # a manifest written by an older streamlearn may hold a secret in a failure reason: never print it
+    print(redact(json.dumps(report, indent=1) if as_json else format_status(report)))
     return 2 if report["problems"] else 0

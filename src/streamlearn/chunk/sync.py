@@ -14,9 +14,11 @@ import json
 from pathlib import Path
 
 from streamlearn import console
+from streamlearn.config import CONFIG_NAME
 from streamlearn.corpus import Corpus
 from streamlearn.manifest import DONE, atomic_write_text, status_of
 from streamlearn.media import sha256_file
+from streamlearn.redact import redact
 from streamlearn.store import Store
 
 TOP_LEVEL = ("streamlearn.toml", "videos.csv", "chunks.csv", "playlist_raw.jsonl", "download_archive.txt")
@@ -47,6 +49,20 @@ def files_to_sync(corpus: Corpus) -> list[Path]:
     return [p for p in out if ".partial" not in p.parts and not p.name.startswith(".")]
 
 
+def upload_copy(path: Path, scratch: Path) -> Path:
+    """What is uploaded for `path`: the file itself, or for the config, a copy with any credential a
+    user wrote into it (an endpoint URL with a password, a token) masked (`redact`)."""
+    if path.name != CONFIG_NAME:
+        return path
+    text = path.read_text(encoding="utf-8")
+    clean = redact(text)
+    if clean == text:
+        return path
+    out = scratch / f".{CONFIG_NAME}.redacted"
+    atomic_write_text(out, clean)
+    return out
+
+
 def run_sync(corpus: Corpus, uri: str) -> dict:
     target = Store(uri, corpus.root, endpoint_url=corpus.config.storage.endpoint_url or None)
     state_path = corpus.root / ".sync" / (hashlib.sha1(target.display.encode()).hexdigest()[:16] + ".json")
@@ -58,25 +74,26 @@ def run_sync(corpus: Corpus, uri: str) -> dict:
     with console.stage_progress("sync", len(files)) as prog:
         for path in files:
             rel = corpus.rel(path)
-            st = path.stat()
+            source = upload_copy(path, state_path.parent)  # the config goes out with its secrets masked
+            st, size = path.stat(), source.stat().st_size
             key = f"corpus/{rel}"
             seen = state.get(rel)
             if seen and seen[:2] == [st.st_size, st.st_mtime_ns]:
                 remote_size, _ = target.stat(key, with_hash=False)
-                if remote_size == st.st_size:
+                if remote_size == size:
                     skipped += 1
                     prog.advance(rel, note="unchanged")
                     continue
-            digest = sha256_file(path)
-            if seen and seen[2] == digest and target.stat(key, with_hash=False)[0] == st.st_size:
+            digest = sha256_file(source)
+            if seen and seen[2] == digest and target.stat(key, with_hash=False)[0] == size:
                 state[rel] = [st.st_size, st.st_mtime_ns, digest]
                 skipped += 1
                 prog.advance(rel, note="unchanged")
                 continue
-            target.put(path, key, sha256=digest)
+            target.put(source, key, sha256=digest)
             state[rel] = [st.st_size, st.st_mtime_ns, digest]
             copied += 1
-            nbytes += st.st_size
+            nbytes += size
             prog.advance(rel)
             if copied % 50 == 0:
                 atomic_write_text(state_path, json.dumps(state))
