@@ -146,7 +146,7 @@ def test_eval_refuses_a_bank_sealed_after_the_run_started(sealed):
     start_heldout(sealed.root / "runs" / "main", c.banks)
     assert run_checks(sealed, "main", "main")["banks"][0]["name"] == "main"
     items = QB.load_bank(sealed, "main")
-    B.write_bank(sealed, "late", items[:5])
+    B.write_bank(sealed, "late", items[:5], split=QB.load_split(sealed, "main"))
     B.seal(sealed, "late")
     with pytest.raises(StreamlearnError, match=r"question bank 'late' \(sealed at .*\) was not sealed when run 'main' "
                                                r"started training .* evaluate with a bank sealed before the run"):
@@ -259,3 +259,26 @@ def test_a_question_asked_with_two_answers_is_dropped():
     reasons = {d["id"]: d["reason"] for d in dropped}
     assert reasons["q1r"].startswith("ambiguous: 2 items ask this question with 2 different answers (q1r, q2r)")
     assert reasons["q4p"] == "the same question and answer as q3"
+
+
+def test_seal_refuses_a_bank_without_its_split(tmp_path, run_cli):
+    """`questions --seal` stopped between the bank and its split: the next seal refuses the incomplete pair
+    (it used to seal the bank with split_sha256 null, and training then had no held-out protection)."""
+    corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=2, signs=3, train=FAST)
+    B.run_questions(corpus, "main")  # generated, not sealed yet
+    split = QB.split_path(corpus, "main")
+    kept = split.read_text()
+    split.unlink()  # as if killed before the split was written
+    res = run_cli("questions", corpus.root, "--seal")
+    assert res.exit_code == 1 and res.stderr.startswith("error: question bank 'main' has held-out items but no split "
+                                                        "file (main.split.json)") and res.stderr.count("\n") == 1
+    assert not QB.seal_path(corpus, "main").exists()
+    other = json.loads(kept)
+    other["bank_sha256"] = "0" * 64  # a split written for another version of the bank
+    split.write_text(json.dumps(other))
+    res = run_cli("questions", corpus.root, "--seal")
+    assert res.exit_code == 1 and "was written for another version of bank 'main'" in res.stderr
+    split.write_text(kept)
+    res = run_cli("questions", corpus.root, "--seal")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(QB.seal_path(corpus, "main").read_text())["split_sha256"]

@@ -15,6 +15,7 @@ refuses to train on its held-out items.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 from collections import Counter
@@ -302,21 +303,36 @@ def write_bank(corpus: Corpus, name: str, items: list[dict], force: bool = False
     if len(set(ids)) != len(ids):
         dup = next(x for x in ids if ids.count(x) > 1)
         raise StreamlearnError(f"duplicate question id {dup!r}; ids must be unique in a bank")
-    atomic_write_text(path, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
+    text = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
     sp = split_path(corpus, name)
+    # the split first, naming the bank it belongs to by hash, then the bank: a run killed in between
+    # leaves a pair that `seal` refuses, never a bank sealed without its split
     if split is not None:
-        atomic_write_text(sp, json.dumps({"bank": name, **split}, indent=1, ensure_ascii=False))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        atomic_write_text(sp, json.dumps({**split, "bank": name, "bank_sha256": digest}, indent=1, ensure_ascii=False))
     else:
         sp.unlink(missing_ok=True)
+    atomic_write_text(path, text)
     if force:
         seal_path(corpus, name).unlink(missing_ok=True)
     return path
 
 
 def seal(corpus: Corpus, name: str) -> dict:
+    """Seal a bank with its held-out split: only a complete pair (a generated bank's split present and
+    written for this very bank), else one line saying how to make it again."""
     path = bank_path(corpus, name)
     items = load_bank(corpus, name)
     sp = split_path(corpus, name)
+    if any(i.get("provenance") == "generated" and i.get("split") for i in items):  # generated: it has a split
+        fix = f"make it again: `streamlearn questions CORPUS --bank {name} --force --seal`"
+        if not sp.exists():
+            raise StreamlearnError(f"question bank {name!r} has held-out items but no split file ({sp.name}): a run "
+                                   f"was stopped while writing it; {fix}")
+        owner = json.loads(sp.read_text(encoding="utf-8")).get("bank_sha256")
+        if owner and owner != sealed_sha(path):
+            raise StreamlearnError(f"the held-out split {sp.name} was written for another version of bank {name!r}: "
+                                   f"a run was stopped between the two files; {fix}")
     data = {"bank": name, "sha256": sealed_sha(path), "split_sha256": sealed_sha(sp) if sp.exists() else None,
             "items": len(items), "sealed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(seal_path(corpus, name), json.dumps(data, indent=1))
