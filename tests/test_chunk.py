@@ -323,3 +323,19 @@ def test_sync_of_many_files_completes_and_resumes_after_a_crash(chunked, tmp_pat
     assert total > 120 and f"sync: {total - 50} copied" in res.output  # the first 50 were recorded
     assert all((target / "corpus" / "descriptions" / f"note{n:03d}.json").exists() for n in range(120))
     assert "sync: 0 copied" in run_cli("sync", root, target).output
+
+
+@pytest.mark.parametrize("uri", ["store/../../../../etc/hostname", "/etc/hostname"])
+def test_a_manifest_path_outside_the_corpus_is_never_read(chunked, tmp_path, run_cli, uri):
+    root = tmp_path / "c"
+    shutil.copytree(chunked.root, root)
+    corpus = Corpus.open(root)
+    victim = corpus.chunks.read()[0]["chunk_id"]
+    corpus.chunks.transform(lambda rows: [r.update(media_uri=uri) for r in rows if r["chunk_id"] == victim])
+    res = run_cli("frames", root, "--force", "--only", victim)
+    assert res.exit_code == 1
+    row = Corpus.open(root).chunks.get(victim)
+    assert row["frames_status"] == "failed" and "is not in the store" in row["frames_error"]
+    assert not (root / "frames" / f"{victim}.npy").exists()
+    res = run_cli("chunk", root, "--verify", "--quick")
+    assert res.exit_code != 0 and f"{victim}: media_uri {uri} is outside the store" in res.output + res.stderr

@@ -59,7 +59,15 @@ class Store:
     def is_local(self) -> bool:
         return self.protocol == "file"
 
+    @staticmethod
+    def confined(rel: str) -> bool:
+        """A key that stays inside the store: relative, no `..`, no empty or backslash components."""
+        parts = rel.split("/")
+        return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+
     def _path(self, rel: str) -> str:
+        if not self.confined(rel):
+            raise StreamlearnError(f"store {self.display}: key {rel!r} would leave the store; fix the row that names it")
         return f"{self.base}/{rel}"
 
     def uri(self, rel: str) -> str:
@@ -68,7 +76,8 @@ class Store:
     def rel_of(self, uri: str) -> str | None:
         """The key of a URI inside this store, or None if it points elsewhere."""
         prefix = self.display + "/"
-        return uri[len(prefix):] if uri.startswith(prefix) else None
+        key = uri[len(prefix):] if uri.startswith(prefix) else None
+        return key if key is not None and self.confined(key) else None  # `store/../../etc/x` is not in it
 
     def _fail(self, action: str, rel: str, exc: BaseException) -> StreamlearnError:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
