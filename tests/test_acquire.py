@@ -364,3 +364,23 @@ def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
     assert run_chunk(corpus, chunk_seconds=20).ok and run_frames(corpus).ok
     _, meta = load_frames(corpus, corpus.chunks.read()[1])
     assert meta["source"] == "train_rendition"
+
+
+def test_a_file_named_like_an_option_is_read_as_a_file(tour, tmp_path, run_cli, monkeypatch):
+    """`playlist --from-dir .` with a recording called `-report`: ffprobe gets it as a path, not as its
+    `-report` flag (which writes a log file into the working directory)."""
+    import shutil as _shutil
+
+    from streamlearn.corpus import Corpus
+
+    vid = json.loads((tour / "ground_truth.json").read_text())["days"][0]["video_id"]
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    _shutil.copy(tour / "media" / f"{vid}.mp4", rec / "-report")
+    Corpus.init(tmp_path / "corpus")
+    monkeypatch.chdir(rec)
+    res = run_cli("playlist", tmp_path / "corpus", "--from-dir", ".")
+    assert res.exit_code == 0, res.output
+    assert not list(rec.glob("ffprobe-*.log")) and not list(rec.glob("ffmpeg-*.log"))
+    rows = Corpus.open(tmp_path / "corpus").videos.read()
+    assert len(rows) == 1 and float(rows[0]["duration_s"]) > 5

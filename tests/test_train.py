@@ -222,6 +222,11 @@ def test_slurm_script(tmp_path, run_cli):
         assert line in script, line
     bash = subprocess.run(["bash", "-n", str(corpus.root / "runs" / "big" / "train.sbatch")], capture_output=True)
     assert bash.returncode == 0
+    assert f'#SBATCH --output="{corpus.root.resolve()}/runs/big/slurm-%j.out"' in script
+    # a partition with a newline would have added its own line to the script
+    res = run_cli("train", corpus.root, "--slurm", "--partition", "gpu\n#SBATCH --wrap=evil", "--run", "bad")
+    assert res.exit_code == 1 and res.stderr.startswith("error: --partition 'gpu\\n#SBATCH --wrap=evil' is not a SLURM")
+    assert not (corpus.root / "runs" / "bad" / "train.sbatch").exists()
 
 
 def test_batched_vision_attention_is_the_same_math(tmp_path):

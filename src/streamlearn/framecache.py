@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from streamlearn.errors import StreamlearnError
+from streamlearn.media import arg_path
 
 
 def keyframe_times(src: Path, start: float = 0.0, duration: float | None = None) -> list[float]:
@@ -18,7 +19,7 @@ def keyframe_times(src: Path, start: float = 0.0, duration: float | None = None)
            "frame=pts_time,best_effort_timestamp_time", "-of", "csv=p=0"]
     if start or duration:
         cmd += ["-read_intervals", f"{start}%{'+' + str(duration) if duration else ''}"]
-    out = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
+    out = subprocess.run(cmd + [arg_path(src)], capture_output=True, text=True)
     times = []
     for line in out.stdout.splitlines():
         for field in line.split(","):

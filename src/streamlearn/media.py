@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ from streamlearn.errors import StreamlearnError
 
 MEDIA_EXTENSIONS = {".mkv", ".mp4", ".webm", ".mov", ".m4v", ".avi", ".ts", ".flv", ".mts", ".m2ts", ".3gp",
                     ".m4a", ".opus", ".mp3", ".wav", ".flac", ".ogg"}
+
+
+def arg_path(path) -> str:
+    """A file name as a command-line argument that can never read as an option: a user's file called
+    `-report` is passed as `/abs/dir/-report` (ffprobe would take `-report` as its logging flag)."""
+    return os.path.abspath(str(path))
 
 
 @dataclass
@@ -135,7 +142,7 @@ def probe(path: Path) -> Probe:
     except PermissionError:
         raise MediaError(f"{path.name}: unreadable: permission denied; make it readable (chmod a+r) "
                          "or copy it somewhere readable") from None
-    proc = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+    proc = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", arg_path(path)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise MediaError(explain_failure(path, proc.stderr or f"exit status {proc.returncode}"))
@@ -199,7 +206,7 @@ def _packet_ends(path: Path, interval: str | None) -> tuple[float | None, bool]:
            "-of", "csv=p=0"]
     if interval:
         cmd += ["-read_intervals", interval]
-    proc = subprocess.run(cmd + [str(path)], capture_output=True, text=True)
+    proc = subprocess.run(cmd + [arg_path(path)], capture_output=True, text=True)
     size = path.stat().st_size
     best, any_packet = None, False
     for line in proc.stdout.splitlines():

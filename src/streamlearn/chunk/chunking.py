@@ -24,7 +24,7 @@ from streamlearn import console, transcript
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.manifest import Manifest, atomic_write_text, merge_parts
-from streamlearn.media import check_decodes, probe, sha256_file
+from streamlearn.media import arg_path, check_decodes, probe, sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 from streamlearn.store import Store, store_for
 from streamlearn.tables import CHUNKS
@@ -61,7 +61,7 @@ def cut_time(media: Path, approx: float, video: bool, search_s: float = 1.5) -> 
     not exact (it was 60 ms after the keyframe on a VFR file), so it only says where to look."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0" if video else "a:0", "-show_entries",
            "packet=pts_time,flags", "-read_intervals", f"{max(0.0, approx - search_s):.3f}%{approx + search_s:.3f}",
-           "-of", "csv=p=0", str(media)]
+           "-of", "csv=p=0", arg_path(media)]
     best = None
     for line in subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines():
         pts, _, flags = line.partition(",")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -61,12 +62,19 @@ def run_torchrun(nproc: int, args: list[str]) -> int:
 def write_sbatch(corpus: Corpus, run: str, nodes: int, gpus_per_node: int, args: list[str],
                  partition: str | None = None, hours: int = 72) -> Path:
     path = corpus.run_dir(run) / "train.sbatch"
+    # nothing a user typed may start a new line of the script or end a quoted one early
+    if partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", partition):
+        raise StreamlearnError(f"--partition {partition!r} is not a SLURM partition name (letters, digits, _ . , -); "
+                               "give the partition as `sinfo` lists it")
+    if re.search(r"[\n\r\"$`\\]", str(path.parent.resolve())):
+        raise StreamlearnError(f"the run folder {path.parent} has a newline, quote, $, ` or \\ in its path, which an "
+                               "sbatch script cannot carry safely; move the corpus to a plain path")
     path.parent.mkdir(parents=True, exist_ok=True)
     inner = " ".join(shlex.quote(a) for a in torchrun_cmd(gpus_per_node, args, nodes, "$MASTER_ADDR:29500"))
     inner = inner.replace("'$MASTER_ADDR:29500'", '"$MASTER_ADDR:29500"')
     lines = ["#!/bin/bash", f"#SBATCH --job-name=streamlearn-{run}", f"#SBATCH --nodes={nodes}",
              "#SBATCH --ntasks-per-node=1", f"#SBATCH --gpus-per-node={gpus_per_node}", "#SBATCH --exclusive",
-             f"#SBATCH --time={hours}:00:00", f"#SBATCH --output={path.parent}/slurm-%j.out"]
+             f"#SBATCH --time={hours}:00:00", f'#SBATCH --output="{path.parent}/slurm-%j.out"']
     if partition:
         lines.append(f"#SBATCH --partition={partition}")
     lines += ["set -euo pipefail",
