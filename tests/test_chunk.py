@@ -182,6 +182,8 @@ def test_node_parts_merge_and_conflicts(tour, tmp_path):
     assert not corpus.chunks.exists()
     assert run_chunk(corpus, chunk_seconds=10, node="node-a", only=[vids[0]]).done == []  # already complete
     total, new = merge(corpus)
+    # the merged videos record their chunk length as a one-node run does
+    assert {corpus.videos.get(v)["chunk_seconds"] for v in vids[:2]} == {10.0}
     assert (total, new) == (8, 8)
     assert {r["node"] for r in corpus.chunks.read()} == {"node-a", "node-b"}
     assert all(r["chunk_status"] == "done" for r in corpus.videos.read())

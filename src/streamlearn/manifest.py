@@ -38,6 +38,7 @@ Row = dict[str, Any]
 class Column:
     name: str
     type: str = "str"  # str | int | float | bool
+    added: bool = False  # a column added after files were written: an older file without it reads as empty
 
     def parse(self, raw: str) -> Any:
         if raw == "":
@@ -101,7 +102,7 @@ class Table:
         return {c.name: c for c in self.columns()}
 
     def required(self) -> list[str]:
-        return [self.key] + [c.name for c in self.static]
+        return [self.key] + [c.name for c in self.static if not c.added]
 
     def stage_columns(self, stage: str) -> list[str]:
         if stage not in self.stages:

@@ -79,6 +79,8 @@ CHUNKS = Table(
         C("start_s", "float"),
         C("end_s", "float"),
         C("duration_s", "float"),
+        # the length the video was cut at (chunk --merge carries it to videos.csv); older files lack it
+        C("chunk_seconds", "float", added=True),
         C("media_uri"),
         C("bytes", "int"),
         C("sha256"),

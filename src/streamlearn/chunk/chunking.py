@@ -189,7 +189,7 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
                 "chunk_id": chunk_id, "video_id": vid, "chunk_index": i, "n_chunks": n,
                 "start_s": round(piece["start_s"], 6), "end_s": round(piece["end_s"], 6),
                 "duration_s": round(span, 6),  # keyframe-aligned span from the segment list
-                "media_uri": uri, "bytes": size, "sha256": digest, "day_index": row.get("day_index"),
+                "chunk_seconds": chunk_seconds, "media_uri": uri, "bytes": size, "sha256": digest, "day_index": row.get("day_index"),
                 "start_utc": _iso(a), "end_utc": _iso(b),
                 "start_local": a.astimezone(tz).isoformat(timespec="seconds") if a else None,
                 "end_local": b.astimezone(tz).isoformat(timespec="seconds") if b else None,
@@ -255,8 +255,9 @@ def run_chunk(corpus: Corpus, chunk_seconds: float | None = None, store_uri: str
                      record_status=not node)
 
 
-def _merged(complete: dict[str, int], corpus: Corpus, row: dict) -> dict:
-    return {"n_chunks": complete[row["video_id"]]}
+def _merged(complete: dict[str, tuple[int, float | None]], corpus: Corpus, row: dict) -> dict:
+    n, seconds = complete[row["video_id"]]
+    return {"n_chunks": n, "chunk_seconds": seconds}  # as a one-node run records them
 
 
 def merge(corpus: Corpus) -> tuple[int, int]:
@@ -268,7 +269,8 @@ def merge(corpus: Corpus) -> tuple[int, int]:
     by_video: dict[str, list[dict]] = {}
     for r in corpus.chunks.read():
         by_video.setdefault(r["video_id"], []).append(r)
-    complete = {vid: len(rows) for vid, rows in by_video.items() if len(rows) == rows[0]["n_chunks"]}
+    complete = {vid: (len(rows), rows[0].get("chunk_seconds")) for vid, rows in by_video.items()
+                if len(rows) == rows[0]["n_chunks"]}
     todo, _ = select(corpus.videos, "chunk")
     run_stage(Stage("chunk", "videos", partial(_merged, complete)), corpus,
               [r for r in todo if r["video_id"] in complete])
