@@ -341,3 +341,37 @@ def test_a_manifest_path_outside_the_corpus_is_never_read(chunked, tmp_path, run
     assert not (root / "frames" / f"{victim}.npy").exists()
     res = run_cli("chunk", root, "--verify", "--quick")
     assert res.exit_code != 0 and f"{victim}: media_uri {uri} is outside the store" in res.output + res.stderr
+
+
+def test_a_second_run_of_a_stage_stops_at_once_or_waits(chunked, tmp_path, run_cli):
+    """Two `frames` on one corpus: the second says which run holds the stage and exits 1, touching no row;
+    with --wait it starts when the first is done. A killed holder frees the lock (an OS file lock)."""
+    import threading
+
+    from streamlearn.runner import stage_lock
+
+    root = tmp_path / "c"
+    shutil.copytree(chunked.root, root)
+    corpus = Corpus.open(root)
+    before = (root / "chunks.csv").read_text()
+    with stage_lock(corpus, "frames"):
+        res = run_cli("frames", root)
+        assert res.exit_code == 1 and res.stderr.startswith("error: frames is already running on this corpus (pid ")
+        assert "pass --wait" in res.stderr and res.stderr.count("\n") == 1
+        assert (root / "chunks.csv").read_text() == before
+        res = run_cli("chunk", root, "--node", "a")  # another stage, or a node's part, is not held up
+        assert "already running" not in (res.stderr or "")
+    done = threading.Event()
+
+    def hold():
+        with stage_lock(corpus, "frames"):
+            done.wait(1.0)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    time.sleep(0.2)
+    res = run_cli("frames", root, "--wait")
+    t.join()
+    assert res.exit_code == 0, res.output
+    assert "frames: waiting for the run that holds it" in res.output
+    assert all(r["frames_status"] == "done" for r in Corpus.open(root).chunks.read())

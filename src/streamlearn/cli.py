@@ -15,7 +15,7 @@ from streamlearn import __version__, console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn.redact import redact
-from streamlearn.runner import Executor
+from streamlearn.runner import Executor, stage_lock
 
 
 class Group(click.Group):
@@ -89,17 +89,21 @@ STAGE_OPTIONS = [
     opt("--ray-address", default=None, help="Attach to a running Ray cluster (e.g. ray://head:10001 or auto)."),
     opt("--gpus-per-task", type=float, default=0.0, show_default=True,
         help="With --executor ray: GPUs each task asks for (ASR or VLM describe on GPUs: 1)."),
+    opt("--wait", is_flag=True, help="If this stage is already running on the corpus, wait for it (default: stop)."),
 ]
 
 
 def stage_call(target: str, mode: Callable | None = None):
     """`target(corpus, parallel=, only=, force=, executor=, **its options)`; `mode(corpus, options)` takes
     its own options out and may handle the call itself (diarize --calibrate, chunk --merge/--verify)."""
-    def call(corpus, parallel, only, force, executor, ray_address, gpus_per_task, **options):
-        if mode and mode(corpus, options):
-            return None
-        ex = Executor(kind=executor, parallel=parallel, address=ray_address, num_gpus=gpus_per_task)
-        if _call(target, corpus, parallel=parallel, only=list(only), force=force, executor=ex, **options).failed:
+    def call(corpus, parallel, only, force, executor, ray_address, gpus_per_task, wait, **options):
+        name = target.rsplit("_", 1)[-1] + (f".{options['node']}" if options.get("node") else "")
+        with stage_lock(corpus, name, wait):  # one run of a stage (or of a node's part) per corpus at a time
+            if mode and mode(corpus, options):
+                return None
+            ex = Executor(kind=executor, parallel=parallel, address=ray_address, num_gpus=gpus_per_task)
+            result = _call(target, corpus, parallel=parallel, only=list(only), force=force, executor=ex, **options)
+        if result.failed:
             sys.exit(1)  # failed items are recorded with their reasons; skipped ones are not failures
     return call
 

@@ -27,7 +27,7 @@ DATA_ROOT_ENV = "STREAMLEARN_DATA_ROOT"
 # where each artifact lives (docs/architecture.md, "Corpus layout"); modules ask `Corpus.folder`, never spell it
 FOLDERS = {"videos": "videos", "parts": "chunks.d", "frames": "frames", "descriptions": "descriptions",
            "day_summaries": "descriptions/videos", "questions": "questions", "runs": "runs", "evals": "evals",
-           "exports": "exports", "logs": "logs"}
+           "exports": "exports", "logs": "logs", "locks": ".locks"}
 MADE_AT_INIT = ("videos", "parts", "descriptions", "questions", "runs", "evals", "logs")
 
 

@@ -11,7 +11,13 @@ Nothing is recorded for an item until its outputs are complete on disk. Items th
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import queue
+import socket
+import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -261,3 +267,49 @@ def run(stage: Stage, corpus, only: list[str] | None = None, force: bool = False
     """Select the stage's items and run them."""
     rows, _ = select(getattr(corpus, stage.table), stage.name, stage.requires, only, force, stage.match)
     return run_stage(stage, corpus, rows, parallel=parallel, force=force, executor=executor, on_result=on_result)
+
+
+@contextlib.contextmanager
+def stage_lock(corpus, name: str, wait: bool = False):
+    """Hold the corpus's lock for one stage (`name`: the stage, or `chunk.<node>` for a node's part)
+    while it runs: a second run of it says at once who holds it and stops, or with `wait` waits for it.
+    An OS file lock, so a killed run frees it; its holder (pid, host, command, since) is written beside."""
+    from filelock import FileLock, Timeout
+
+    folder = corpus.folder("locks", create=True)
+    lock = FileLock(str(folder / f"{name}.lock"), timeout=-1 if wait else 0)
+    holder = folder / f"{name}.holder.json"
+    try:
+        if wait and not _try(lock):
+            console.info(f"{name}: waiting for the run that holds it ({_who(holder)})")
+        lock.acquire()
+    except Timeout:
+        raise StreamlearnError(f"{name} is already running on this corpus ({_who(holder)}); wait for it to "
+                               "finish, or pass --wait to start when it does") from None
+    try:
+        holder.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv[1:])[:200]}))
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _try(lock) -> bool:
+    from filelock import Timeout
+
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
+def _who(holder) -> str:
+    try:
+        h = json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return "another process"
+    return f"pid {h.get('pid')} on {h.get('host')} since {h.get('since')}: streamlearn {h.get('command')}"
+

@@ -11,7 +11,7 @@ from streamlearn.acquire.playlist import run_playlist
 from streamlearn.acquire.transcribe import run_transcribe
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.runner import StageResult
+from streamlearn.runner import StageResult, stage_lock
 
 
 def run_acquire(corpus: Corpus, url: str | None = None, from_jsonl: Path | None = None,
@@ -21,8 +21,9 @@ def run_acquire(corpus: Corpus, url: str | None = None, from_jsonl: Path | None 
     elif not corpus.videos.read():
         raise StreamlearnError("videos.csv is empty; pass --url, --from-jsonl or --from-dir")
     results = []
-    for step in (run_download, run_transcribe, run_diarize):
-        results.append(step(corpus, parallel=parallel))
+    for name, step in (("download", run_download), ("transcribe", run_transcribe), ("diarize", run_diarize)):
+        with stage_lock(corpus, name):  # as the stage's own command holds it
+            results.append(step(corpus, parallel=parallel))
     failed = sum(len(r.failed) for r in results)
     console.info(f"acquire: finished with {failed} failed items; `streamlearn status` lists them")
     return results
