@@ -101,3 +101,47 @@ def test_missing_chunk_file_fails_with_reason(framed):
     finally:
         path.write_bytes(saved)
     assert run_frames(framed, only=[chunk["chunk_id"]]).ok
+
+
+def test_a_full_disk_leaves_no_temp_file_and_marks_nothing_done(framed, tmp_path, run_cli, monkeypatch):
+    """The frame file cannot be put in place (no space left): the chunk is failed with that reason, its
+    temp file is gone; a temp file a killed run left is removed when frames next starts; a manifest that
+    cannot be written stops the stage with one line."""
+    import errno
+    import os
+    import time
+
+    from streamlearn import manifest
+
+    root = tmp_path / "c"
+    shutil.copytree(framed.root, root)
+    victim = Corpus.open(root).chunks.read()[0]["chunk_id"]
+    real_replace = os.replace
+
+    def full(src, dst, *a, **k):
+        if str(dst).endswith(".npy"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(manifest.os, "replace", full)
+    res = run_cli("frames", root, "--force", "--only", victim)
+    monkeypatch.setattr(manifest.os, "replace", real_replace)
+    assert res.exit_code == 1
+    row = Corpus.open(root).chunks.get(victim)
+    assert row["frames_status"] == "failed" and "No space left on device" in row["frames_error"]
+    assert not list((root / "frames").glob(".*.tmp"))
+    stale = root / "frames" / f".{victim}.npy.999999.tmp"  # from a killed run: its pid is gone
+    stale.write_bytes(b"x" * 1000)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    res = run_cli("frames", root, "--only", victim)
+    assert res.exit_code == 0 and "frames: removed 1 temp file(s) a killed run left behind" in res.output
+    assert not stale.exists() and Corpus.open(root).chunks.get(victim)["frames_status"] == "done"
+
+    def no_room(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest.Manifest, "record", no_room)
+    res = run_cli("frames", root, "--force", "--only", victim)
+    assert res.exit_code == 1 and res.stderr.startswith(f"error: cannot record {victim} in chunks.csv: No space left")
+    assert res.stderr.count("\n") == 1

@@ -319,11 +319,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data to `path` so that a crash leaves the old or the new content, never a mix."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a kill mid-write: no partial temp file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -367,3 +371,29 @@ def merge_parts(parts: list[Path], target: Manifest) -> tuple[int, int]:
             "remove the stale rows from one part file and merge again")
     target.write(merged.values())
     return len(merged), len(merged) - before
+
+
+def remove_stale_temps(folder: Path, min_age_s: float = 600.0) -> int:
+    """Remove `.<name>.<pid>.tmp` files (atomic writes) under `folder` whose writer is gone: its pid is
+    not running here and the file is older than `min_age_s` (a writer on another host keeps its own).
+    Returns how many went."""
+    import re
+    import time
+
+    pattern = re.compile(r"^\..+\.(\d+)\.tmp$")
+    gone = 0
+    for p in Path(folder).rglob(".*.tmp") if Path(folder).is_dir() else []:
+        m = pattern.match(p.name)
+        if not m or time.time() - p.stat().st_mtime < min_age_s:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        p.unlink(missing_ok=True)
+        gone += 1
+    return gone
+

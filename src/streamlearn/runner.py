@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 
 from streamlearn import console
 from streamlearn.errors import NotApplicable, StreamlearnError
-from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, status_of
+from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, remove_stale_temps, status_of
 
 TABLES = ("videos", "chunks")
+# where each stage writes (Corpus.folder names): its killed runs' temp files are cleared when it starts
+SCRATCH = {"download": ("videos",), "transcribe": ("videos",), "diarize": ("videos",), "chunk": ("parts",),
+           "frames": ("frames",), "describe": ("descriptions",)}
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,16 @@ def select(manifest: Manifest, stage: str, requires: Iterable[str] = (), only: I
             continue
         todo.append(row)
     return todo, skipped
+
+
+def _record_or_stop(manifest: Manifest, key: str, stage: str, status: str, **values) -> None:
+    """Record one outcome; a manifest that cannot be written (a full disk) stops the stage with one line."""
+    try:
+        manifest.record(key, stage, status, **values)
+    except OSError as exc:
+        raise StreamlearnError(f"cannot record {key} in {manifest.path.name}: {exc.strerror or exc} (errno "
+                               f"{exc.errno}); free space on {manifest.path.parent} and run {stage} again "
+                               f"(the manifest still holds what was recorded before)") from None
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -172,7 +185,7 @@ def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: 
         if isinstance(exc, NotApplicable):
             reason = one_line(str(exc))
             if record_status:
-                manifest.record(k, name, SKIPPED, error=reason, force=True)
+                _record_or_stop(manifest, k, name, SKIPPED, error=reason, force=True)
             result.skipped[k] = reason
             prog.advance(k, note=reason, skipped=True)
             return
@@ -182,7 +195,7 @@ def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: 
                     on_result(row, values)
                 values = {c: v for c, v in (values or {}).items() if not c.startswith("_")}
                 if record_status:
-                    manifest.record(k, name, DONE, force=force or status_of(row, name) == DONE, **values)
+                    _record_or_stop(manifest, k, name, DONE, force=force or status_of(row, name) == DONE, **values)
             except StreamlearnError as err:
                 exc = err
             else:
@@ -192,7 +205,7 @@ def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: 
         reason = describe_exception(exc)
         console.debug("".join(traceback.format_exception(exc)))
         if record_status:
-            manifest.record(k, name, FAILED, error=reason, force=True)
+            _record_or_stop(manifest, k, name, FAILED, error=reason, force=True)
         result.failed[k] = reason
         prog.advance(k, ok=False, note=reason)
 
@@ -289,6 +302,9 @@ def stage_lock(corpus, name: str, wait: bool = False):
     try:
         holder.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime(
             "%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv[1:])[:200]}))
+        stale = sum(remove_stale_temps(corpus.folder(f)) for f in SCRATCH.get(name.split(".")[0], ()))
+        if stale:
+            console.info(f"{name}: removed {stale} temp file(s) a killed run left behind")
         yield
     finally:
         holder.unlink(missing_ok=True)
