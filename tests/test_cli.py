@@ -122,3 +122,16 @@ def test_cli_surface_is_pinned():
     stage_options = {"--parallel", "--only", "--force", "--executor", "--ray-address", "--gpus-per-task"}
     for name in ("download", "transcribe", "diarize", "chunk", "frames", "describe"):  # one shared option set
         assert stage_options <= {o for p in cli.commands[name].params for o in p.opts}, name
+
+
+def test_flag_values_are_checked_where_they_enter(run_cli, tmp_path):
+    res = run_cli("plan", "--chunk-seconds", "inf")
+    assert res.exit_code == 1 and res.stderr == "error: plan: --chunk-seconds inf: must be a number of seconds in (0, 86400]\n"
+    res = run_cli("plan", "--fps", "-1")
+    assert res.exit_code == 1 and res.stderr == "error: plan: --fps -1: must be in (0, 60]\n"
+    res = run_cli("describe", tmp_path, "--limit", "-1")
+    assert res.exit_code == 2 and "Invalid value for '--limit': -1 is not in the range x>=1." in res.stderr
+    from streamlearn.config import ConfigError, OperatingPoint
+
+    with pytest.raises(ConfigError, match="operating_point.chunk_seconds must be a number of seconds"):
+        OperatingPoint(chunk_seconds=float("inf"))

@@ -362,3 +362,37 @@ def test_no_secret_reaches_the_corpus_the_output_or_a_backup(media_corpus, tmp_p
     leaks = [t[:200] for t in texts if key in t or password in t or "Bearer sk-" in t]
     assert leaks == []
     assert "***@" in (backup / "corpus" / "streamlearn.toml").read_text()  # the backed-up config is masked
+
+
+def test_an_endpoint_answering_html_is_named_with_the_fix(media_corpus):
+    """A proxy's login page or a wrong path answering HTTP 200 with HTML: a one-line reason with the fix,
+    not "JSONDecodeError"."""
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"<html><body>Please sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    corpus = media_corpus
+    corpus.config.describe = DescribeSection(backend="openai", model="m", n_frames=2, frame_width=160, max_retries=0,
+                                             endpoint=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+    corpus.save_config()
+    try:
+        result = run_describe(corpus, limit=1)
+    finally:
+        httpd.shutdown()
+    reason = next(iter(result.failed.values()))
+    assert "answered HTTP 200 with something that is not JSON ('<html><body>Please sign in</body></html>')" in reason
+    assert "point describe.endpoint at an OpenAI-compatible base URL" in reason

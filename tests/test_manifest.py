@@ -168,3 +168,21 @@ def test_stale_tmp_removed_on_next_write(tmp_path):
     (tmp_path / ".items.csv.99999.tmp").write_text("half a file")
     m.upsert([{"item_id": "a"}])
     assert not list(tmp_path.glob(".items.csv.*.tmp"))
+
+
+def test_a_spreadsheet_bom_bad_bytes_a_misspelled_status_column_and_an_unknown_status(tmp_path):
+    path = tmp_path / "items.csv"
+    m = Manifest(path, T)
+    path.write_bytes(b"\xef\xbb\xbfitem_id,title,size,dur\na,x,1,1.0\n")  # Excel's "CSV UTF-8"
+    assert m.read()[0]["item_id"] == "a"
+    path.write_bytes(b"item_id,title,size,dur\na,caf\xe9,1,1.0\n")  # Latin-1
+    with pytest.raises(ManifestError, match=r"^items.csv line 2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+        m.read()
+    path.write_text("item_id,title,size,dur,Fetch_Status\na,x,1,1.0,done\n")
+    with pytest.raises(ManifestError, match=r"^items.csv: column 'Fetch_Status' is spelled differently from "
+                                            r"'fetch_status'; rename it"):
+        m.read()
+    path.write_text("item_id,title,size,dur,fetch_status\na,x,1,1.0,DONE\n")
+    with pytest.raises(ManifestError, match=r"^items.csv line 2, column fetch_status: 'DONE' is not a status; use one "
+                                            r"of pending, done, failed, skipped"):
+        m.read()

@@ -173,7 +173,8 @@ command("describe", stage_call("streamlearn.describe.run:run_describe"),
         "Example: streamlearn describe ./corpus --backend openai --limit 10 --parallel 8",
         opt("--backend", type=click.Choice(["signals", "openai", "transformers", "batch"]), default=None,
             help="Generator (default: describe.backend in streamlearn.toml)."),
-        opt("--limit", type=int, default=None, help="Describe at most N chunks (prototype on a few first)."),
+        opt("--limit", type=click.IntRange(min=1), default=None,
+            help="Describe at most N chunks (prototype on a few first)."),
         opt("--import", "import_file", type=FILE, default=None,
             help="With --backend batch: ingest the provider's results file."), *STAGE_OPTIONS)
 
@@ -218,7 +219,7 @@ command("sync", "streamlearn.chunk.sync:run_sync",
 command("review", "streamlearn.describe.review:run_review",
         "A static HTML page with each chunk's video, transcript, description and QA pairs side by side.\n\n"
         "Example: streamlearn review ./corpus --limit 10",
-        opt("--limit", type=int, default=20, show_default=True, help="Chunks on the page (0 = all)."),
+        opt("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Chunks on the page (0 = all)."),
         opt("--out", type=PATH, default=None, help="Page path (default descriptions/review.html)."), then=click.echo)
 command("train", "streamlearn.train.launch:launch",
         "Continually pretrain the model on the stream, day by day (Day-N checkpoints and exports).\n\n"
@@ -266,7 +267,7 @@ command("sweep", "streamlearn.evaluate.sweep:run_sweep",
             help="Comma list, e.g. 300,600,1200."),
         opt("--fps", type=CommaList(float), required=True, help="Comma list, e.g. 0.5,1."),
         opt("--bank", default=None, help="Question bank (default: eval.bank)."),
-        opt("--limit", type=int, default=None, help="Only the first N questions with evidence."))
+        opt("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions with evidence."))
 command("export", "streamlearn.export:run_export",
         "The training samples for LLaMA-Factory / ms-swift / qwen-vl-finetune / datasets / webdataset (exactly what "
         "training takes, never a held-out QA pair), or the question bank as an lmms-eval task.\n\n"

@@ -7,6 +7,7 @@ errors that name the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class OperatingPoint:
     frame_max_pixels: int = 768 * 28 * 28
 
     def __post_init__(self):
-        _check(self.chunk_seconds > 0, "operating_point.chunk_seconds", "must be > 0")
+        _check(math.isfinite(self.chunk_seconds) and 0 < self.chunk_seconds <= 24 * 3600,
+               "operating_point.chunk_seconds", "must be a number of seconds in (0, 86400]")
         _check(0 < self.fps <= 60, "operating_point.fps", "must be in (0, 60]")
         _check(self.max_frames >= 2, "operating_point.max_frames", "must be >= 2")
         _check(self.frame_min_pixels >= 4 * 28 * 28, "operating_point.frame_min_pixels",

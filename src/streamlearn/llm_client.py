@@ -64,7 +64,13 @@ class ChatClient:
                 last = f"{type(exc).__name__} talking to {redact(self.endpoint)}"
             else:
                 if resp.status_code == 200:
-                    return parse_completion(resp.json())
+                    try:
+                        data = resp.json()
+                    except ValueError:
+                        raise StreamlearnError(f"the endpoint {redact(self.endpoint)} answered HTTP 200 with something "
+                                               f"that is not JSON ({excerpt(resp.text, 80)!r}); point describe.endpoint "
+                                               "at an OpenAI-compatible base URL (ending in /v1)") from None
+                    return parse_completion(data)
                 last = f"HTTP {resp.status_code} from {redact(self.endpoint)}: {excerpt(resp.text)!r}"
                 if resp.status_code not in RETRY_STATUS:
                     raise StreamlearnError(last + ("; check describe.api_key_env" if resp.status_code in (401, 403)

@@ -129,7 +129,13 @@ class Manifest:
     def read(self) -> list[Row]:
         if not self.path.exists():
             return []
-        text = self.path.read_text(encoding="utf-8")
+        data = self.path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not part of the first column name
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise ManifestError(f"{self.path.name} line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the "
+                                "file as UTF-8 (a spreadsheet's \"CSV UTF-8\") and run again") from None
         return self._parse(text)
 
     def rows_by_key(self) -> dict[str, Row]:
@@ -151,6 +157,11 @@ class Manifest:
                 f"{name}: missing column {missing[0]!r} in the header; restore the column "
                 f"(header must include {', '.join(self.table.required())})"
             )
+        known = {c.name.lower(): c.name for c in self.table.columns()}
+        for h in header:
+            if h not in known.values() and h.lower() in known:
+                raise ManifestError(f"{name}: column {h!r} is spelled differently from {known[h.lower()]!r}; rename it "
+                                    "(a misspelled status column would make every item look pending)")
         dupes = {h for h in header if header.count(h) > 1}
         if dupes:
             raise ManifestError(f"{name}: column {sorted(dupes)[0]!r} appears twice in the header; remove one")
@@ -168,6 +179,9 @@ class Manifest:
             row: Row = {}
             for col_name, raw in zip(header, values):
                 col = by_name.get(col_name, Column(col_name))
+                if col_name.endswith("_status") and col_name in by_name and raw not in ("",) + STATUSES:
+                    raise ManifestError(f"{name} line {line_no}, column {col_name}: {raw!r} is not a status; use one "
+                                        f"of {', '.join(STATUSES)} (or clear it to redo the item)")
                 try:
                     row[col_name] = col.parse(raw)
                 except ValueError:

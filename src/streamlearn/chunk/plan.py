@@ -36,9 +36,16 @@ def plan_table(op: OperatingPoint, chunk_seconds: list[float], fps: list[float],
                source_fps: float, model: str | None) -> list[dict]:
     g = geometry_for(model)
     rows = []
+    from streamlearn.config import ConfigError
+
     for cs in chunk_seconds:
         for f in fps:
-            point = replace(op, chunk_seconds=cs, fps=f)
+            try:
+                point = replace(op, chunk_seconds=cs, fps=f)
+            except ConfigError as exc:  # a flag's value, not the config file: say which flag
+                flag = "--chunk-seconds" if "chunk_seconds" in str(exc) else "--fps"
+                raise StreamlearnError(f"plan: {flag} {cs if flag == '--chunk-seconds' else f:g}: "
+                                       f"{str(exc).split(' ', 2)[2]}") from None
             p = vision_budget.plan(cs, width, height, point, g, source_fps=source_fps)
             rule = vision_budget.rule_of_thumb(cs, f)
             rows.append({"chunk_seconds": cs, "fps": f, **p.to_dict(), "rule_pairs": rule["pairs"],
