@@ -384,3 +384,23 @@ def test_a_file_named_like_an_option_is_read_as_a_file(tour, tmp_path, run_cli, 
     assert not list(rec.glob("ffprobe-*.log")) and not list(rec.glob("ffmpeg-*.log"))
     rows = Corpus.open(tmp_path / "corpus").videos.read()
     assert len(rows) == 1 and float(rows[0]["duration_s"]) > 5
+
+
+def test_a_playlist_with_wrong_types_or_a_cut_line_writes_nothing(tmp_path, run_cli):
+    from streamlearn.corpus import Corpus
+
+    Corpus.init(tmp_path / "corpus")
+    good = {"id": "v1", "url": "https://example.com/v1", "title": "Day 1", "release_timestamp": 1754000000}
+    cases = [({**good, "release_timestamp": "2025-08-01"},
+              "field 'release_timestamp' is '2025-08-01', not a number (a Unix time in seconds)"),
+             ({**good, "duration": "abc"}, "field 'duration' is 'abc', not a number"),
+             ({**good, "upload_date": "Aug 1"}, "field 'upload_date' is 'Aug 1', not YYYYMMDD")]
+    for entry, text in cases:
+        path = tmp_path / "playlist.jsonl"
+        path.write_text(json.dumps(good) + "\n" + json.dumps(entry) + "\n")
+        res = run_cli("playlist", tmp_path / "corpus", "--from-jsonl", path)
+        assert res.exit_code == 1 and res.stderr == f"error: playlist.jsonl line 2: {text}; fix the value or remove the field\n"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(good)[:-9] + "\n")  # cut off mid-line
+    res = run_cli("playlist", tmp_path / "corpus", "--from-jsonl", path)
+    assert res.exit_code == 1 and res.stderr.startswith("error: playlist.jsonl line 2: not JSON")
+    assert not (tmp_path / "corpus" / "playlist_raw.jsonl").exists() and not Corpus.open(tmp_path / "corpus").videos.read()

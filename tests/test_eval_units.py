@@ -164,3 +164,13 @@ def test_bank_import_and_seal(tmp_path):
     bad.write_text("id,category,question,answer\nx,weather,Is it sunny?,yes\n")
     with pytest.raises(StreamlearnError, match="bad.csv row 1: category 'weather' is not one of"):
         run_questions(corpus, "other", import_file=bad)
+    excel = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte-order mark
+    excel.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    assert run_questions(corpus, "excel", import_file=excel)["items"] == 3
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(src.read_bytes().replace(b"Miami now", b"Mi\xe9mi now"))
+    with pytest.raises(StreamlearnError, match=r"latin.csv: not UTF-8 text \(byte \d+\); save it as UTF-8"):
+        run_questions(corpus, "latin", import_file=latin)
+    (tmp_path / "c" / "streamlearn.toml").write_bytes(b"[corpus]\nsubject = \"caf\xe9\"\n")
+    with pytest.raises(StreamlearnError, match=r"streamlearn.toml: not UTF-8 text \(byte \d+\); save it as UTF-8"):
+        Corpus.open(tmp_path / "c")

@@ -282,3 +282,26 @@ def test_seal_refuses_a_bank_without_its_split(tmp_path, run_cli):
     res = run_cli("questions", corpus.root, "--seal")
     assert res.exit_code == 0, res.stderr
     assert json.loads(QB.seal_path(corpus, "main").read_text())["split_sha256"]
+
+
+def test_bad_descriptions_and_bank_lines_get_one_line_with_the_file(tmp_path, run_cli):
+    corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=2, signs=2, train=FAST)
+    path = corpus.root / "descriptions" / "vid01_c001.json"
+    good = path.read_text()
+    for bad, text in (("{not json", "is not valid JSON (line 1"), ("[1, 2]", "is a JSON list, not an object"),
+                      (json.dumps({**json.loads(good), "qa": "x"}), "fails the schema (qa must be a list")):
+        path.write_text(bad)
+        res = run_cli("questions", corpus.root)
+        assert res.exit_code == 1 and res.stderr.count("\n") == 1, res.stderr
+        assert res.stderr.startswith(f"error: description vid01_c001.json {text}"), res.stderr
+        assert "streamlearn describe CORPUS --force --only vid01_c001" in res.stderr
+    path.write_text(good)
+    assert run_cli("questions", corpus.root).exit_code == 0
+    bank = QB.bank_path(corpus, "main")
+    lines = bank.read_text().splitlines()
+    for bad, text in (("{oops", "main.jsonl line 2: not JSON"),
+                      (json.dumps({**json.loads(lines[1]), "evidence": "vid01_c000"}),
+                       "main.jsonl line 2: field 'evidence' must be an object")):
+        bank.write_text("\n".join([lines[0], bad] + lines[2:]) + "\n")
+        res = run_cli("eval", corpus.root)
+        assert res.exit_code == 1 and text in res.stderr and res.stderr.count("\n") == 1, res.stderr

@@ -373,7 +373,9 @@ def config_from_dict(data: dict) -> Config:
 
 def load_config(path: Path) -> Config:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{CONFIG_NAME}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{CONFIG_NAME}: not valid TOML ({exc}); fix the syntax") from None
     return config_from_dict(data)

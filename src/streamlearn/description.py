@@ -11,6 +11,8 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from streamlearn.errors import StreamlearnError
+
 SCHEMA = "streamlearn.description/1"
 QA_TYPES = ("place", "time", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
 TIME_OF_DAY = ("morning", "afternoon", "evening", "night", "unknown")
@@ -105,8 +107,26 @@ def validate(doc) -> list[str]:
     return errs
 
 
-def load(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def load(path: Path, checked: bool = False) -> dict:
+    """A description file; a file that is not one (bad JSON, not an object, or with `checked`, outside the
+    schema) raises one line naming the file and how to make it again."""
+    path = Path(path)
+    fix = f"re-describe the chunk: `streamlearn describe CORPUS --force --only {path.stem}`"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StreamlearnError(f"description {path.name} is missing; {fix}") from None
+    except UnicodeDecodeError:
+        raise StreamlearnError(f"description {path.name} is not UTF-8 text; {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise StreamlearnError(f"description {path.name} is not valid JSON (line {exc.lineno}: {exc.msg}); {fix}") from None
+    if not isinstance(doc, dict):
+        raise StreamlearnError(f"description {path.name} is a JSON {type(doc).__name__}, not an object; {fix}")
+    if checked:
+        problems = validate(doc)
+        if problems:
+            raise StreamlearnError(f"description {path.name} fails the schema ({problems[0]}); {fix}")
+    return doc
 
 
 def _clock(start_local: str | None, offset_s: float) -> str | None:

@@ -45,6 +45,9 @@ def validate_item(item: dict, where: str) -> None:
         raise StreamlearnError(f"{where}: category {item.get('category')!r} is not one of {', '.join(CATEGORIES)}")
     if item.get("answer_type") not in ANSWER_TYPES:
         raise StreamlearnError(f"{where}: answer_type {item.get('answer_type')!r} is not one of {', '.join(ANSWER_TYPES)}")
+    ev = item.get("evidence")
+    if ev is not None and not (isinstance(ev, dict) and isinstance(ev.get("chunk_ids", []), list)):
+        raise StreamlearnError(f"{where}: field 'evidence' must be an object with a list of chunk_ids")
     if item["answer_type"] == "mc":
         opts = item.get("options")
         if not isinstance(opts, list) or len(opts) < 2 or item["answer"] not in opts:
@@ -71,7 +74,13 @@ def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
-            item = json.loads(line)
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise StreamlearnError(f"{path.name} line {n}: not JSON ({exc.msg}); fix the line, or build the bank "
+                                       "again (`streamlearn questions --force`)") from None
+            if not isinstance(item, dict):
+                raise StreamlearnError(f"{path.name} line {n}: a JSON {type(item).__name__}, not an item object")
             validate_item(item, f"{path.name} line {n}")
             items.append(item)
     return items

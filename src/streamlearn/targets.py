@@ -82,13 +82,9 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
             skipped[cid] = "no cached frames; run `streamlearn frames`"
             continue
         try:
-            doc = D.load(corpus.abs(c["description_path"]))
-        except (OSError, json.JSONDecodeError) as exc:
-            skipped[cid] = f"description unreadable ({exc}); re-run `streamlearn describe --force --only {cid}`"
-            continue
-        problems = D.validate(doc)
-        if problems:
-            skipped[cid] = f"description fails the schema ({problems[0]}); re-run `streamlearn describe --force --only {cid}`"
+            doc = D.load(corpus.abs(c["description_path"]), checked=True)
+        except StreamlearnError as exc:
+            skipped[cid] = str(exc)
             continue
         specs = by_day.setdefault(day, [])
         frames = [] if audio_only else [c["frames_path"]]

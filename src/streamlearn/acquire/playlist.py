@@ -7,6 +7,7 @@ edited (day_index, timezone). Ids become folder names only once made path-safe.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -87,9 +88,31 @@ def extract_flat(url: str) -> list[dict]:
     return entries
 
 
+# fields a playlist entry gives as numbers (yt-dlp's flat playlist): checked before anything is written
+NUMBER_FIELDS = {"release_timestamp": int, "timestamp": int, "duration": float, "playlist_index": int}
+
+
+def check_entry(entry: dict, where: str) -> None:
+    for name, kind in NUMBER_FIELDS.items():
+        value = entry.get(name)
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            continue
+        raise StreamlearnError(f"{where}: field {name!r} is {value!r}, not a number"
+                               + (" (a Unix time in seconds)" if "timestamp" in name else "")
+                               + "; fix the value or remove the field")
+    if entry.get("upload_date") is not None and not re.fullmatch(r"\d{8}", str(entry["upload_date"])):
+        raise StreamlearnError(f"{where}: field 'upload_date' is {entry['upload_date']!r}, not YYYYMMDD; fix the "
+                               "value or remove the field")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     entries = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StreamlearnError(f"{Path(path).name}: not UTF-8 text (byte {exc.start}); save the playlist as UTF-8") \
+            from None
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -98,6 +121,7 @@ def read_jsonl(path: Path) -> list[dict]:
             raise StreamlearnError(f"{Path(path).name} line {n}: not JSON ({exc.msg}); fix or delete the line") from None
         if not isinstance(entry, dict) or not (entry.get("url") or entry.get("webpage_url") or entry.get("id")):
             raise StreamlearnError(f"{Path(path).name} line {n}: an entry needs a url or an id; fix or delete the line")
+        check_entry(entry, f"{Path(path).name} line {n}")
         entries.append(entry)
     return entries
 

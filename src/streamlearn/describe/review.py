@@ -87,7 +87,7 @@ def run_review(corpus: Corpus, limit: int | None = 20, out: Path | None = None) 
     n_days = max((v.get("day_index") or 0 for v in videos.values()), default=0) or None
     sections = []
     for c in chunks:
-        doc = D.load(description_path(corpus, c["chunk_id"]))
+        doc = D.load(description_path(corpus, c["chunk_id"]), checked=True)
         ctx = ChunkContext(corpus, c, videos.get(c["video_id"], {}), n_days, store)
         sections.append(render_chunk(corpus, c, doc, ctx, out.parent))
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>streamlearn review</title>"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from collections import Counter
@@ -74,7 +75,7 @@ def _facts(corpus: Corpus) -> tuple[list[dict], list[dict]]:
     facts: list[dict] = []
     by_question: dict[str, dict] = {}
     for c in chunks:
-        doc = D.load(corpus.abs(c["description_path"]))
+        doc = D.load(corpus.abs(c["description_path"]), checked=True)
         for qa in doc.get("qa", []):
             key = normalize(qa["question"])
             if key in by_question:
@@ -258,12 +259,15 @@ def import_items(path: Path) -> list[dict]:
     if not path.exists():
         raise StreamlearnError(f"{path} does not exist; pass a CSV or JSONL question file")
     rows: list[dict] = []
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not in the first header
+    except UnicodeDecodeError as exc:
+        raise StreamlearnError(f"{path.name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 (a spreadsheet's "
+                               "\"CSV UTF-8\")") from None
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            for r in csv.DictReader(fh):
-                rows.append(dict(r))
+        rows = [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
     else:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
