@@ -218,7 +218,7 @@ def render_digest(doc: dict) -> str:
     return "\n".join([doc["summary"]] + [f"- Day {d['day_index']}: {d['summary']}" for d in doc["days"]])
 
 
-# Each fact in many wordings: which element leads (time, place, person, quote, on-screen text), active and
+# Each fact in many wordings (at least 10 a kind, so a dozen renderings rarely repeat one): which element leads (time, place, person, quote, on-screen text), active and
 # passive voice, both directions of a relation, always with its day and clock time. The wordings avoid the
 # question templates' own phrases (describe/signals.py: "what did ... say", "which words could be read",
 # "first appear on screen", "broadcasting from", "distinct speakers"), so a rendering states a fact without
@@ -231,7 +231,10 @@ FACT_TEMPLATES = {
               "The streamer spent {start} to {end} of day {day} in {place}.",
               "{place} was the setting from {start} until {end} on day {day}.",
               "From {start} until {end}, day {day} of the tour took place in {place}.",
-              "During the stretch from {start} to {end} on day {day}, the location was {place}."],
+              "During the stretch from {start} to {end} on day {day}, the location was {place}.",
+              "On day {day} the stream moved to {place} by {start} and stayed until {end}.",
+              "The tour stopped in {place} on day {day}; the camera rolled there from {start} to {end}.",
+              "{start} to {end}, day {day}, in {place}: that is where this part of the stream happened."],
     "opening": ["Day {day}, {start} local time: this part opens with {text} on screen.",
                 "The stretch that started at {start} on day {day} opened on the words {text}.",
                 "{text} was the first thing on screen when this part began at {start} on day {day}.",
@@ -239,7 +242,10 @@ FACT_TEMPLATES = {
                 "The part beginning {start}, day {day}, shows {text} first.",
                 "First on screen in the stretch from {start} on day {day}: {text}.",
                 "On day {day} the scene that starts at {start} begins with {text}.",
-                "{text} opens the part of day {day} that starts at {start}."],
+                "{text} opens the part of day {day} that starts at {start}.",
+              "The opening shot of the stretch from {start} on day {day} shows {text}.",
+              "Day {day}: the part from {start} onward starts on {text}.",
+              "Before anything else in the stretch starting {start} on day {day}, {text} is on screen."],
     "shown": ["On day {day} at {clock}, the words \"{text}\" were on screen.",
               "The words \"{text}\" appeared on screen at {clock} on day {day}.",
               "At {clock} on day {day} the picture showed \"{text}\".",
@@ -247,7 +253,10 @@ FACT_TEMPLATES = {
               "Day {day}, {clock}: a sign in view said \"{text}\".",
               "The screen showed \"{text}\" on day {day} at {clock}.",
               "{clock} on day {day} is when \"{text}\" could be seen in the picture.",
-              "In the picture at {clock} (day {day}): \"{text}\"."],
+              "In the picture at {clock} (day {day}): \"{text}\".",
+              "Someone watching on day {day} at {clock} could read \"{text}\" in the frame.",
+              "\"{text}\": in view at {clock}, day {day}.",
+              "The camera caught the text \"{text}\" on day {day} at {clock}."],
     "said": ["At {clock} on day {day}, {who} said: \"{text}\"",
              "{who} said \"{text}\" on day {day} at {clock}.",
              "On day {day}, {clock}: {who}: \"{text}\"",
@@ -255,12 +264,20 @@ FACT_TEMPLATES = {
              "The line \"{text}\" was spoken by {who} at {clock} on day {day}.",
              "Day {day}, {clock}, {who} speaking: \"{text}\"",
              "{who} was heard at {clock} on day {day} saying \"{text}\"",
-             "When it was {clock} on day {day}, the line from {who} was \"{text}\""],
+             "When it was {clock} on day {day}, the line from {who} was \"{text}\"",
+             "Day {day} at {clock}: \"{text}\", in the voice of {who}.",
+             "The words \"{text}\" came from {who}, day {day}, {clock}.",
+             "{who}, at {clock} on day {day}, told the camera: \"{text}\""],
     "voices": ["{n} voices are heard on day {day} from {start} to {end}.",
                "From {start} to {end} on day {day}, {n} different people speak.",
                "{n} people talk on day {day} between {start} and {end}.",
                "Day {day}, {start}-{end}: {n} voices.",
-               "The number of people speaking from {start} to {end} on day {day} is {n}."],
+               "The number of people speaking from {start} to {end} on day {day} is {n}.",
+               "On day {day}, {start}-{end}, the voices heard number {n}.",
+               "Between {start} and {end} on day {day}, the audio carries {n} speakers.",
+               "{n}: that many people can be heard talking on day {day} from {start} until {end}.",
+               "Day {day} from {start} to {end} has {n} people speaking on it.",
+               "From {start}, day {day}, until {end}, {n} people take part in the talk."],
 }
 
 

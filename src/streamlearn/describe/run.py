@@ -9,7 +9,6 @@ cached by model + prompt hash, so re-running after a crash costs nothing for ans
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -151,11 +150,3 @@ def _write_batch(corpus: Corpus, todo: list[dict], videos: dict, n_days: int | N
                  "previous chunk); submit it to the provider, then `streamlearn describe --backend batch --import "
                  "RESULTS.jsonl`")
     return result
-
-
-def load_description(corpus: Corpus, chunk: dict) -> dict:
-    path = description_path(corpus, chunk["chunk_id"])
-    if not path.exists():
-        raise StreamlearnError(f"{chunk['chunk_id']} has no description; run `streamlearn describe` first")
-    return json.loads(path.read_text(encoding="utf-8"))
-

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from streamlearn import console
+from streamlearn import description as D
 from streamlearn.corpus import Corpus
 from streamlearn.manifest import DONE, atomic_write_text, status_of
 from streamlearn.paths import contained
@@ -17,7 +18,7 @@ DIGEST_SCHEMA = "streamlearn.stream_digest/1"
 
 
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return D.load(path, checked=True)
 
 
 def day_summary(video: dict, docs: list[dict], n_days: int | None) -> dict:
