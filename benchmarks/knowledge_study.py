@@ -41,11 +41,24 @@ RECIPES = {
     "diverse": {"lr": 1.5e-4, "epochs_per_day": 6, "grad_accum": 32, "fact_variants": 12, "order": "shuffled"},
     # the same, the day's QA-trained pairs before its documents (Jiang et al. 2024)
     "qa_first": {"lr": 1.5e-4, "epochs_per_day": 6, "grad_accum": 32, "fact_variants": 12, "order": "qa_first"},
-    # the same as diverse, held near the start (anchor) and gentler on later days
+    # the same as diverse, held near the start (anchor) and gentler on later days. The pull is a fraction
+    # of the lr a step (decoupled L2 toward the start): over ~500 steps at 1.5e-4 it needs ~10 to matter
     "anchor": {"lr": 1.5e-4, "epochs_per_day": 6, "grad_accum": 32, "fact_variants": 12, "order": "shuffled",
-               "anchor_decay": 0.1, "lr_day_decay": 0.7},
+               "anchor_decay": 10.0, "lr_day_decay": 0.7},
     # more exposures still
     "long": {"lr": 1.5e-4, "epochs_per_day": 12, "grad_accum": 32, "fact_variants": 12, "order": "shuffled"},
+    # 4x the optimizer steps for the same exposures (32 samples a step gave ~35 steps a day on a tour)
+    "ga8": {"lr": 1.5e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12, "order": "shuffled"},
+    # ... with a higher peak
+    "ga8_lr4": {"lr": 4e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12, "order": "shuffled"},
+    # ... held near the start (~0.5 of the way back over a run's ~400 steps) and gentler on later days
+    "ga8_lr4_anchor": {"lr": 4e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12, "order": "shuffled",
+                       "anchor_decay": 3.0, "lr_day_decay": 0.7},
+    # ... QA-trained pairs first, half of each day's samples replayed from earlier days (renderings included)
+    "ga8_lr4_qa_first": {"lr": 4e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12,
+                         "order": "qa_first", "stream_replay": 0.5},
+    # ... twice the exposures
+    "ga8_long": {"lr": 1.5e-4, "epochs_per_day": 12, "grad_accum": 8, "fact_variants": 12, "order": "shuffled"},
 }
 
 
