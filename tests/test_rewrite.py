@@ -198,3 +198,16 @@ def test_an_undescribed_chunk_waits(tmp_path):
     assert result.skipped == {ids[1]: "not described yet; run `streamlearn describe CORPUS` first"}
     assert corpus.chunks.rows_by_key()[ids[1]]["rewrite_status"] is None
     assert not (corpus.root / "rewrites" / f"{ids[1]}.json").exists()
+
+
+def test_replies_are_read_inside_fences_and_chatter():
+    import pytest
+
+    from streamlearn.rewrite.prompt import parse_rewrites
+
+    assert parse_rewrites('Here are [2] rewrites:\n```json\n{"rewrites": ["a", " b "]}\n```') == ["a", "b"]
+    assert parse_rewrites('["x", {"text": "y"}, 3, ""]') == ["x", "y"]
+    with pytest.raises(ValueError, match="no list of rewrites"):
+        parse_rewrites('{"rewrites": []}')
+    with pytest.raises(ValueError, match=r"not JSON \(Expecting property name"):
+        parse_rewrites("Sure: {rewrites: [first")

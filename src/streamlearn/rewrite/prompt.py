@@ -41,22 +41,24 @@ def messages(doc: dict, n: int) -> list[dict]:
 
 
 def parse_rewrites(text: str) -> list[str]:
-    """The rewrites in a reply: {"rewrites": [...]} or a bare list, inside code fences or chatter.
-    Raises ValueError saying what is wrong."""
+    """The rewrites in a reply: {"rewrites": [...]} or a bare list, inside code fences or chatter (the
+    first JSON value that holds them). Raises ValueError saying what is wrong."""
     text = re.sub(r"^```(?:json)?|```$", "", text.strip(), flags=re.M)
-    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
+    starts = [m.start() for m in re.finditer(r"[{\[]", text)][:50]
     if not starts:
         raise ValueError("no JSON in the reply")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text[min(starts):])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg})") from None
-    if isinstance(value, dict):
-        value = value.get("rewrites")
-    if not isinstance(value, list):
-        raise ValueError('no list of rewrites (expected {"rewrites": [...]})')
-    out = [(v.get("text") if isinstance(v, dict) else v) for v in value]
-    out = [v.strip() for v in out if isinstance(v, str) and v.strip()]
-    if not out:
-        raise ValueError("the list of rewrites holds no text")
-    return out
+    problem = "not JSON"
+    for start in starts:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text[start:])
+        except json.JSONDecodeError as exc:
+            problem = problem if problem != "not JSON" else f"not JSON ({exc.msg})"
+            continue
+        if isinstance(value, dict):
+            value = value.get("rewrites")
+        out = [(v.get("text") if isinstance(v, dict) else v) for v in value] if isinstance(value, list) else []
+        out = [v.strip() for v in out if isinstance(v, str) and v.strip()]
+        if out:
+            return out
+        problem = 'no list of rewrites (expected {"rewrites": ["...", ...]})'
+    raise ValueError(problem)
