@@ -168,7 +168,8 @@ def test_openai_rewrites_never_see_a_question_and_drop_one_that_holds_it(tmp_pat
         questions = {normalize(i["question"]) for i in items}
         for cid in ids:
             for pair in D.load(corpus.root / "descriptions" / f"{cid}.json")["qa"]:
-                questions |= {normalize(pair["question"])} | {normalize(v["question"]) for v in pair.get("variants", [])}
+                questions.add(normalize(pair["question"]))
+                questions |= {normalize(v["question"]) for v in pair.get("variants", [])}
         for body in endpoint.bodies:
             sent = normalize("\n".join(m["content"] for m in body["messages"]))
             assert "GATE" in "\n".join(m["content"] for m in body["messages"])  # the facts are there

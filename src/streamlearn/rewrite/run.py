@@ -47,11 +47,11 @@ def rewrite_chunk(corpus: Corpus, c: dict, impl, n: int, force: bool, check: Ban
     sha = file_sha256(desc)
     path = rewrites_path(corpus, cid)
     old = _readable(path)
-    if old and not force and old.get("description_sha256") == sha:
+    if old and not force and old.get("description_sha256") == sha:  # only the banks changed: nothing is asked
         candidates, generator, requested, dropped = old["rewrites"], old["generator"], old["requested"], old["dropped"]
     else:
-        candidates, generator, requested, dropped = impl.rewrite(doc, n), {"backend": impl.name,
-                                                                           "model": impl.model}, n, []
+        candidates, requested, dropped = impl.rewrite(doc, n), n, []
+        generator = {"backend": impl.name, "model": impl.model}
     kept, more = check.filter(candidates, doc.get("day_index"))
     dropped = dropped + more
     if not kept:
