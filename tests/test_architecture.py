@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "streamlearn"
-STAGES = ("acquire", "chunk", "describe", "train", "evaluate")
+STAGES = ("acquire", "chunk", "describe", "rewrite", "train", "evaluate")
 ORCHESTRATORS = ("cli.py", "demo.py")  # they run the stages, so they import them
 
 
@@ -63,7 +63,7 @@ def test_only_the_runner_records_stage_status():
 
 
 def test_only_the_corpus_spells_artifact_folders():
-    folder = r'"(runs|evals|questions|descriptions|frames|chunks\.d|exports|videos)"'
+    folder = r'"(runs|evals|questions|descriptions|rewrites|frames|chunks\.d|exports|videos)"'
     spelled = []
     for path, parts in _modules():
         if parts[-1] == "corpus.py":

@@ -120,7 +120,7 @@ def test_cli_surface_is_pinned():
         pinned.write_text(json.dumps(cli_surface(), indent=1, sort_keys=True) + "\n")
     assert cli_surface() == json.loads(pinned.read_text())
     stage_options = {"--parallel", "--only", "--force", "--executor", "--ray-address", "--gpus-per-task"}
-    for name in ("download", "transcribe", "diarize", "chunk", "frames", "describe"):  # one shared option set
+    for name in ("download", "transcribe", "diarize", "chunk", "frames", "describe", "rewrite"):  # one shared option set
         assert stage_options <= {o for p in cli.commands[name].params for o in p.opts}, name
 
 

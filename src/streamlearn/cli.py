@@ -1,5 +1,5 @@
 """The `streamlearn` command: one `command()` per subcommand, its options the keyword arguments of one
-module function; the six per-item stages share one option set (--parallel, --only, --force, --executor).
+module function; the per-item stages share one option set (--parallel, --only, --force, --executor).
 `tests/cli_surface.json` pins every command and option, so a change to the command line is deliberate."""
 
 from __future__ import annotations
@@ -177,6 +177,15 @@ command("describe", stage_call("streamlearn.describe.run:run_describe"),
             help="Describe at most N chunks (prototype on a few first)."),
         opt("--import", "import_file", type=FILE, default=None,
             help="With --backend batch: ingest the provider's results file."), *STAGE_OPTIONS)
+command("rewrite", stage_call("streamlearn.rewrite.run:run_rewrite"),
+        "Diverse rewrites of every described chunk's facts (rewrites/<chunk_id>.json), each fact with its day and "
+        "clock time, none holding a question bank's question; train on them with train.targets = [\"rewrites\"].\n\n"
+        "Example: streamlearn rewrite ./corpus --backend openai --n 8 --limit 10 --parallel 8",
+        opt("--backend", type=click.Choice(["signals", "openai"]), default="signals", show_default=True,
+            help="signals: the description's fact renderings (offline); openai: describe's endpoint and model."),
+        opt("--n", type=click.IntRange(min=1), default=8, show_default=True, help="Rewrites asked for per chunk."),
+        opt("--limit", type=click.IntRange(min=1), default=None, help="Rewrite at most N chunks (try a few first)."),
+        *STAGE_OPTIONS)
 
 SOURCES = [opt("--url", default=None, help="Playlist, channel or video URL (anything yt-dlp reads)."),
            opt("--from-jsonl", type=PATH, default=None, help="A saved flat playlist (yt-dlp --flat-playlist -j output)."),

@@ -199,7 +199,7 @@ class EvalSection:
                "and eval.heldout_chunk_fraction must be in [0, 1]")
 
 
-TARGETS = ("description", "qa", "qa_text", "paraphrase", "facts", "day_summary")
+TARGETS = ("description", "qa", "qa_text", "paraphrase", "facts", "rewrites", "day_summary")
 ORDERS = ("stream", "qa_first", "shuffled")
 
 
@@ -234,6 +234,7 @@ class TrainConfig:
     targets: list[str] = field(default_factory=lambda: ["description"])
     instruction: str = "Describe this part of the stream."
     fact_variants: int = 2  # "facts" target: augmented renderings of each description (wording, order)
+    rewrites_max: int = 0  # "rewrites" target: at most this many rewrites of each chunk (0: all that were made)
     checkpoint_every: int = 0  # steps; 0 = only at the end of each day
     keep_last: int = 2  # periodic checkpoints kept
     keep_days: int = 0  # Day-N training states kept (newest first; 0 = all); Day-N exports are always kept
@@ -277,6 +278,7 @@ class TrainConfig:
         check(self.anchor_decay >= 0, "anchor_decay", "must be >= 0 (0: off)")
         check(self.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on the device)")
         check(self.fact_variants >= 1, "fact_variants", "must be >= 1")
+        check(self.rewrites_max >= 0, "rewrites_max", "must be >= 0 (0: all)")
         check(self.keep_last >= 0 and self.keep_days >= 0, "keep_last", "and keep_days must be >= 0")
         check(self.run.replace("-", "").replace("_", "").isalnum(), "run", "must be letters, digits, - or _")
 

@@ -10,6 +10,7 @@
       store/                  the default (local) chunk store
       frames/                 frame cache read by training
       descriptions/ questions/ runs/ evals/ logs/
+      rewrites/               generated rewrites of each description (streamlearn rewrite)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ DATA_ROOT_ENV = "STREAMLEARN_DATA_ROOT"
 # where each artifact lives (docs/architecture.md, "Corpus layout"); modules ask `Corpus.folder`, never spell it
 FOLDERS = {"videos": "videos", "parts": "chunks.d", "frames": "frames", "descriptions": "descriptions",
            "day_summaries": "descriptions/videos", "questions": "questions", "runs": "runs", "evals": "evals",
-           "exports": "exports", "logs": "logs", "locks": ".locks"}
+           "exports": "exports", "logs": "logs", "locks": ".locks", "rewrites": "rewrites"}
 MADE_AT_INIT = ("videos", "parts", "descriptions", "questions", "runs", "evals", "logs")
 
 

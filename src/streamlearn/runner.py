@@ -30,7 +30,7 @@ from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_l
 TABLES = ("videos", "chunks")
 # where each stage writes (Corpus.folder names): its killed runs' temp files are cleared when it starts
 SCRATCH = {"download": ("videos",), "transcribe": ("videos",), "diarize": ("videos",), "chunk": ("parts",),
-           "frames": ("frames",), "describe": ("descriptions",)}
+           "frames": ("frames",), "describe": ("descriptions",), "rewrite": ("rewrites",)}
 
 
 @dataclass(frozen=True)

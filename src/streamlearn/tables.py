@@ -114,6 +114,13 @@ CHUNKS = Table(
             C("completion_tokens", "int"),
             C("cost_usd", "float"),
         ),
+        "rewrite": (
+            C("rewrites_path"),
+            C("rewrite_backend"),
+            C("rewrite_model"),
+            C("n_rewrites", "int"),
+            C("rewrites_dropped", "int"),
+        ),
     },
 )
 

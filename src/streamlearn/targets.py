@@ -1,9 +1,10 @@
 """What each described chunk teaches: the training samples before encoding (`SampleSpec`).
 
 A described chunk gives its description as a target, and as configured (`train.targets`) its facts
-(varied wording and order), a paraphrase, its QA pairs with and without the video; a video gives its
-day summary over a montage of its chunks. `train` encodes these; `export` writes them in other tools'
-shapes. Held-out facts (`streamlearn.heldout`) never become QA targets.
+(varied wording and order), its generated rewrites (`streamlearn rewrite`), a paraphrase, its QA pairs
+with and without the video; a video gives its day summary over a montage of its chunks. `train`
+encodes these; `export` writes them in other tools' shapes. Held-out facts (`streamlearn.heldout`)
+never become QA targets.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from streamlearn import description as D
+from streamlearn import rewrites as R
 from streamlearn.config import TrainConfig
 from streamlearn.corpus import Corpus, stream_order
 from streamlearn.errors import StreamlearnError
@@ -24,6 +26,7 @@ INSTRUCTIONS = {
     "qa_text": "Answer these questions about the stream.",
     "paraphrase": "Tell what happens in this part of the stream.",
     "facts": "List the facts of this part of the stream, each with its day and time.",
+    "rewrites": "Retell this part of the stream, every fact with its day and time.",
     "day_summary": "Summarize this day of the stream.",
     "audio": "Tell what was said in this audio recording.",  # the description of a chunk with no picture
 }
@@ -97,6 +100,13 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
             for v in range(cfg.fact_variants):
                 specs.append(SampleSpec(f"{cid}/facts{v}", "facts", day, frames, D.render_facts(doc, v),
                                         INSTRUCTIONS["facts"], {"chunk_id": cid}))
+        if "rewrites" in cfg.targets:  # the rest of the chunk trains without them
+            texts, why = chunk_rewrites(corpus, c)
+            if why:
+                skipped[f"{cid}/rewrites"] = why
+            for k, text in enumerate(texts[:cfg.rewrites_max or None]):
+                specs.append(SampleSpec(f"{cid}/rewrite{k}", "rewrites", day, frames, text,
+                                        INSTRUCTIONS["rewrites"], {"chunk_id": cid}))
         if "paraphrase" in cfg.targets:
             specs.append(SampleSpec(f"{cid}/paraphrase", "paraphrase", day, frames, paraphrase(doc),
                                     INSTRUCTIONS["paraphrase"], {"chunk_id": cid}))
@@ -119,6 +129,21 @@ def build_specs(corpus: Corpus, cfg: TrainConfig, days: list[int] | None = None,
                                                              D.render_day(doc), INSTRUCTIONS["day_summary"],
                                                              {"video_id": vid}))
     return dict(sorted(by_day.items())), skipped
+
+
+def chunk_rewrites(corpus: Corpus, c: dict) -> tuple[list[str], str | None]:
+    """A described chunk's rewrites, or ([], why not): none made yet, or made from an earlier description."""
+    fix = "run `streamlearn rewrite CORPUS`"
+    if status_of(c, "rewrite") != DONE or not c.get("rewrites_path"):
+        return [], f"no rewrites; {fix}"
+    try:
+        doc = R.load(corpus.abs(c["rewrites_path"]))
+        current = R.is_current(doc, corpus.abs(c["description_path"]))
+    except StreamlearnError as exc:
+        return [], str(exc)
+    if not current:
+        return [], f"no rewrites of the current description (it changed since); {fix}"
+    return doc["rewrites"], None
 
 
 def sealed_constraints(corpus: Corpus, required: bool, before: str, without: str) -> Constraints | None:

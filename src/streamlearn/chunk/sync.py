@@ -1,7 +1,7 @@
 """`streamlearn sync`: the seed's safety net — an additive copy of the corpus to an object store.
 
 Copies manifests, config, playlist, per-video metadata, transcripts, diarization, chunk slices,
-descriptions, question banks, eval results and training logs, plus any source media whose video
+descriptions, rewrites, question banks, eval results and training logs, plus any source media whose video
 is not chunked yet (chunked media already lives in the chunk store). Never deletes anything
 remote. A re-run uploads only files whose size, mtime or hash changed since the last sync to
 that URI (state in `.sync/`), and re-uploads anything missing remotely.
@@ -22,7 +22,7 @@ from streamlearn.redact import redact
 from streamlearn.store import Store
 
 TOP_LEVEL = ("streamlearn.toml", "videos.csv", "chunks.csv", "playlist_raw.jsonl", "download_archive.txt")
-TREES = ("parts", "descriptions", "questions", "evals")
+TREES = ("parts", "descriptions", "rewrites", "questions", "evals")
 VIDEO_SUFFIXES = (".json", ".vtt", ".srt", ".rttm", ".description", ".jpg", ".webp", ".png")
 RUN_SUFFIXES = (".json", ".jsonl", ".csv", ".toml", ".txt", ".md")
 

@@ -1,0 +1,70 @@
+"""Which candidate rewrites may be kept: none holding a question bank's question (verbatim, or by a
+diagnostic n-gram of its wording: the product's own checks, `heldout.Constraints.violations` and
+`contamination.audit`), none repeating another, none without its day. Training refuses protected
+questions and eval audits every target regardless; this keeps them out of the rewrites in the first place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from streamlearn.contamination import audit
+from streamlearn.corpus import Corpus
+from streamlearn.heldout import Constraints, load_constraints
+from streamlearn.questionbank import load_bank
+from streamlearn.rewrites import file_sha256
+
+FLAGS = ("question", "ngram8", "ngram13")  # the audit's flags for a question's wording in a target
+AUDIT_TARGETS = 5  # the audit lists at most this many targets per item
+
+
+@dataclass
+class BankCheck:
+    constraints: Constraints
+    items: dict[str, list[dict]] = field(default_factory=dict)  # bank name -> its items
+    banks: list[dict] = field(default_factory=list)  # [{bank, sha256}]: what a kept rewrite was checked against
+
+    def filter(self, candidates: list[str], day: int | None) -> tuple[list[str], list[dict]]:
+        """(kept, dropped [{reason}]) in the candidates' order."""
+        reasons: dict[int, str] = {}
+        seen: set[str] = set()
+        for k, text in enumerate(candidates):
+            bad = self.constraints.violations([("", text)])
+            if bad:  # named by item and bank: the question's text is not copied into the rewrites file
+                reasons[k] = "holds " + re.search(r"item .+? of sealed bank '.*?'", bad[0]).group(0)
+            elif " ".join(text.split()).lower() in seen:
+                reasons[k] = "repeats an earlier rewrite"
+            elif day and not re.search(rf"\bday {day}\b", text, re.IGNORECASE):
+                reasons[k] = f"does not name day {day}"
+            seen.add(" ".join(text.split()).lower())
+        for bank, items in self.items.items():
+            for k, why in self._audited(bank, items, candidates).items():
+                reasons.setdefault(k, why)
+        kept = [t for k, t in enumerate(candidates) if k not in reasons]
+        return kept, [{"reason": reasons[k]} for k in sorted(reasons)]
+
+    @staticmethod
+    def _audited(bank: str, items: list[dict], candidates: list[str]) -> dict[int, str]:
+        targets = [{"key": str(k), "target": t} for k, t in enumerate(candidates)]
+        out: dict[int, str] = {}
+        for iid, r in audit(items, targets).items():
+            flags = [f for f in r["flags"] if f in FLAGS]
+            if not flags:
+                continue
+            hits = r["targets"]
+            if len(hits) >= AUDIT_TARGETS:  # the list is cut: ask about each candidate alone
+                item = [i for i in items if i["id"] == iid]
+                hits = [t["key"] for t in targets if audit(item, [t])[iid]["flags"]]
+            for key in hits:
+                out.setdefault(int(key), f" the wording of question {iid} of bank {bank!r} ({', '.join(flags)})")
+        return {k: "shares" + why for k, why in out.items()}
+
+
+def bank_check(corpus: Corpus) -> BankCheck:
+    """Every question bank of the corpus (sealed or not); a sealed one changed since sealing is refused."""
+    qdir = corpus.folder("questions")
+    check = BankCheck(load_constraints(qdir))
+    for path in sorted(qdir.glob("*.jsonl")) if qdir.is_dir() else []:
+        check.items[path.stem] = load_bank(corpus, path.stem)
+        check.banks.append({"bank": path.stem, "sha256": file_sha256(path)})
+    return check
