@@ -7,11 +7,11 @@ the model learns to predict, with metadata injected in a fixed, documented layou
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from streamlearn.errors import StreamlearnError
+from streamlearn.jsonfile import read_object
 
 SCHEMA = "streamlearn.description/1"
 QA_TYPES = ("place", "time", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
@@ -112,16 +112,7 @@ def load(path: Path, checked: bool = False) -> dict:
     schema) raises one line naming the file and how to make it again."""
     path = Path(path)
     fix = f"re-describe the chunk: `streamlearn describe CORPUS --force --only {path.stem}`"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StreamlearnError(f"description {path.name} is missing; {fix}") from None
-    except UnicodeDecodeError:
-        raise StreamlearnError(f"description {path.name} is not UTF-8 text; {fix}") from None
-    except json.JSONDecodeError as exc:
-        raise StreamlearnError(f"description {path.name} is not valid JSON (line {exc.lineno}: {exc.msg}); {fix}") from None
-    if not isinstance(doc, dict):
-        raise StreamlearnError(f"description {path.name} is a JSON {type(doc).__name__}, not an object; {fix}")
+    doc = read_object(path, "description", fix)
     if checked:
         problems = validate(doc)
         if problems:

@@ -12,10 +12,10 @@ A file whose `description_sha256` is not the description's is stale: made from a
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from streamlearn.errors import StreamlearnError
+from streamlearn.jsonfile import read_object
 
 SCHEMA = "streamlearn.rewrites/1"
 
@@ -28,13 +28,8 @@ def load(path: Path) -> dict:
     """A rewrites file; one that is not one raises one line naming the file and how to make it again."""
     path = Path(path)
     fix = f"make it again: `streamlearn rewrite CORPUS --force --only {path.stem}`"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StreamlearnError(f"rewrites {path.name} is missing; {fix}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StreamlearnError(f"rewrites {path.name} is not valid JSON; {fix}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+    doc = read_object(path, "rewrites", fix)
+    if doc.get("schema") != SCHEMA:
         raise StreamlearnError(f"rewrites {path.name} is not a {SCHEMA} file; {fix}")
     texts = doc.get("rewrites")
     if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
