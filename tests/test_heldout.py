@@ -305,3 +305,30 @@ def test_bad_descriptions_and_bank_lines_get_one_line_with_the_file(tmp_path, ru
         bank.write_text("\n".join([lines[0], bad] + lines[2:]) + "\n")
         res = run_cli("eval", corpus.root)
         assert res.exit_code == 1 and text in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypatch):
+    """Issue 24 (1): an unknown system and an openai system without its settings are refused before any
+    pass, with the valid choices; a finished evaluation is reused whether the corpus is typed relative or
+    absolute; one that covered more checkpoints is kept aside, not overwritten by a narrower one."""
+    corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=2, signs=2, train=FAST)
+    B.run_questions(corpus, "main", do_seal=True)
+    assert run_cli("train", corpus.root).exit_code == 0
+    ev = corpus.root / "evals" / "main-main"
+    res = run_cli("eval", corpus.root, "--systems", "weigths")
+    assert res.exit_code == 1 and not ev.exists()
+    assert "unknown system 'weigths' in --systems; choose from weights, video, rag, openai" in res.output
+    res = run_cli("eval", corpus.root, "--systems", "weights,openai")
+    assert res.exit_code == 1 and not ev.exists()
+    assert "the openai system needs eval.openai_model and eval.openai_endpoint" in res.output
+    assert run_cli("eval", corpus.root, "--systems", "weights").exit_code == 0
+    finished = json.loads((ev / "results.json").read_text())
+    assert finished["checkpoints"] == ["day0", "day1"] and finished["verdict"]
+    monkeypatch.chdir(corpus.root.parent)  # the same corpus, typed relative
+    res = run_cli("eval", corpus.root.name, "--systems", "weights")
+    assert res.exit_code == 0 and "reusing 4 answer sets" in res.output
+    res = run_cli("eval", corpus.root.name, "--systems", "weights", "--checkpoints", "day1")
+    assert res.exit_code == 0 and "also covered day0; it is kept in" in res.output
+    kept = list((ev / "superseded").glob("*/results.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["checkpoints"] == ["day0", "day1"]
+    assert json.loads((ev / "results.json").read_text())["checkpoints"] == ["day1"]

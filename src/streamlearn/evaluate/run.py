@@ -15,6 +15,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -181,6 +183,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     bank = bank or cfg.bank
     run = run or cfg.run
     systems = systems or list(cfg.systems)
+    check_systems(systems, cfg)  # before any pass: a typo must not cost a finished evaluation or hours
     items = QB.load_bank(corpus, bank)
     if not QB.seal_path(corpus, bank).exists():
         console.warn(f"question bank {bank!r} is not sealed; seal it (`streamlearn questions --seal`) before "
@@ -279,8 +282,6 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     if reused:
         console.info(f"eval: reusing {reused} answer sets recorded for the same bank, checkpoints and settings")
     if "openai" in systems:
-        if not (cfg.openai_model and cfg.openai_endpoint):
-            raise StreamlearnError("the openai system needs eval.openai_model and eval.openai_endpoint")
         from streamlearn.llm_client import ChatClient
 
         ep = EndpointAnswerer(ChatClient(cfg.openai_endpoint, cfg.openai_model, cfg.openai_api_key_env,
@@ -323,6 +324,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                     "checkpoint_days": days})
     for a in answers:
         a["contaminated"] = bool(flags.get(a["id"], {}).get("flags"))
+    keep_wider(corpus, out_dir, systems, [c[0] for c in ckpts])
     atomic_write_text(out_dir / "answers.jsonl", "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers))
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out_dir / "results.csv", to_csv(results))
@@ -330,6 +332,44 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         console.info(line)
     console.info(f"eval: results in {corpus.rel(out_dir)}")
     return results
+
+
+SYSTEMS = ("weights", "video", "rag", "openai")
+RESULT_FILES = ("answers.jsonl", "results.json", "results.csv")
+
+
+def check_systems(systems: list[str], cfg) -> None:
+    """Unknown systems and an openai system without its settings are refused before anything runs."""
+    bad = [s for s in systems if s not in SYSTEMS]
+    if bad:
+        raise StreamlearnError(f"unknown system {bad[0]!r} in --systems; choose from {', '.join(SYSTEMS)} "
+                               "(e.g. --systems weights,rag)")
+    if "openai" in systems and not (cfg.openai_model and cfg.openai_endpoint):
+        raise StreamlearnError("the openai system needs eval.openai_model and eval.openai_endpoint in "
+                               "streamlearn.toml [eval]; set both, or leave openai out of --systems")
+
+
+def keep_wider(corpus: Corpus, out_dir: Path, systems: list[str], labels: list[str]) -> None:
+    """A finished evaluation that covered systems or checkpoints this one does not is moved aside
+    (`superseded/<when>/`), never overwritten: replacing it with a narrower one would lose results."""
+    path = out_dir / "results.json"
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not a finished evaluation: nothing to keep
+    lost = sorted(set(old.get("systems") or []) - set(systems)) + sorted(set(old.get("checkpoints") or []) - set(labels))
+    if not lost:
+        return
+    when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dest = out_dir / "superseded" / when
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        if (out_dir / name).exists():
+            os.replace(out_dir / name, dest / name)
+    console.warn(f"eval: the finished evaluation in {corpus.rel(out_dir)} also covered {', '.join(lost)}; it is kept "
+                 f"in {corpus.rel(dest)} (use --name to keep evaluations side by side)")
 
 
 class Parts:
@@ -345,7 +385,8 @@ class Parts:
 
     def stamp(self, path: Path) -> dict:
         files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(path).iterdir() if p.is_file())
-        return {**self.base, "checkpoint": str(path), "files": files}
+        # the resolved path: `eval corpus` and `eval /abs/corpus` are the same checkpoint
+        return {**self.base, "checkpoint": str(Path(path).resolve()), "files": files}
 
     def _file(self, system: str, label: str) -> Path:
         return self.folder / f"{system}-{label}.jsonl"
