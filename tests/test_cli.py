@@ -135,3 +135,19 @@ def test_flag_values_are_checked_where_they_enter(run_cli, tmp_path):
 
     with pytest.raises(ConfigError, match="operating_point.chunk_seconds must be a number of seconds"):
         OperatingPoint(chunk_seconds=float("inf"))
+
+
+def test_wrong_corpus_paths_and_init_options_say_so(tmp_path, run_cli):
+    """Issue 24 (4): a file passed as the corpus names the corpus that holds it; init on an existing corpus
+    with other options refuses (exit 1) instead of ignoring them; the same options are fine."""
+    assert run_cli("init", tmp_path / "c", "--subject", "a").exit_code == 0
+    res = run_cli("status", tmp_path / "c" / "streamlearn.toml")
+    assert res.exit_code == 1
+    assert f"streamlearn.toml is a file, not a corpus folder; pass `{tmp_path / 'c'}`, the corpus that holds it" in res.output
+    res = run_cli("status", tmp_path / "c" / "videos.csv")  # not made yet: still inside the corpus
+    assert res.exit_code == 1 and f"is inside the corpus {tmp_path / 'c'}; pass `{tmp_path / 'c'}`" in res.output
+    assert "streamlearn init" not in res.output  # the old advice made a corpus inside a corpus
+    res = run_cli("init", tmp_path / "c", "--subject", "x")
+    assert res.exit_code == 1
+    assert "is already a corpus and init does not change it: --subject 'x' (it has 'a')" in res.output
+    assert run_cli("init", tmp_path / "c", "--subject", "a").exit_code == 0

@@ -199,7 +199,7 @@ command("init", "streamlearn.corpus:init_corpus", "Create a corpus folder with i
         corpus="path", then=click.echo)
 command("status", "streamlearn.status:status_command",
         "Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons, training runs and "
-        "evaluations. Exits with status 2 when an integrity check fails.\n\nExample: streamlearn status ./corpus --json",
+        "evaluations. Exits with status 1 when an integrity check fails.\n\nExample: streamlearn status ./corpus --json",
         opt("--json", "as_json", is_flag=True, help="Print the report as JSON."), then=sys.exit)
 command("playlist", "streamlearn.acquire.playlist:run_playlist",
         "Add a playlist's videos to videos.csv (re-running appends new ones only).\n\n"

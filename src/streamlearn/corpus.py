@@ -52,6 +52,12 @@ class Corpus:
     @classmethod
     def open(cls, path: str | os.PathLike | None) -> "Corpus":
         root = resolve_root(path)
+        inside = (root.parent / CONFIG_NAME).exists()  # a path in a corpus: the corpus is meant, not a new one
+        if root.exists() and not root.is_dir():
+            hint = f"`{root.parent}`, the corpus that holds it" if inside else "the folder that holds streamlearn.toml"
+            raise StreamlearnError(f"{root} is a file, not a corpus folder; pass {hint}")
+        if not root.is_dir() and inside:
+            raise StreamlearnError(f"{root} does not exist and is inside the corpus {root.parent}; pass `{root.parent}`")
         if not root.is_dir():
             raise StreamlearnError(f"{root} does not exist; create a corpus with `streamlearn init {root}`")
         cfg = root / CONFIG_NAME
@@ -133,4 +139,12 @@ def init_corpus(corpus: Path | None, subject: str | None = None, tz: str | None 
     if storage:
         cfg.storage = StorageSection(uri=storage)
     c, created = Corpus.init(corpus, cfg)
+    if not created:  # init never rewrites an existing corpus's config: say so instead of ignoring the options
+        have = c.config
+        differ = [f"{flag} {want!r} (it has {got!r})" for flag, want, got in (
+            ("--subject", subject, have.corpus.subject), ("--timezone", tz, have.corpus.timezone),
+            ("--storage", storage, have.storage.uri)) if want is not None and want != got]
+        if differ:
+            raise StreamlearnError(f"{c.root} is already a corpus and init does not change it: {differ[0]}; edit "
+                                   f"[corpus]/[storage] in {c.root / CONFIG_NAME} instead")
     return f"{'created' if created else 'already a corpus:'} {c.root}"

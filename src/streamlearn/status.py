@@ -158,4 +158,4 @@ def status_command(corpus: Corpus, as_json: bool = False) -> int:
     report = corpus_status(corpus)
     # a manifest written by an older streamlearn may hold a secret in a failure reason: never print it
     print(redact(json.dumps(report, indent=1) if as_json else format_status(report)))
-    return 2 if report["problems"] else 0
+    return 1 if report["problems"] else 0  # 2 is click's code for a usage error
