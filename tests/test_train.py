@@ -113,6 +113,8 @@ def test_run_outputs_and_day_exports_load(golden_run):
                for m in metrics)
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["day-01", "day-02"]
+    # exports are for the group to read (safetensors writes its file 0600)
+    assert all(f.stat().st_mode & 0o044 == 0o044 for f in (run / "export" / "day-02").iterdir())
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from streamlearn.models import VLM

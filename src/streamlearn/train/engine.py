@@ -329,6 +329,11 @@ class Trainer:
             self.tok.save_pretrained(tmp)
             op = self.corpus.config.operating_point
             write_processor_files(tmp, op.frame_min_pixels, op.frame_max_pixels, self.tok.chat_template)
+            # safetensors writes through a private temp file (mode 0600): an export is for the group to read
+            umask = os.umask(0)
+            os.umask(umask)
+            for f in tmp.iterdir():
+                f.chmod(0o666 & ~umask)
             shutil.rmtree(out, ignore_errors=True)
             tmp.rename(out)
         dist.barrier()
