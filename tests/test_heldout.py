@@ -325,8 +325,15 @@ def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypa
     finished = json.loads((ev / "results.json").read_text())
     assert finished["checkpoints"] == ["day0", "day1"] and finished["verdict"]
     monkeypatch.chdir(corpus.root.parent)  # the same corpus, typed relative
+    res = run_cli("--quiet", "eval", corpus.root.name, "--systems", "weights")
+    assert res.exit_code == 0 and "reusing 4 answer sets" not in res.output  # quiet: only the verdict
+    verdict = [x for x in res.output.splitlines() if x.startswith("[verdict]")]
+    assert verdict and ("answers held-out facts" in verdict[0] or "no verdict on transfer" in verdict[0])
+    assert any(x.startswith("[verdict] forgetting: general-set loss") and x.endswith(("PASS", "EXCEEDED"))
+               for x in verdict), verdict
     res = run_cli("eval", corpus.root.name, "--systems", "weights")
     assert res.exit_code == 0 and "reusing 4 answer sets" in res.output
+    assert res.output.splitlines()[-1].startswith("eval: results in")
     res = run_cli("eval", corpus.root.name, "--systems", "weights", "--checkpoints", "day1")
     assert res.exit_code == 0 and "also covered day0; it is kept in" in res.output
     kept = list((ev / "superseded").glob("*/results.json"))

@@ -23,6 +23,11 @@ def info(msg: str) -> None:
         print(redact(msg), flush=True)
 
 
+def result(msg: str) -> None:
+    """A command's result (the verdict): printed at every verbosity, --quiet included."""
+    print(redact(msg), flush=True)
+
+
 def debug(msg: str) -> None:
     if VERBOSITY["level"] >= 2:
         print(redact(msg), file=sys.stderr, flush=True)

@@ -47,8 +47,6 @@ def run_demo(workdir: Path, days: int = 3, minutes: float = 1.5, chunk_seconds: 
     page = run_report(corpus)
     _done(timings, "report", t0)
     total = time.monotonic() - t_start
-    for line in verdict(results):
-        console.info(line)
     console.info(f"[demo] report: {page}")
     console.info(f"[demo] finished in {total:.0f}s")
     return {"report": str(page), "results": results, "timings": timings, "seconds": total}
@@ -121,42 +119,3 @@ def prepare_corpus(workdir: Path, days: int, minutes: float, chunk_seconds: floa
     n_items = sum(1 for line in bank_path(corpus, "main").read_text().splitlines() if line.strip())
     _done(timings, "questions", t0, f"{n_items} items, sealed")
     return corpus, timings
-
-
-def verdict(results: dict) -> list[str]:
-    """The demo's verdict: memorised, transfer, placebo, guesser and RAG, never one number."""
-    rows = [r for r in results.get("verdict", []) if r["scoring"] == results.get("mc_scoring")]
-    last = max((r["day"] for r in rows), default=None)
-
-    def row(system, group, day):
-        return next((r for r in rows if (r["system"], r["group"], r["day"]) == (system, group, day)), None)
-
-    def paired(r) -> str:
-        return (f"day0 {r['base_accuracy']:.0%} -> {r['checkpoint']} {r['accuracy']:.0%}, difference "
-                f"{r['diff']:+.0%} [{r['diff_low']:+.0%}, {r['diff_high']:+.0%}], p={r['p']:.2g} (Holm "
-                f"{r['p_holm']:.2g}), {r['n']} items in {r['n_clusters']} chunks")
-
-    lines = []
-    t = row("weights", "transfer", last)
-    if t:
-        lines.append(f"[verdict] transfer (held-out facts, the hypothesis), from the weights: {paired(t)}")
-    m = row("weights", "memorised", last)
-    if m:
-        lines.append(f"[verdict] memorised (facts trained as QA, not the verdict): {paired(m)}")
-    placebo = [r for r in rows if r["system"] == "weights" and r["group"] == "placebo"]
-    if placebo:
-        p = max(placebo, key=lambda r: r["n"])
-        lines.append(f"[verdict] placebo (evidence after {p['checkpoint']}'s last day; should not move): {paired(p)}")
-    if t:
-        lines.append(f"[verdict] no-memory guesser on the same held-out items: {t['guesser']:.0%}")
-    rag = row("rag", "transfer", last)
-    if rag:
-        lines.append(f"[verdict] rag (Day-0 reader retrieving from descriptions of days <= {last}) on them: "
-                     f"{rag['accuracy']:.0%} "
-                     f"[{rag['ci_low']:.0%}, {rag['ci_high']:.0%}]")
-    c = results.get("contamination") or {}
-    few = any(r["few_clusters"] for r in rows)
-    lines.append(f"[verdict] audit: {c.get('flagged_trained', 0)} QA-trained and {c.get('flagged_heldout', 0)} "
-                 "held-out items found in the training targets (held-out ones are out of the verdict)"
-                 + ("; fewer than 30 evidence chunks: the intervals are indicative only" if few else ""))
-    return lines

@@ -28,6 +28,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn import questionbank as QB
 from streamlearn.framecache import read_frames
+from streamlearn.evaluate.verdict import verdict as verdict_lines
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
 from streamlearn.contamination import audit, contamination_summary
 from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, cohen_kappa, holm,
@@ -330,7 +331,9 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     atomic_write_text(out_dir / "results.csv", to_csv(results))
     for line in summary_lines(results):
         console.info(line)
-    console.info(f"eval: results in {corpus.rel(out_dir)}")
+    for line in verdict_lines(results):  # last, and also under --quiet: what a reader looks for
+        console.result(line)
+    console.result(f"eval: results in {corpus.rel(out_dir)}")
     return results
 
 
