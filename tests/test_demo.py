@@ -102,21 +102,33 @@ def test_report_renders(demo):
     page = work / "corpus/evals/main-main/report/index.html"
     html = page.read_text()
     for part in ("smoke-scale model", "The verdict: memorised, transfer, placebo", "Held-out split",
-                 "Contamination audit", "No-memory guesser", "accuracy_weights.png"):
+                 "Contamination audit", "No-memory guesser", "accuracy_weights.png", "hypothesis_weights.png",
+                 "every item pooled"):
         assert part in html, part
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"),
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        tab = browser.new_page()
+        tab = browser.new_page(viewport={"width": 1400, "height": 900})
         errors = []
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.goto(page.as_uri())
         widths = tab.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+        # the first screen: the verdict sentence, then the hypothesis table (weights first), then the plots
+        tab.screenshot(path=str(work / "report_first_screen.png"))
+        top = tab.evaluate("""() => ['verdict', 'hypothesis-table'].map(id => {
+            const r = document.getElementById(id).getBoundingClientRect(); return [r.top, r.bottom]; })
+            .concat([[document.querySelector('figure').getBoundingClientRect().top, 0]])""")
+        first_system = tab.evaluate("document.querySelector('#hypothesis-table tr:nth-child(2) td').textContent")
         browser.close()
     assert errors == [] and len(widths) >= 3 and all(w > 100 for w in widths)  # every plot loaded
+    (sentence_top, sentence_bottom), (table_top, table_bottom), (figure_top, _) = top
+    assert 0 < sentence_top < sentence_bottom <= table_top < table_bottom <= 900 and table_bottom < figure_top, top
+    assert first_system == "weights"
+    assert "Verdict:" in html and ("answers held-out facts" in html or "no verdict on transfer" in html)
+    assert html.index('id="verdict"') < html.index('id="hypothesis-table"') < html.index("<figure>")
 
 
 def test_second_run_reuses_everything(demo):

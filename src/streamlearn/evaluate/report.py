@@ -9,6 +9,7 @@ from pathlib import Path
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
+from streamlearn.evaluate.verdict import forgetting_line, headline
 from streamlearn.manifest import atomic_write_text
 from streamlearn.paths import contained
 from streamlearn.status import corpus_status
@@ -32,6 +33,29 @@ def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
     import numpy as np
 
     files = {}
+    hyp = [r for r in results.get("verdict", []) if r["system"] == "weights" and "diff" in r
+           and r["scoring"] == results.get("mc_scoring") and r["group"] in ("transfer", "placebo")]
+    if hyp:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for k, (group, color) in enumerate((("transfer", "tab:blue"), ("placebo", "tab:gray"))):
+            rs = sorted((r for r in hyp if r["group"] == group), key=lambda r: r["day"])
+            if not rs:
+                continue
+            x = np.array([r["day"] for r in rs], dtype=float) + (k - 0.5) * 0.12
+            y = np.array([r["diff"] for r in rs]) * 100
+            err = [y - np.array([r["diff_low"] for r in rs]) * 100, np.array([r["diff_high"] for r in rs]) * 100 - y]
+            ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, color=color, label=group)
+            for xi, yi, r in zip(x, y, rs):
+                ax.annotate(f"n={r['n']}", (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("Day-N checkpoint")
+        ax.set_ylabel("Day-N minus Day-0, points (95% CI)")
+        ax.set_title("weights: held-out facts of trained (transfer) and untrained days (placebo)", fontsize=9)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "hypothesis_weights.png", dpi=110)
+        plt.close(fig)
+        files["The hypothesis: transfer and placebo against Day-N, weights"] = "hypothesis_weights.png"
     acc = [r for r in results["accuracy"] if r["category"] != "all"]
     ckpts = results["checkpoints"]
     first, last = ckpts[0], ckpts[-1]
@@ -47,17 +71,23 @@ def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
             y = [vals[c]["accuracy"] if c in vals else np.nan for c in cats]
             lo = [vals[c]["accuracy"] - vals[c]["ci_low"] if c in vals else 0 for c in cats]
             hi = [vals[c]["ci_high"] - vals[c]["accuracy"] if c in vals else 0 for c in cats]
-            ax.bar(x, y, 0.36, yerr=[lo, hi], capsize=3, label=ck)
+            bars = ax.bar(x, y, 0.36, yerr=[lo, hi], capsize=3, label=ck)
+            for b, c in zip(bars, cats):
+                if c in vals:
+                    ax.text(b.get_x() + b.get_width() / 2, 0.02, f"n={vals[c]['n']}", ha="center", fontsize=7,
+                            rotation=90, color="w")
         ax.set_xticks(np.arange(len(cats)), cats, rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("accuracy (95% CI)")
-        ax.set_title(f"{system}: {first} vs {last}")
+        drawn = sorted({r["checkpoint"] for r in rows}, key=ckpts.index)
+        ax.set_title(f"{system}: {' vs '.join(drawn)}, every item pooled (memorised, transfer, placebo, flagged)",
+                     fontsize=9)
         ax.legend()
         fig.tight_layout()
         name = f"accuracy_{system}.png"
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
-        files[f"Accuracy by category, {system}"] = name
+        files[f"Accuracy by category, {system}: every item pooled, not the verdict"] = name
     for system, days in results.get("retention", {}).items():
         dlist = sorted(days, key=float)
         grid = np.array([[days[d].get(c, np.nan) for c in ckpts] for d in dlist], dtype=float)
@@ -73,7 +103,7 @@ def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
             for j in range(grid.shape[1]):
                 if not np.isnan(grid[i, j]):
                     ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", color="w", fontsize=8)
-        fig.colorbar(im, ax=ax)
+        fig.colorbar(im, ax=ax, label="accuracy")
         ax.set_title(f"retention, {system}")
         fig.tight_layout()
         name = f"retention_{system}.png"
@@ -111,14 +141,29 @@ def run_report(corpus: Corpus, name: str | None = None) -> Path:
     rows = "".join(f"<tr><td>{escape(r['system'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['category'])}"
                    f"</td><td>{r['n']}</td><td>{r['accuracy']:.1%}</td><td>[{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
                    f"</tr>" for r in results["accuracy"])
-    verdict = "".join(
-        f"<tr{' class=main' if r['scoring'] == results.get('mc_scoring') else ''}><td>{escape(r['system'])}</td>"
+    order = {s: k for k, s in enumerate(("weights", "video", "openai", "rag"))}
+    ck_order = {c: k for k, c in enumerate(results["checkpoints"])}
+    group_order = {g: k for k, g in enumerate(("transfer", "placebo", "memorised"))}
+    ranked = sorted(results.get("verdict", []), key=lambda r: (order.get(r["system"], 9), r["system"],
+                                                               ck_order.get(r["checkpoint"], 99),
+                                                               group_order.get(r["group"], 9)))
+    main_rows = [r for r in ranked if r["scoring"] == results.get("mc_scoring")]
+    other_rows = [r for r in ranked if r["scoring"] != results.get("mc_scoring")]
+    verdict_row = lambda r: (  # noqa: E731
+        f"<tr{' class=main' if r['system'] == 'weights' else ''}><td>{escape(r['system'])}</td>"
         f"<td>{escape(r['scoring'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['group'])}</td>"
         f"<td>{r['n']} / {r['n_clusters']}{' *' if r['few_clusters'] else ''}</td>"
         f"<td>{r['accuracy']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
         + (f"<td>{r['base_accuracy']:.1%}</td><td>{r['diff']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]</td>"
            f"<td>{r['p']:.3g}</td><td>{r['p_holm']:.3g}</td>" if "diff" in r else "<td colspan=4>Day-0 reader</td>")
-        + f"<td>{r['guesser']:.1%}</td></tr>" for r in results.get("verdict", []))
+        + f"<td>{r['guesser']:.1%}</td></tr>")
+    verdict = "".join(verdict_row(r) for r in main_rows)
+    verdict_other = "".join(verdict_row(r) for r in other_rows)
+    hyp_img = plots.pop("The hypothesis: transfer and placebo against Day-N, weights", None)
+    ungraded = results.get("ungraded") or {}
+    ungraded_text = ("Every answer was graded." if not any(ungraded.values()) else
+                     "Answers that could not be graded: " + ", ".join(f"{v} {escape(str(k))}" for k, v in
+                                                                      ungraded.items() if v) + ".")
     split = results.get("split") or {}
     contamination = results.get("contamination") or {}
     guesser = "".join(f"<tr><td>{escape(g['category'])}</td><td>{escape(g['split'])}</td><td>{g['n']}</td>"
@@ -140,28 +185,37 @@ def run_report(corpus: Corpus, name: str | None = None) -> Path:
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>streamlearn report</title><style>
 body{{font:14px/1.45 system-ui,sans-serif;margin:20px;max-width:1100px;color:#222}} table{{border-collapse:collapse}}
 td,th{{border-top:1px solid #ddd;padding:3px 8px;text-align:left}} img{{max-width:100%}} figure{{margin:12px 0}}
-tr.main td{{font-weight:600}} .note{{background:#fff6d6;border:1px solid #e5c65c;padding:8px 12px;border-radius:4px}}</style></head><body>
+tr.main td{{font-weight:600}} #hypothesis-table td{{white-space:nowrap;padding:2px 7px}} .verdict{{font-size:16px;background:#eef5ff;border:1px solid #9bbcf0;padding:8px 12px;border-radius:4px}} .note{{background:#fff6d6;border:1px solid #e5c65c;padding:8px 12px;border-radius:4px}}</style></head><body>
 <h1>{escape(corpus.config.corpus.subject)}: Day-0 vs Day-N</h1>
+<p class="verdict" id="verdict"><b>Verdict:</b> {escape(headline(results))}</p>
+<h2 id="hypothesis">The verdict: memorised, transfer, placebo ({escape(str(results.get('mc_scoring')))} MC rule)</h2>
+<table id="hypothesis-table"><tr><th>system</th><th>MC rule</th><th>checkpoint</th><th>group</th><th>items / clusters</th>
+<th>accuracy (95% CI)</th><th>Day-0</th><th>difference (95% CI)</th><th>p</th><th>Holm p</th><th>guesser</th></tr>
+{verdict}</table>
+<p><b>transfer</b> = held-out facts (never a target in any form; seen only in the description and the video) with
+evidence on a trained day: the hypothesis; <b>placebo</b> = held-out facts whose evidence is after the
+checkpoint's last trained day (should stay at the Day-0 level); <b>memorised</b> = facts whose QA pair was a
+training target (never the verdict). <b>rag</b> is the Day-0 model reading what was described by Day-N (days
+&le; N): what could be known by then, without training. Difference = Day-N &minus; Day-0 on the same items,
+95% paired cluster-bootstrap CI (clusters = evidence chunks; a question and its paraphrase share one);
+p = exact/permutation cluster sign-flip test, Holm-adjusted over the Day-N checkpoints. * fewer than 30
+clusters: the interval is indicative only. {escape('F' + (forgetting_line(forget) or 'forgetting: not measured')[1:])}.</p>
+{f"<figure><img src='{hyp_img}' alt='hypothesis'><figcaption>Transfer and placebo against Day-N (weights), with n</figcaption></figure>" if hyp_img else ""}
 <p class="note">{escape(SMOKE_NOTES[results["model"]] + REAL_RUN) if results.get("model") in SMOKE_NOTES else
  "Model: " + escape(str(results.get("model")))}</p>
 <p>Bank <b>{escape(results['bank'])}</b> ({results['items']} items, {'sealed' if results['bank_sealed'] else 'not sealed'}),
 run <b>{escape(results['run'])}</b>, checkpoints {', '.join(results['checkpoints'])}, systems {', '.join(results['systems'])}.
-Ungraded answers: {escape(json.dumps(results.get('ungraded', {})))}.</p>
-{imgs}
-<h2>Accuracy by category, every item (95% cluster-bootstrap CI, clusters = evidence chunks)</h2>
-<table><tr><th>system</th><th>checkpoint</th><th>category</th><th>n</th><th>accuracy</th><th>95% CI</th></tr>{rows}</table>
-<h2>The verdict: memorised, transfer, placebo</h2>
-<p>Per Day-N checkpoint: <b>memorised</b> = facts whose QA pair was a training target (never the verdict);
-<b>transfer</b> = held-out facts (never a target in any form; seen only in the description and the video) with
-evidence on a trained day: the hypothesis; <b>placebo</b> = held-out facts whose evidence is after the
-checkpoint's last trained day (should stay at the Day-0 level). Difference = Day-N − Day-0 on the same items,
-95% paired cluster-bootstrap CI (clusters = evidence chunks; a question and its paraphrase share one);
-p = exact/permutation cluster sign-flip test, Holm-adjusted over the Day-N checkpoints. Multiple choice is
-scored by the rule fixed in the config (<b>{escape(str(results.get('mc_scoring')))}</b>, bold rows) and the other
-rule beside it. * fewer than 30 clusters: the interval is indicative only.</p>
+{ungraded_text}</p>
+<h2>The same groups under the other multiple-choice rule</h2>
+<p>Multiple choice is scored by the rule fixed in the config (<b>{escape(str(results.get('mc_scoring')))}</b>, above);
+this is the other rule, for comparison only.</p>
 <table><tr><th>system</th><th>MC rule</th><th>checkpoint</th><th>group</th><th>items / clusters</th>
 <th>accuracy (95% CI)</th><th>Day-0</th><th>difference (95% CI)</th><th>p</th><th>Holm p</th><th>guesser</th></tr>
-{verdict}</table>
+{verdict_other}</table>
+{imgs}
+<h2>Accuracy by category, every item pooled (95% cluster-bootstrap CI, clusters = evidence chunks)</h2>
+<p>Not the verdict: these pool memorised, transfer, placebo and flagged items.</p>
+<table><tr><th>system</th><th>checkpoint</th><th>category</th><th>n</th><th>accuracy</th><th>95% CI</th></tr>{rows}</table>
 <h2>Held-out split</h2>
 <p>{split.get('facts', '?')} facts, {split.get('facts_heldout', '?')} held out (including every fact of
 {len(split.get('heldout_chunks', []))} whole chunks: {escape(', '.join(split.get('heldout_chunks', [])))}),

@@ -30,6 +30,16 @@ def sentence(transfer: dict | None, placebo: dict | None, forgetting: dict) -> s
     return out + "."
 
 
+def headline(results: dict) -> str:
+    """The sentence for an evaluation: the weights' transfer at the last Day-N, its placebo, forgetting."""
+    rows = [r for r in results.get("verdict", []) if r["scoring"] == results.get("mc_scoring")
+            and r["system"] == "weights"]
+    last = max((r["day"] for r in rows), default=None)
+    transfer = next((r for r in rows if r["group"] == "transfer" and r["day"] == last), None)
+    placebo = max((r for r in rows if r["group"] == "placebo"), key=lambda r: r["n"], default=None)
+    return sentence(transfer, placebo, results.get("forgetting") or {})
+
+
 def forgetting_line(forgetting: dict) -> str | None:
     change = forgetting.get("relative_change") or {}
     if not change:
@@ -58,11 +68,9 @@ def verdict(results: dict) -> list[str]:
                 f"{r['diff']:+.0%} [{r['diff_low']:+.0%}, {r['diff_high']:+.0%}], p={r['p']:.2g} (Holm "
                 f"{r['p_holm']:.2g}), {r['n']} items in {r['n_clusters']} chunks")
 
-    lines = []
+    lines = ["[verdict] " + headline(results)]
     t = row("weights", "transfer", last)
     placebo = [r for r in rows if r["system"] == "weights" and r["group"] == "placebo"]
-    lines.append("[verdict] " + sentence(t, max(placebo, key=lambda r: r["n"]) if placebo else None,
-                                          results.get("forgetting") or {}))
     if t:
         lines.append(f"[verdict] transfer (held-out facts, the hypothesis), from the weights: {paired(t)}")
     m = row("weights", "memorised", last)
