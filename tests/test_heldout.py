@@ -324,6 +324,10 @@ def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypa
     assert run_cli("eval", corpus.root, "--systems", "weights").exit_code == 0
     finished = json.loads((ev / "results.json").read_text())
     assert finished["checkpoints"] == ["day0", "day1"] and finished["verdict"]
+    from streamlearn.verdict import headline  # status headlines the verdict, not the all-items accuracy
+
+    line = next(x for x in run_cli("status", corpus.root).output.splitlines() if x.startswith("eval main-main"))
+    assert line == f"eval main-main: {finished['items']} items; {headline(finished)}" and "day0" in line
     monkeypatch.chdir(corpus.root.parent)  # the same corpus, typed relative
     res = run_cli("--quiet", "eval", corpus.root.name, "--systems", "weights")
     assert res.exit_code == 0 and "reusing 4 answer sets" not in res.output  # quiet: only the verdict

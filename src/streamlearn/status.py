@@ -5,6 +5,7 @@ apply, e.g. no audio to transcribe: nothing to do)."""
 from __future__ import annotations
 
 from streamlearn.redact import redact
+from streamlearn.verdict import headline
 from streamlearn.corpus import Corpus
 from streamlearn.manifest import DONE, FAILED, SKIPPED, status_of
 
@@ -110,6 +111,7 @@ def eval_status(corpus: Corpus) -> list[dict]:
         r = json.loads(res.read_text())
         acc = [a for a in r.get("accuracy", []) if a["category"] == "all"]
         out.append({"name": res.parent.name, "bank": r.get("bank"), "items": r.get("items"),
+                    "verdict": headline(r),
                     "accuracy": {f"{a['system']}/{a['checkpoint']}": round(a["accuracy"], 4) for a in acc}})
     return out
 
@@ -141,7 +143,8 @@ def format_status(report: dict) -> str:
         lines.append(f"train {t['run']}: {t['steps']} steps, days done {t['completed_days']}, "
                      f"exports {', '.join(t['exports']) or 'none'}")
     for e in report.get("evals", []):
-        lines.append(f"eval {e['name']}: {e['items']} items; " + ", ".join(f"{k} {v:.1%}" for k, v in e["accuracy"].items()))
+        # the verdict, not the all-items accuracy (which QA-trained items can move while transfer does not)
+        lines.append(f"eval {e['name']}: {e['items']} items; {e['verdict']}")
     lines += [f"PROBLEM: {p}" for p in report.get("problems", [])]
     d = report.get("describe") or {}
     if d.get("chunks"):
@@ -152,7 +155,7 @@ def format_status(report: dict) -> str:
 
 
 def status_command(corpus: Corpus, as_json: bool = False) -> int:
-    """Print the report; 2 when an integrity check failed (scripts and CI see it in the exit status)."""
+    """Print the report; 1 when an integrity check failed (scripts and CI see it in the exit status)."""
     import json
 
     report = corpus_status(corpus)

@@ -9,7 +9,7 @@ from pathlib import Path
 from streamlearn import console
 from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
-from streamlearn.evaluate.verdict import forgetting_line, headline
+from streamlearn.verdict import forgetting_line, headline
 from streamlearn.manifest import atomic_write_text
 from streamlearn.paths import contained
 from streamlearn.status import corpus_status

@@ -28,7 +28,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import StreamlearnError
 from streamlearn import questionbank as QB
 from streamlearn.framecache import read_frames
-from streamlearn.evaluate.verdict import verdict as verdict_lines
+from streamlearn.verdict import verdict as verdict_lines
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
 from streamlearn.contamination import audit, contamination_summary
 from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, cohen_kappa, holm,

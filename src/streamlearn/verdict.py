@@ -1,6 +1,7 @@
-"""The verdict in words: what `streamlearn eval` (and `demo`) print at the end, also under --quiet, from
-an evaluation's results (`results.json`): one plain sentence first, then each group with its Day-0
-difference, interval and p, the guesser, RAG, the audit and the forgetting check."""
+"""The verdict in words, read from an evaluation's results (`results.json`): what `streamlearn eval` prints
+at the end (also under --quiet), the report's first line and the `status` line of each evaluation. One
+plain sentence first, then each group with its Day-0 difference, interval and p, the guesser, RAG, the
+audit and the forgetting check."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def headline(results: dict) -> str:
     """The sentence for an evaluation: the weights' transfer at the last Day-N, its placebo, forgetting."""
     rows = [r for r in results.get("verdict", []) if r["scoring"] == results.get("mc_scoring")
             and r["system"] == "weights"]
+    if not rows:
+        return (f"No verdict from the weights in this evaluation (systems: {', '.join(results.get('systems') or [])}); "
+                "the report gives each system's accuracy.")
     last = max((r["day"] for r in rows), default=None)
     transfer = next((r for r in rows if r["group"] == "transfer" and r["day"] == last), None)
     placebo = max((r for r in rows if r["group"] == "placebo"), key=lambda r: r["n"], default=None)
