@@ -44,10 +44,11 @@ def _tty() -> bool:
 class StageProgress:
     """Counts items of one stage: `label k/N done` lines, or a rich bar on a TTY."""
 
-    def __init__(self, label: str, total: int, unit: str = "items"):
+    def __init__(self, label: str, total: int, unit: str = "items", item_lines: bool = True):
         self.label, self.total, self.unit = label, total, unit
-        # a line per item for small stages, about every 5 % for large ones (failures always)
-        self.every = 1 if total <= 50 else max(1, total // 20)
+        # a line per item for small stages, about every 5 % for large ones (failures always); without
+        # item_lines only failures and the closing line (a pass of an evaluation is one step)
+        self.every = (1 if total <= 50 else max(1, total // 20)) if item_lines else total + 1
         self.done = self.failed = self.skipped = 0
         self.t0 = time.monotonic()
         self._bar = None
@@ -70,7 +71,7 @@ class StageProgress:
             if not ok or skipped:
                 self._bar.console.print(redact(f"{self.label} {'skipped' if skipped else 'failed'} {item}: {note}"))
             return
-        if ok and not skipped and self.done % self.every and self.done != self.total:
+        if ok and not skipped and (self.every > self.total or (self.done % self.every and self.done != self.total)):
             return
         status = "skipped" if skipped else "done" if ok else "FAILED"
         tail = f" {item}" if item else ""
@@ -87,8 +88,8 @@ class StageProgress:
 
 
 @contextmanager
-def stage_progress(label: str, total: int, unit: str = "items"):
-    prog = StageProgress(label, total, unit)
+def stage_progress(label: str, total: int, unit: str = "items", item_lines: bool = True):
+    prog = StageProgress(label, total, unit, item_lines)
     try:
         yield prog
     finally:

@@ -260,7 +260,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                     raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
                 known = [c for c in described if int(c.get("day_index") or 0) <= day]
                 retriever = Retriever(*passages(corpus, known)) if known else None
-            with console.stage_progress(f"eval {system} {label}", len(items)) as prog:
+            with console.stage_progress(f"eval {system} {label}", len(items), item_lines=False) as prog:
                 if system == "rag":
                     for item in items:
                         hits = retriever.top(item["question"], cfg.rag_top_k) if retriever else []
@@ -287,7 +287,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
 
         ep = EndpointAnswerer(ChatClient(cfg.openai_endpoint, cfg.openai_model, cfg.openai_api_key_env,
                                          max_tokens=128, json_mode=False), cfg.openai_model)
-        with console.stage_progress("eval openai", len(items)) as prog:
+        with console.stage_progress("eval openai", len(items), item_lines=False) as prog:
             for n, item in enumerate(items):
                 try:
                     r = ep.answer(item, rotation=n)
@@ -532,7 +532,7 @@ def summary_lines(results: dict) -> list[str]:
             lines.append(f"eval {r['system']:>7} {r['checkpoint']:>6} {r['group']:>9}: {r['accuracy']:.1%} vs "
                          f"day0 {r['base_accuracy']:.1%}, diff {r['diff']:+.1%} [{r['diff_low']:+.1%}, "
                          f"{r['diff_high']:+.1%}], p={r['p']:.3g} (Holm {r['p_holm']:.3g}), n={r['n']} in "
-                         f"{r['n_clusters']} clusters{' (too few for the CI)' if r['few_clusters'] else ''}; "
+                         f"{r['n_clusters']} clusters{' (under 30: the CI is indicative only)' if r['few_clusters'] else ''}; "
                          f"guesser {r['guesser']:.1%}")
         else:
             lines.append(f"eval {r['system']:>7} {r['checkpoint']:>6} {r['group']:>9}: {r['accuracy']:.1%} "
