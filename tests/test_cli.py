@@ -151,3 +151,15 @@ def test_wrong_corpus_paths_and_init_options_say_so(tmp_path, run_cli):
     assert res.exit_code == 1
     assert "is already a corpus and init does not change it: --subject 'x' (it has 'a')" in res.output
     assert run_cli("init", tmp_path / "c", "--subject", "a").exit_code == 0
+
+
+def test_new_configs_hold_only_keys_that_are_read(tmp_path, run_cli):
+    """Issue 24 (4): `init` no longer writes models.train / models.describe (nothing read them); an older
+    config with them still opens, and one that set them to something else is told the live key."""
+    assert run_cli("init", tmp_path / "c").exit_code == 0
+    text = (tmp_path / "c" / "streamlearn.toml").read_text()
+    assert "[models]" in text and 'train = "tiny"' not in text and 'describe = "signals"' not in text
+    (tmp_path / "c" / "streamlearn.toml").write_text(text.replace("[models]\n", '[models]\ntrain = "qwen2.5-vl-7b"\n'))
+    res = run_cli("status", tmp_path / "c")
+    assert res.exit_code == 0
+    assert "models.train = 'qwen2.5-vl-7b' is not read; the setting is train.model" in res.output + res.stderr

@@ -82,8 +82,6 @@ class ModelsSection:
     asr_language: str = ""  # "" = detect (English-only models always use "en")
     asr_repair: bool = True  # batched: decode again, sequentially, speech the batched pipeline left without words
     asr_window_s: float = 600.0  # audio is transcribed in windows of this many seconds
-    describe: str = "signals"
-    train: str = "tiny"
 
     def __post_init__(self):
         _check(self.asr_device in ("auto", "cpu", "cuda"), "models.asr_device", "must be auto, cpu or cuda")
@@ -369,7 +367,19 @@ def _build(cls, data: dict, prefix: str):
     return cls(**kwargs)
 
 
+# keys older streamlearn versions wrote into every new config and nothing read: dropped on reading
+# (with the live key named), so an existing corpus still opens
+RETIRED = {("models", "train"): "train.model", ("models", "describe"): "describe.backend"}
+
+
 def config_from_dict(data: dict) -> Config:
+    for (section, key), live in RETIRED.items():
+        if key in (data.get(section) or {}):
+            value = data[section].pop(key)
+            if (section, key, value) not in (("models", "train", "tiny"), ("models", "describe", "signals")):
+                from streamlearn import console
+
+                console.warn(f"{CONFIG_NAME}: {section}.{key} = {value!r} is not read; the setting is {live}")
     return _build(Config, data, "")
 
 
