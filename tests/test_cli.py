@@ -163,3 +163,14 @@ def test_new_configs_hold_only_keys_that_are_read(tmp_path, run_cli):
     res = run_cli("status", tmp_path / "c")
     assert res.exit_code == 0
     assert "models.train = 'qwen2.5-vl-7b' is not read; the setting is train.model" in res.output + res.stderr
+
+
+def test_plan_says_when_max_frames_caps_the_fps(run_cli):
+    """Issue 24 (4): `plan --fps 2` at 1,200 s showed 2 fps while 1 fps was sampled (max_frames 1200)."""
+    res = run_cli("plan", "--fps", "2", "--fps", "0.5")
+    assert res.exit_code == 0
+    rows = res.output.splitlines()
+    assert rows[1].split()[:3] == ["1200", "2->1", "1200"] and rows[2].split()[:3] == ["1200", "0.5", "600"]
+    assert ("note: at 1200 s, --fps 2 asks for 2400 frames; operating_point.max_frames caps them at 1200, so frames "
+            "are sampled at 1 fps (raise --max-frames or lower --fps)") in res.output
+    assert json.loads(run_cli("plan", "--fps", "2", "--json").output)[0]["sample_fps"] == 1.0

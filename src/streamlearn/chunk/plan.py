@@ -48,23 +48,33 @@ def plan_table(op: OperatingPoint, chunk_seconds: list[float], fps: list[float],
                                        f"{str(exc).split(' ', 2)[2]}") from None
             p = vision_budget.plan(cs, width, height, point, g, source_fps=source_fps)
             rule = vision_budget.rule_of_thumb(cs, f)
-            rows.append({"chunk_seconds": cs, "fps": f, **p.to_dict(), "rule_pairs": rule["pairs"],
+            rows.append({"chunk_seconds": cs, "fps": f, **p.to_dict(), "max_frames": point.max_frames,
+                         "rule_pairs": rule["pairs"],
                          "rule_pixels_per_pair": round(rule["pixels_per_pair"]),
                          "rule_frame_side": round(rule["frame_side"], 1)})
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'chunk_s':>8} {'fps':>5} {'frames':>7} {'pairs':>6} {'frame HxW':>10} {'tok/pair':>8} "
+    head = (f"{'chunk_s':>8} {'fps':>9} {'frames':>7} {'pairs':>6} {'frame HxW':>10} {'tok/pair':>8} "
             f"{'vision tok':>10} {'s/grid':>7} | {'rule: pairs':>11} {'px/pair':>9} {'side':>6}")
     lines = [head]
+    capped = []
     for r in rows:
-        lines.append(f"{r['chunk_seconds']:>8g} {r['fps']:>5g} {r['n_frames']:>7} {r['pairs']:>6} "
+        # fps is what was asked, and when max_frames caps the frames, what is sampled ("2->1")
+        fps = f"{r['fps']:g}" if abs(r["sample_fps"] - r["fps"]) < 1e-9 else f"{r['fps']:g}->{r['sample_fps']:.3g}"
+        if fps != f"{r['fps']:g}" and r["n_frames"] >= r["max_frames"]:
+            capped.append(f"at {r['chunk_seconds']:g} s, --fps {r['fps']:g} asks for "
+                          f"{r['chunk_seconds'] * r['fps']:.0f} frames; operating_point.max_frames caps them at "
+                          f"{r['max_frames']}, so frames are sampled at {r['sample_fps']:.3g} fps (raise "
+                          "--max-frames or lower --fps)")
+        lines.append(f"{r['chunk_seconds']:>8g} {fps:>9} {r['n_frames']:>7} {r['pairs']:>6} "
                      f"{str(r['frame_height']) + 'x' + str(r['frame_width']):>10} {r['tokens_per_pair']:>8} "
                      f"{r['vision_tokens']:>10,} {r['seconds_per_grid']:>7g} | {r['rule_pairs']:>11g} "
                      f"{r['rule_pixels_per_pair']:>9,} {r['rule_frame_side']:>6g}")
     lines.append("left: what the model's processor produces at this operating point (streamlearn's training path); "
                  "right: the seed's rule of thumb (pairs = chunk_s*fps/2, pixels/pair = 25.2M/pairs, ~12-14K tokens).")
+    lines += [f"note: {c}" for c in capped]
     return "\n".join(lines)
 
 
