@@ -42,9 +42,12 @@ def test_signals_rewrites_are_written_recorded_and_trained(tmp_path, run_cli):
     assert [s.kind for s in specs] == ["description"] * 4
     assert skipped == {f"{cid}/rewrites": "no rewrites; run `streamlearn rewrite CORPUS`" for cid in ids}
 
+    stages = lambda: [s["stage"] for s in json.loads(run_cli("status", corpus.root, "--json").output)["stages"]]  # noqa: E731
+    assert "rewrite" not in stages()  # an optional stage never run is not work left to do
     res = run_cli("rewrite", corpus.root, "--n", "3")
     assert res.exit_code == 0, res.output
     assert "no question bank yet" in res.stderr
+    assert "rewrite" in stages()
     row = corpus.chunks.rows_by_key()[ids[0]]
     assert (row["rewrite_status"], row["rewrites_path"], row["rewrite_backend"], row["n_rewrites"],
             row["rewrites_dropped"]) == ("done", f"rewrites/{ids[0]}.json", "signals", 3, 0)

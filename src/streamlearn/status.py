@@ -36,6 +36,8 @@ def corpus_status(corpus: Corpus) -> dict:
                     report["failed" if st == FAILED else "skipped"].append(
                         {"table": table.name, "id": r[table.key], "stage": stage,
                          "error": r.get(f"{stage}_error") or "(no reason recorded)"})
+            if stage in OPTIONAL and counts["pending"] == len(rows):
+                continue  # a stage only some recipes use, never run here: not work left to do
             report["stages"].append({"table": table.name, "stage": stage, **counts,
                                      "hours": round(hours, 4), "bytes": nbytes})
     chunk_rows = corpus.chunks.read()
@@ -56,6 +58,11 @@ def corpus_status(corpus: Corpus) -> dict:
         report["warnings"].append(f"{len(no_time)} chunks have no real-world start time "
                                   f"(e.g. {no_time[0]}); set release_timestamp in videos.csv and re-chunk")
     return report
+
+
+# stages a corpus needs only for some training recipes (`rewrite`: train.targets "rewrites"); status lists
+# them once they have run on some row
+OPTIONAL = ("rewrite",)
 
 
 def integrity_problems(corpus: Corpus, chunk_rows: list[dict]) -> list[str]:
