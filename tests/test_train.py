@@ -115,6 +115,8 @@ def test_run_outputs_and_day_exports_load(golden_run):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["day-01", "day-02"]
     # exports are for the group to read (safetensors writes its file 0600)
     assert all(f.stat().st_mode & 0o044 == 0o044 for f in (run / "export" / "day-02").iterdir())
+    # AutoProcessor needs torchvision, which streamlearn does not install: each export says so
+    assert "needs torchvision" in (run / "export" / "day-02" / "README.md").read_text()
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from streamlearn.models import VLM

@@ -275,6 +275,23 @@ def write_processor_files(folder: Path, min_pixels: int = 4 * 28 * 28, max_pixel
         {**common, "video_processor_type": "Qwen2VLVideoProcessor", "processor_class": "Qwen2_5_VLProcessor",
          "cap_pixels_per_frame": True}, indent=1))
     (folder / "chat_template.jinja").write_text(template or CHAT_TEMPLATE)
+    (folder / "README.md").write_text(EXPORT_README)
+
+
+EXPORT_README = """# A Qwen2.5-VL checkpoint written by streamlearn
+
+    from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(THIS_FOLDER)   # no extra package
+    tokenizer = AutoTokenizer.from_pretrained(THIS_FOLDER)                    # no extra package
+    processor = AutoProcessor.from_pretrained(THIS_FOLDER)                    # needs torchvision
+
+`AutoProcessor` builds transformers' Qwen2-VL video processor, which needs `torchvision` (install the
+build that matches your torch, e.g. `pip install torchvision --index-url https://download.pytorch.org/whl/cu128`);
+without it, `AutoProcessor` fails with "requires the Torchvision library". streamlearn does not need it: it
+turns frames into pixels with NumPy (`streamlearn.video_pixels`) and scores with the model and tokenizer, as
+`streamlearn eval` and the lmms-eval model `streamlearn` do. The processor settings here (patch 14, merge 2,
+temporal patch 2, the pixel bounds of the corpus's operating point) are the ones the checkpoint was trained at.
+"""
 
 
 def resolve(model: str) -> str:
