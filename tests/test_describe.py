@@ -126,12 +126,30 @@ def test_review_page_renders_in_chromium(described, tmp_path, run_cli):
         tab.screenshot(path=str(shot))
         assert tab.locator("section.chunk").count() == 3 and tab.locator("video").count() == 3
         assert "Target text" in tab.content()
+        # each player shows a poster frame before it loads; "k of N"; each QA pair says how a bank uses it
+        posters = tab.evaluate("Array.from(document.querySelectorAll('video')).map(v => v.poster.slice(0, 23))")
+        assert posters == ["data:image/jpeg;base64,"] * 3
+        n = len(corpus.chunks.read())
+        assert tab.locator("h1").inner_text().endswith(f": 3 of {n} described chunks ({n} chunks in the corpus)")
+        splits = set(tab.evaluate("Array.from(document.querySelectorAll('td.split')).map(t => t.textContent)"))
+        assert splits == {"no sealed bank yet"}
         browser.close()
     assert errors == []
     from PIL import Image
 
     img = Image.open(shot).convert("L")
     assert img.size == (1280, 900) and len(set(img.getdata())) > 50  # not a blank page
+
+
+def test_review_marks_each_qa_pair_by_the_sealed_split():
+    from streamlearn.describe.review import split_of
+    from streamlearn.heldout import Constraints, fact_key
+
+    c = Constraints(banks=[{"name": "main"}], trained={fact_key("v_c000", "Which city?")},
+                    heldout={fact_key("v_c000", "Who spoke?")})
+    assert [split_of(c, "v_c000", q) for q in ("Which city?", "Who spoke?", "What else?")] == [
+        "QA-trained", "held out", "not in a bank"]
+    assert split_of(Constraints(), "v_c000", "Which city?") == "no sealed bank yet"
 
 
 # ---------------------------------------------------------------- an OpenAI-compatible test server
