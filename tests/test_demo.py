@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from fake_chat import FakeChatServer, completion
@@ -43,6 +44,11 @@ def test_every_stage_complete(demo, run_cli):
     assert report["problems"] == []
     assert report["training"][0]["completed_days"] == [1, 2]
     assert report["training"][0]["exports"] == ["day-00", "day-01", "day-02"]
+    # the README tells a first-time user where the report is: the path the demo prints
+    page = next(x for x in out.splitlines() if x.startswith("[demo] report: ")).split(": ", 1)[1]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert page.endswith("corpus/evals/main-main/report/index.html")
+    assert "demo-corpus/corpus/evals/main-main/report/index.html" in readme
     verdict = "\n".join(x for x in out.splitlines() if x.startswith("[verdict]"))
     for what in ("transfer (held-out facts", "memorised (facts trained as QA", "placebo (evidence after",
                  "no-memory guesser", "rag (Day-0 reader", "audit: "):
