@@ -135,6 +135,12 @@ def test_report_renders(demo):
     assert first_system == "weights"
     assert "Verdict:" in html and ("answers held-out facts" in html or "no verdict on transfer" in html)
     assert html.index('id="verdict"') < html.index('id="hypothesis-table"') < html.index("<figure>")
+    # the per-item page: every bank item with its group and each checkpoint's answer
+    items = [json.loads(x) for x in (work / "corpus/questions/main.jsonl").read_text().splitlines()]
+    per_item = (page.parent / "items.html").read_text()
+    assert 'href="items.html"' in html and per_item.count("<tr id=") == len(items)
+    assert all(f"<tr id='{i['id']}'>" in per_item for i in items)
+    assert "<td>transfer</td>" in per_item and "<th>weights day0</th>" in per_item
 
 
 def test_second_run_reuses_everything(demo):

@@ -216,6 +216,7 @@ this is the other rule, for comparison only.</p>
 <h2>Accuracy by category, every item pooled (95% cluster-bootstrap CI, clusters = evidence chunks)</h2>
 <p>Not the verdict: these pool memorised, transfer, placebo and flagged items.</p>
 <table><tr><th>system</th><th>checkpoint</th><th>category</th><th>n</th><th>accuracy</th><th>95% CI</th></tr>{rows}</table>
+<p>Every item with its group and each checkpoint's answer: <a href="items.html">items.html</a>.</p>
 <h2>Held-out split</h2>
 <p>{split.get('facts', '?')} facts, {split.get('facts_heldout', '?')} held out (including every fact of
 {len(split.get('heldout_chunks', []))} whole chunks: {escape(', '.join(split.get('heldout_chunks', [])))}),
@@ -237,6 +238,45 @@ Flags: {escape(json.dumps(contamination.get('by_flag', {})))}.</p>
 <h2>Cost and throughput</h2>
 <table>{''.join(f'<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>' for k, v in cost)}</table>
 </body></html>"""
+    items_page = item_page(corpus, results, ev)
+    atomic_write_text(out / "items.html", items_page)
     atomic_write_text(out / "index.html", html)
     console.info(f"report: {corpus.rel(out / 'index.html')}")
     return out / "index.html"
+
+
+def item_page(corpus: Corpus, results: dict, ev: Path) -> str:
+    """One row per bank item (like lm-eval's logged samples): question, answer, its group at the last
+    Day-N, and each system's answer at each checkpoint, right or wrong."""
+    from streamlearn import questionbank as QB
+    from streamlearn.heldout import group_of
+
+    items = QB.load_bank(corpus, results["bank"])
+    answers = [json.loads(x) for x in (ev / "answers.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    scoring = results.get("mc_scoring")
+    got: dict[tuple[str, str], dict] = {(a["id"], f"{a['system']} {a['checkpoint']}"): a for a in answers}
+    columns = list(dict.fromkeys(f"{a['system']} {a['checkpoint']}" for a in answers))
+    last = max((results.get("checkpoint_days") or {"day0": 0}).values())
+    flagged = set((results.get("contamination") or {}).get("heldout_ids") or [])
+
+    def cell(a: dict | None) -> str:
+        if a is None:
+            return "<td></td>"
+        ok = a.get(f"correct_{scoring}", a.get("correct"))
+        mark = "&#10003;" if ok else "&#10007;" if ok is not None else "?"
+        return f"<td class='{'ok' if ok else 'no'}'>{mark} {escape(str(a.get('response', ''))[:80])}</td>"
+
+    rows = "".join(
+        f"<tr id='{escape(i['id'])}'><td>{escape(i['id'])}</td><td>{escape(group_of(i, i['id'] in flagged, last) or '-')}"
+        f"</td><td>{escape(str(i.get('evidence_day')))}</td><td>{escape(i['question'])}</td><td>{escape(i['answer'])}</td>"
+        + "".join(cell(got.get((i["id"], c))) for c in columns) + "</tr>" for i in items)
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    return (f"""<!doctype html><html><head><meta charset="utf-8"><title>streamlearn items</title><style>
+body{{font:13px/1.4 system-ui,sans-serif;margin:16px}} table{{border-collapse:collapse}} td,th{{border-top:1px solid
+#ddd;padding:2px 6px;text-align:left;vertical-align:top}} td.ok{{color:#176b2c}} td.no{{color:#a3261b}}</style></head>
+<body><h1>{escape(results['bank'])}: {len(items)} items, run {escape(results['run'])}</h1>
+<p>Group at day {last} (transfer = held out with evidence on a trained day; placebo = held out, evidence later;
+memorised = its QA pair was trained). Multiple choice scored by the <b>{escape(str(scoring))}</b> rule.
+<a href="index.html">Back to the report</a>.</p>
+<table><tr><th>id</th><th>group</th><th>evidence day</th><th>question</th><th>answer</th>{head}</tr>{rows}</table>
+</body></html>""")
