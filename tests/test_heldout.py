@@ -318,6 +318,11 @@ def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypa
     res = run_cli("eval", corpus.root, "--systems", "weigths")
     assert res.exit_code == 1 and not ev.exists()
     assert "unknown system 'weigths' in --systems; choose from weights, video, rag, openai" in res.output
+    res = run_cli("eval", corpus.root, "--bank", "mian")
+    assert res.exit_code == 1 and not ev.exists()
+    assert "no question bank 'mian' (questions/mian.jsonl); banks here: main (pass --bank NAME)" in res.output
+    res = run_cli("eval", corpus.root, "--checkpoints", "day0,day9")
+    assert res.exit_code == 1 and "checkpoint 'day9' not found; available: day0, day1" in res.output
     res = run_cli("eval", corpus.root, "--systems", "weights,openai")
     assert res.exit_code == 1 and not ev.exists()
     assert "the openai system needs eval.openai_model and eval.openai_endpoint" in res.output

@@ -59,7 +59,10 @@ def validate_item(item: dict, where: str) -> None:
 def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
     path = bank_path(corpus, name)
     if not path.exists():
-        raise StreamlearnError(f"no question bank {name!r} ({corpus.rel(path)}); make one with `streamlearn questions`")
+        have = sorted(f.stem for f in path.parent.glob("*.jsonl")) if path.parent.is_dir() else []
+        raise StreamlearnError(f"no question bank {name!r} ({corpus.rel(path)}); "
+                               + (f"banks here: {', '.join(have)} (pass --bank NAME)" if have else
+                                  "make one with `streamlearn questions`"))
     seal = seal_path(corpus, name)
     if seal.exists():
         info = json.loads(seal.read_text())
