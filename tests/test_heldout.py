@@ -348,6 +348,8 @@ def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypa
     assert res.output.splitlines()[-1].startswith("eval: results in")
     res = run_cli("eval", corpus.root.name, "--systems", "weights", "--checkpoints", "day1")
     assert res.exit_code == 0 and "also covered day0; it is kept in" in res.output
+    res = run_cli("report", corpus.root, "--name", "main")
+    assert res.exit_code == 1 and "no evaluation 'main'; evaluations here: main-main (pass --name NAME)" in res.output
     kept = list((ev / "superseded").glob("*/results.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["checkpoints"] == ["day0", "day1"]
     assert json.loads((ev / "results.json").read_text())["checkpoints"] == ["day1"]

@@ -130,7 +130,10 @@ def run_report(corpus: Corpus, name: str | None = None) -> Path:
     name = name or f"{cfg.run}-{cfg.bank}"
     ev = contained(corpus.folder("evals"), name)
     if not (ev / "results.json").exists():
-        raise StreamlearnError(f"no evaluation {name!r}; run `streamlearn eval` first")
+        root = corpus.folder("evals")
+        have = sorted(r.parent.name for r in root.glob("*/results.json")) if root.is_dir() else []
+        raise StreamlearnError(f"no evaluation {name!r}; " + (f"evaluations here: {', '.join(have)} (pass --name NAME)"
+                                                              if have else "run `streamlearn eval` first"))
     results = json.loads((ev / "results.json").read_text())
     mpath = corpus.run_dir(results["run"]) / "metrics.jsonl"
     metrics = [json.loads(x) for x in mpath.read_text().splitlines()] if mpath.exists() else []
