@@ -174,3 +174,13 @@ def test_bank_import_and_seal(tmp_path):
     (tmp_path / "c" / "streamlearn.toml").write_bytes(b"[corpus]\nsubject = \"caf\xe9\"\n")
     with pytest.raises(StreamlearnError, match=r"streamlearn.toml: not UTF-8 text \(byte \d+\); save it as UTF-8"):
         Corpus.open(tmp_path / "c")
+
+
+def test_rag_at_day_n_reads_only_days_up_to_n():
+    """Issue 24 (2): RAG reads what was described by Day-N, so its placebo cannot beat its transfer."""
+    from streamlearn.evaluate.run import known_by
+
+    chunks = [{"chunk_id": f"c{d}{k}", "day_index": str(d)} for d in (1, 2, 3) for k in range(2)]
+    assert [c["chunk_id"] for c in known_by(chunks, 0)] == []
+    assert [c["chunk_id"] for c in known_by(chunks, 2)] == ["c10", "c11", "c20", "c21"]
+    assert len(known_by(chunks, 3)) == 6

@@ -115,6 +115,12 @@ def evidence_frames(corpus: Corpus, chunks: dict, cid: str | None):
     return read_frames(corpus.abs(chunks[cid]["frames_path"]), cid)
 
 
+def known_by(described: list[dict], day: int) -> list[dict]:
+    """The described chunks RAG may read at a Day-`day` checkpoint: days <= day, what could be known by
+    then (reading later days would let its placebo beat its transfer)."""
+    return [c for c in described if int(c.get("day_index") or 0) <= day]
+
+
 def passages(corpus: Corpus, described: list[dict]) -> tuple[list[str], list[str]]:
     """The retrieval index: each line of each rendered description, prefixed with the chunk's day and
     place, so a retrieved line carries its own context (its clock times are in the line)."""
@@ -258,7 +264,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                 described = [c for c in chunks.values() if status_of(c, "describe") == DONE]
                 if not described:
                     raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
-                known = [c for c in described if int(c.get("day_index") or 0) <= day]
+                known = known_by(described, day)
                 retriever = Retriever(*passages(corpus, known)) if known else None
             with console.stage_progress(f"eval {system} {label}", len(items), item_lines=False) as prog:
                 if system == "rag":
