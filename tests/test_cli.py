@@ -92,8 +92,12 @@ def test_status_lists_failures(run_cli, tmp_path):
     dl = next(s for s in report["stages"] if s["stage"] == "download")
     assert (dl["done"], dl["failed"], dl["pending"], dl["hours"], dl["bytes"]) == (1, 1, 0, 1.0, 2_000_000)
     assert report["failed"] == [{"table": "videos", "id": "v2", "stage": "download", "error": "HTTP Error 404: Not Found"}]
-    text = run_cli("status", corpus.root).output
-    assert "videos/v2 download: HTTP Error 404: Not Found" in text
+    res = run_cli("status", corpus.root)
+    assert res.exit_code == 0 and "videos/v2 download: HTTP Error 404: Not Found" in res.output
+    # an integrity failure is an error (1), not a usage error (2, click's code)
+    corpus.videos.record("v1", "download", DONE, force=True, media_bytes=2_000_000, integrity="sha256_mismatch")
+    res = run_cli("status", corpus.root)
+    assert res.exit_code == 1 and "PROBLEM: videos/v1: integrity sha256_mismatch" in res.output
 
 
 def cli_surface() -> dict:
