@@ -235,7 +235,9 @@ class TrainConfig:
     rewrites_max: int = 0  # "rewrites" target: at most this many rewrites of each chunk (0: all that were made)
     checkpoint_every: int = 0  # steps; 0 = only at the end of each day
     keep_last: int = 2  # periodic checkpoints kept
-    keep_days: int = 0  # Day-N training states kept (newest first; 0 = all); Day-N exports are always kept
+    # Day-N training states kept, newest first (0 = all). Resuming needs only the newest and evaluation only the
+    # exports, which are always kept; a 7B state is ~100 GB, so 35 days of them would be ~3.5 TB
+    keep_days: int = 1
     freeze_vision: bool = False
     activation_checkpointing: bool = True
     fast_vision_attention: bool = True  # batched window attention in the vision tower (same math)

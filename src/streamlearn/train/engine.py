@@ -285,7 +285,11 @@ class Trainer:
         # needed to resume, so all but the newest `keep_days` may go (0 keeps every day)
         days = sorted(p for p in self.ckpt_dir.glob("day-*") if (p / "progress.json").exists())
         for old in days[:-self.cfg.keep_days] if self.cfg.keep_days > 0 else []:
+            freed = sum(f.stat().st_size for f in old.rglob("*") if f.is_file())
             shutil.rmtree(old, ignore_errors=True)
+            if self.d.main:
+                console.info(f"train: pruned the training state {old.name} ({freed / 1e9:.2f} GB freed; the Day-N "
+                             f"export stays; train.keep_days = {self.cfg.keep_days} keeps the newest)")
 
     def latest(self) -> Path | None:
         done = [p for p in self.ckpt_dir.glob("*") if (p / "progress.json").exists()]
