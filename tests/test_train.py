@@ -199,8 +199,9 @@ def test_bad_inputs(tmp_path, run_cli):
     specs, skipped = build_specs(corpus, load_train_config())
     assert [s.key for s in specs[1]] == ["vid01_c000/description"]
     assert skipped == {"vid01_c001": "no cached frames; run `streamlearn frames`",
-                       "vid01_c002": "description fails the schema (schema must be 'streamlearn.description/1'); "
-                                     "re-run `streamlearn describe --force --only vid01_c002`"}
+                       "vid01_c002": "description vid01_c002.json fails the schema (schema must be "
+                                     "'streamlearn.description/1'); re-describe the chunk: `streamlearn describe "
+                                     "CORPUS --force --only vid01_c002`"}
     res = run_cli("train", corpus.root, "--model", str(tmp_path / "nope"))
     assert res.exit_code == 1 and f"{tmp_path / 'nope'}" in res.stderr and "neither a preset" in res.stderr
     res = run_cli("train", corpus.root, "--nproc", "64")
