@@ -184,3 +184,31 @@ def test_rag_at_day_n_reads_only_days_up_to_n():
     assert [c["chunk_id"] for c in known_by(chunks, 0)] == []
     assert [c["chunk_id"] for c in known_by(chunks, 2)] == ["c10", "c11", "c20", "c21"]
     assert len(known_by(chunks, 3)) == 6
+
+
+def test_report_plots_say_what_they_pool_and_carry_n(tmp_path, monkeypatch):
+    """Issue 24 (2): the hypothesis plot (transfer and placebo against Day-N, with n), pooled plots titled
+    as pooled with the checkpoints actually drawn and n on the bars, a labelled retention colour bar."""
+    import matplotlib.figure
+
+    from streamlearn.evaluate.report import _plots
+
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    acc = [{"system": s, "checkpoint": c, "category": cat, "accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 7}
+           for s, cks in (("weights", ("day0", "day2")), ("rag", ("day0",))) for c in cks for cat in ("place", "ocr")]
+    verdict = [{"system": "weights", "scoring": "calibrated", "group": g, "checkpoint": f"day{d}", "day": d,
+                "diff": 0.1, "diff_low": 0.0, "diff_high": 0.2, "n": 11} for g in ("transfer", "placebo") for d in (1, 2)]
+    results = {"accuracy": acc, "checkpoints": ["day0", "day1", "day2"], "mc_scoring": "calibrated",
+               "verdict": verdict, "retention": {"weights": {"1": {"day0": 0.3, "day1": 0.5, "day2": 0.4}}}}
+    files = _plots(results, [], tmp_path)
+    assert list(files.values())[0] == "hypothesis_weights.png"
+    titles = {f.axes[0].get_title(): f for f in figures}
+    hyp = next(f for t, f in titles.items() if t.startswith("weights: held-out facts"))
+    assert {t.get_text() for t in hyp.axes[0].texts} == {"n=11"}
+    assert "weights: day0 vs day2, every item pooled (memorised, transfer, placebo, flagged)" in titles
+    assert "rag: day0, every item pooled (memorised, transfer, placebo, flagged)" in titles  # not "day0 vs day2"
+    pooled = titles["weights: day0 vs day2, every item pooled (memorised, transfer, placebo, flagged)"]
+    assert [t.get_text() for t in pooled.axes[0].texts].count("n=7") == 4
+    heat = titles["retention, weights"]
+    assert heat.axes[1].get_ylabel() == "accuracy"  # the colour bar says what its colours are
