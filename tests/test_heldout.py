@@ -330,6 +330,9 @@ def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypa
     assert res.exit_code == 0
     passes = [x for x in res.output.splitlines() if x.startswith("eval weights day")]
     assert [x.split(":")[0] for x in passes] == ["eval weights day0", "eval weights day1"]  # one line a pass
+    groups = [x for x in res.output.splitlines() if x.startswith("eval weights   day1")]
+    assert groups and all("(under 30: the CI is indicative only)" in x for x in groups)  # a tiny corpus
+    assert "too few for the CI" not in res.output
     finished = json.loads((ev / "results.json").read_text())
     assert finished["checkpoints"] == ["day0", "day1"] and finished["verdict"]
     from streamlearn.verdict import headline  # status headlines the verdict, not the all-items accuracy
