@@ -135,6 +135,7 @@ def test_report_renders(demo):
     assert first_system == "weights"
     assert "Verdict:" in html and ("answers held-out facts" in html or "no verdict on transfer" in html)
     assert html.index('id="verdict"') < html.index('id="hypothesis-table"') < html.index("<figure>")
+    assert "Ungraded answers: {" not in html and "Every answer was graded." in html  # a sentence, not a dict
     # the per-item page: every bank item with its group and each checkpoint's answer
     items = [json.loads(x) for x in (work / "corpus/questions/main.jsonl").read_text().splitlines()]
     per_item = (page.parent / "items.html").read_text()
