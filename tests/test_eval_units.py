@@ -134,7 +134,7 @@ def test_judge_panel_votes():
         parse_judge_spec("gpt", "K")
 
 
-def test_bank_import_and_seal(tmp_path):
+def test_bank_import_and_seal(tmp_path, monkeypatch):
     from streamlearn.config import Config
     from streamlearn.corpus import Corpus
     from streamlearn.evaluate.bank import run_questions
@@ -153,6 +153,14 @@ def test_bank_import_and_seal(tmp_path):
     assert all(i["provenance"] == "human" for i in items)
     with pytest.raises(StreamlearnError, match="is sealed; write a new bank"):
         run_questions(corpus, "human", import_file=src)
+    import streamlearn.evaluate.bank as bank_module  # refused before any generation or import work
+
+    monkeypatch.setattr(bank_module, "generate", lambda *a, **k: pytest.fail("generated a sealed bank again"))
+    monkeypatch.setattr(bank_module, "import_items", lambda *a, **k: pytest.fail("imported into a sealed bank"))
+    for kwargs in ({}, {"import_file": src}):
+        with pytest.raises(StreamlearnError, match="is sealed; write a new bank"):
+            run_questions(corpus, "human", **kwargs)
+    monkeypatch.undo()
     path = tmp_path / "c" / "questions" / "human.jsonl"
     text = path.read_text()
     edited = text.replace('"Miami"', '"Tampa"', 1)

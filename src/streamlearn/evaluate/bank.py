@@ -346,6 +346,8 @@ def seal(corpus: Corpus, name: str) -> dict:
 def run_questions(corpus: Corpus, name: str = "main", import_file: Path | None = None, do_seal: bool = False,
                   force: bool = False, seed: int | None = None) -> dict:
     if import_file or not do_seal or not bank_path(corpus, name).exists():
+        if seal_path(corpus, name).exists() and not force:  # before generating anything
+            raise StreamlearnError(f"question bank {name!r} is sealed; write a new bank (--bank NAME) or pass --force")
         split = None
         if import_file:
             items = import_items(import_file)
