@@ -89,6 +89,10 @@ def select(manifest: Manifest, stage: str, requires: Iterable[str] = (), only: I
             skipped[row[key]] = f"{missing[0]} not done"
             continue
         todo.append(row)
+    if skipped:  # said here once for every caller: items waiting are not done, not failed, and not silent
+        first = next(iter(skipped.items()))
+        console.info(f"{stage}: {len(skipped)} items wait for a prerequisite (e.g. {first[0]}: {first[1]}); "
+                     "run that stage first")
     return todo, skipped
 
 
