@@ -27,9 +27,11 @@ demo: setup
 	$(BIN)/streamlearn demo demo-corpus
 
 test: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean-demo:

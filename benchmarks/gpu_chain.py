@@ -88,7 +88,7 @@ def main() -> None:
         proc.wait()
         return proc.stdout.read()
 
-    first = stage("train_until_kill", killed_train)
+    stage("train_until_kill", killed_train)
     report["checks"]["killed_after_day2_steps"] = sum(1 for x in (corpus / "runs/main/metrics.jsonl").read_text()
                                                      .splitlines() if json.loads(x)["day"] == 2)
     out = stage("train_resume", lambda: checked(cli("train", corpus), "resumed train"))

@@ -94,34 +94,3 @@ def stage_progress(label: str, total: int, unit: str = "items", item_lines: bool
         yield prog
     finally:
         prog.close()
-
-
-class ByteProgress:
-    """Bytes for one transfer: a rich bar on a TTY, a line every ~10% otherwise."""
-
-    def __init__(self, label: str, total: int | None):
-        self.label, self.total = label, total
-        self.seen = 0
-        self._next_mark = 0.1
-        self._bar = None
-        if _tty():
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                       TimeRemainingColumn, TransferSpeedColumn)
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=total)
-
-    def update(self, seen: int, total: int | None = None) -> None:
-        self.seen = seen
-        if total:
-            self.total = total
-        if self._bar is not None:
-            self._bar.update(self._task, completed=seen, total=self.total)
-        elif self.total and seen / self.total >= self._next_mark:
-            debug(f"{self.label} {seen / self.total:.0%} of {self.total / 1e6:.1f} MB")
-            self._next_mark += 0.1
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -205,12 +205,8 @@ def render_day(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def render_digest(doc: dict) -> str:
-    return "\n".join([doc["summary"]] + [f"- Day {d['day_index']}: {d['summary']}" for d in doc["days"]])
-
-
-# Each fact in many wordings (at least 10 a kind, so a dozen renderings rarely repeat one): which element leads (time, place, person, quote, on-screen text), active and
-# passive voice, both directions of a relation, always with its day and clock time. The wordings avoid the
+# Each fact in many wordings (at least 10 a kind, so a dozen renderings rarely repeat one): which element
+# leads (time, place, person, quote, on-screen text), active and passive voice, both directions of a relation, always with its day and clock time. The wordings avoid the
 # question templates' own phrases (describe/signals.py: "what did ... say", "which words could be read",
 # "first appear on screen", "broadcasting from", "distinct speakers"), so a rendering states a fact without
 # restating how the bank asks it (the contamination audit checks every target anyway).
