@@ -55,6 +55,25 @@ def test_every_stage_complete(demo, run_cli):
         assert what in verdict, verdict
 
 
+def test_the_forecast_is_within_a_fifth_of_what_the_demo_wrote(demo):
+    """Issue 28: frame cache, training states and exports as `plan --forecast` says, against the bytes."""
+    from streamlearn import forecast as F
+    from streamlearn.corpus import Corpus
+
+    work, _, _ = demo
+    corpus = Corpus.open(work / "corpus")
+    f = F.forecast(corpus)
+    run = corpus.root / "runs" / "main"
+
+    def size(paths):
+        return sum(p.stat().st_size for p in paths if p.is_file())
+
+    wrote = {"frames": size((corpus.root / "frames").glob("*.npy")), "states": size((run / "checkpoints").rglob("*")),
+             "exports": size((run / "export").rglob("*"))}
+    assert 0.8 < sum(f[k] for k in wrote) / sum(wrote.values()) < 1.2, (f, wrote)
+    assert 0.8 < f["frames"] / wrote["frames"] < 1.2, (f["frames"], wrote["frames"])
+
+
 def test_generated_bank_is_unambiguous(demo):
     from streamlearn.evaluate.grading import normalize
 

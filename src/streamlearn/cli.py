@@ -210,8 +210,11 @@ command("acquire", "streamlearn.acquire.run:run_acquire",
         *SOURCES, STAGE_OPTIONS[0], then=lambda results: sys.exit(int(any(r.failed for r in results))))
 command("plan", "streamlearn.chunk.plan:plan_command",
         "Token budget per operating point: frames, pairs, frame size, vision tokens (exact vs rule of thumb).\n\n"
-        "Example: streamlearn plan --chunk-seconds 600 --chunk-seconds 1200 --fps 0.5 --fps 1 --size 1920x1080",
+        "Example: streamlearn plan --chunk-seconds 600 --chunk-seconds 1200 --fps 0.5 --fps 1 --size 1920x1080\n\n"
+        "Example: streamlearn plan ./corpus --forecast   # what frames, train and eval will write, against free space",
         opt("--model", default=None, help="Model id, local folder or preset (tiny, qwen2.5-vl-7b, ...)."),
+        opt("--forecast", is_flag=True, help="With CORPUS: bytes of frame cache, training states, exports and eval "
+            "answers, the vision tokens and eval passes, against the free space."),
         opt("--chunk-seconds", "chunk_seconds", type=float, multiple=True, help="Chunk length; repeat to compare."),
         opt("--fps", type=float, multiple=True, help="Sampled frames per second; repeat to compare."),
         opt("--size", default="1920x1080", show_default=True, callback=lambda c, p, v: size_type(v),
@@ -245,6 +248,7 @@ command("train", "streamlearn.train.launch:launch",
         opt("--gpus-per-node", type=int, default=8, show_default=True, help="With --slurm: GPUs per node."),
         opt("--partition", default=None, help="With --slurm: the partition."),
         opt("--submit", "do_submit", is_flag=True, help="With --slurm: submit the script with sbatch."),
+        opt("--force", is_flag=True, help="Start even when the forecast of states and exports exceeds the free space."),
         then=sys.exit)
 command("questions", "streamlearn.evaluate.bank:run_questions",
         "Build the question bank from the descriptions (or import one), and seal it.\n\n"

@@ -79,10 +79,21 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plan_command(corpus, model: str | None, chunk_seconds: list[float], fps: list[float], size: tuple[int, int],
-                 source_fps: float, as_json: bool = False, **budget) -> str:
-    """`streamlearn plan`: the corpus's operating point (or the default one) with `budget` overrides."""
+                 source_fps: float, as_json: bool = False, forecast: bool = False, **budget) -> str:
+    """`streamlearn plan`: the corpus's operating point (or the default one) with `budget` overrides; with
+    `forecast`, what the corpus's run will write."""
     from streamlearn.config import ConfigError
     from streamlearn.corpus import Corpus
+
+    if forecast:
+        if not corpus:
+            raise StreamlearnError("plan --forecast needs the corpus: `streamlearn plan CORPUS --forecast`")
+        from streamlearn import forecast as F
+
+        c = Corpus.open(corpus)
+        cfg = c.config.train if not model else replace(c.config.train, model=model)
+        f = F.forecast(c, cfg)
+        return json.dumps(f, indent=1) if as_json else F.format_forecast(f)
 
     op = Corpus.open(corpus).config.operating_point if corpus else OperatingPoint()
     try:

@@ -196,6 +196,11 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
         console.warn(f"question bank {bank!r} is not sealed; seal it (`streamlearn questions --seal`) before "
                      "comparing checkpoints over time")
     ckpts = checkpoints(corpus, run, wanted)
+    per_ckpt = [s for s in systems if s != "openai"]  # openai answers once, not per checkpoint
+    n_answers = len(items) * (len(per_ckpt) * len(ckpts) + ("openai" in systems))
+    console.info(f"eval: {len(items)} items x ({len(per_ckpt)} systems x {len(ckpts)} checkpoints"
+                 + (" + openai" if "openai" in systems else "") + f") = {n_answers} answers; passes already "
+                 "answered are reused")
     record = run_checks(corpus, run, bank)
     out_dir = contained(corpus.folder("evals", create=True), name or f"{run}-{bank}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -98,13 +98,22 @@ def submit(path: Path) -> str:
 
 
 def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, max_steps=None, nproc: int = 1,
-           slurm: bool = False, nodes: int = 2, gpus_per_node: int = 8, partition=None, do_submit: bool = False) -> int:
+           slurm: bool = False, nodes: int = 2, gpus_per_node: int = 8, partition=None, do_submit: bool = False,
+           force: bool = False) -> int:
     """`streamlearn train`: here, under torchrun (`nproc` > 1) or as a SLURM script; the exit status."""
+    from streamlearn import console
     from streamlearn.config import load_train_config
+    from streamlearn.forecast import check_room, gb, training_days
     from streamlearn.train.worker import train_worker
 
     cfg = load_train_config(corpus.config.train, config_path, model=model, run=run)
-    parse_days(days)
+    wanted = parse_days(days)
+    # before any work: the states and exports this run keeps, against the free space (issue 28)
+    n_days = len(wanted) if wanted else len(training_days(corpus))
+    need = check_room(corpus, cfg, n_days, force)
+    console.info(f"train: will keep ~{gb(need['states'] + need['exports'])} ({need['states_kept']} training state(s) "
+                 f"of {gb(need['states'] / max(1, need['states_kept'] + need['periodic_kept']))}, {n_days + 1} "
+                 f"exports of {gb(need['export_each'])})")
     args = [str(corpus.root)] + [a for k, v in (("--model", model), ("--days", days), ("--config", config_path),
                                                 ("--run", run), ("--max-steps", max_steps)) if v is not None
                                  for a in (k, str(v))]

@@ -1,0 +1,126 @@
+"""What a run will write, before it starts (`streamlearn plan CORPUS --forecast`, and the check at the start
+of `streamlearn train`): the frame cache, the training states and Day-N exports, the vision tokens to train
+and the evaluation's passes, against the free space of the corpus's filesystem.
+
+Estimates, from the manifests and the configuration alone (nothing is decoded or loaded):
+- frame cache: per chunk, the operating point's frames at the size `vision_budget.plan` gives, uint8 RGB;
+- a training state: 12 bytes a parameter (float32 weights and AdamW's two moments, DCP), `keep_days` of
+  them plus `keep_last` periodic ones when `checkpoint_every` is set;
+- a Day-N export: 2 bytes a parameter in bfloat16 (4 in float32), one per trained day and Day-0;
+- parameters: the model's configuration built on the meta device (no weights are read).
+"""
+
+from __future__ import annotations
+
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+from streamlearn.config import TrainConfig
+from streamlearn.corpus import Corpus
+from streamlearn.errors import StreamlearnError
+from streamlearn.vision_budget import VisionGeometry, plan
+
+STATE_BYTES_PER_PARAM = 12
+NPY_HEADER = 128
+ANSWER_BYTES = 600  # one evaluation answer as a JSON line, with its scores
+
+
+@lru_cache(maxsize=8)
+def model_parameters(model: str) -> tuple[int, int]:
+    """(parameters, tied) of a preset, folder or hub id, counted on the meta device: `tied` are the input
+    embeddings an export writes a second time as the output layer (a Hugging Face export unties them)."""
+    import torch
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    from streamlearn.models import ARCHITECTURES, preset_config, quiet_transformers, resolve
+
+    quiet_transformers()
+    config = preset_config(model) if model == "tiny" or model in ARCHITECTURES else AutoConfig.from_pretrained(
+        resolve(model))
+    with torch.device("meta"):
+        m = Qwen2_5_VLForConditionalGeneration(config)
+    tied = m.get_input_embeddings().weight is m.get_output_embeddings().weight
+    return sum(p.numel() for p in m.parameters()), m.get_input_embeddings().weight.numel() if tied else 0
+
+
+def frame_cache_bytes(corpus: Corpus) -> tuple[int, int]:
+    """(bytes, vision tokens) of every chunk's cached frames at the corpus's operating point."""
+    op = corpus.config.operating_point
+    videos = corpus.videos.rows_by_key()
+    total = tokens = 0
+    for c in corpus.chunks.read():
+        v = videos.get(c["video_id"]) or {}
+        w, h = int(v.get("width") or 1920), int(v.get("height") or 1080)
+        p = plan(float(c.get("duration_s") or op.chunk_seconds), w, h, op, VisionGeometry(),
+                 source_fps=float(v.get("fps") or 30.0))
+        total += p.n_frames * p.frame_height * p.frame_width * 3 + NPY_HEADER
+        tokens += p.vision_tokens
+    return total, tokens
+
+
+def training_days(corpus: Corpus) -> list[int]:
+    return sorted({int(c.get("day_index") or 0) for c in corpus.chunks.read() if c.get("day_index")})
+
+
+def training_bytes(counted: tuple[int, int], cfg: TrainConfig, n_days: int) -> dict:
+    params, tied = counted
+    kept = n_days if cfg.keep_days == 0 else min(cfg.keep_days, n_days)
+    periodic = cfg.keep_last if cfg.checkpoint_every else 0
+    per_export = (params + tied) * (2 if cfg.export_dtype == "bfloat16" else 4)
+    return {"params": params, "states": (kept + periodic) * params * STATE_BYTES_PER_PARAM, "states_kept": kept,
+            "periodic_kept": periodic, "exports": (n_days + 1) * per_export, "export_each": per_export}
+
+
+def forecast(corpus: Corpus, cfg: TrainConfig | None = None, systems: list[str] | None = None) -> dict:
+    """The whole run's bytes and sizes: frames, training, evaluation, and the free space."""
+    from streamlearn import questionbank as QB
+
+    cfg = cfg or corpus.config.train
+    days = training_days(corpus)
+    frames, vision = frame_cache_bytes(corpus)
+    train = training_bytes(model_parameters(cfg.model), cfg, len(days))
+    systems = systems or list(corpus.config.eval.systems)
+    bank = QB.bank_path(corpus, corpus.config.eval.bank)
+    items = sum(1 for line in bank.read_text(encoding="utf-8").splitlines() if line.strip()) if bank.exists() else 0
+    passes = len(systems) * (len(days) + 1)
+    return {"chunks": len(corpus.chunks.read()), "days": len(days), "model": cfg.model, "frames": frames,
+            "vision_tokens": vision, "vision_tokens_to_train": vision * cfg.epochs_per_day, **train,
+            "eval_systems": systems, "eval_passes": passes, "eval_items": items,
+            "eval_answers": passes * items * ANSWER_BYTES,
+            "total": frames + train["states"] + train["exports"] + passes * items * ANSWER_BYTES,
+            "free": shutil.disk_usage(corpus.root).free}
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:,.2f} GB"
+
+
+def format_forecast(f: dict) -> str:
+    return "\n".join([
+        f"forecast for {f['chunks']} chunks over {f['days']} days, model {f['model']} ({f['params'] / 1e6:,.0f} M "
+        "parameters):",
+        f"  frame cache      {gb(f['frames']):>12}  ({f['vision_tokens']:,} vision tokens; "
+        f"{f['vision_tokens_to_train']:,} a pass of epochs_per_day over the descriptions)",
+        f"  training states  {gb(f['states']):>12}  ({f['states_kept']} day state(s) kept by train.keep_days"
+        + (f", {f['periodic_kept']} periodic" if f["periodic_kept"] else "") + ", 12 B a parameter)",
+        f"  Day-N exports    {gb(f['exports']):>12}  ({f['days'] + 1} of {gb(f['export_each'])})",
+        f"  eval answers     {gb(f['eval_answers']):>12}  ({f['eval_passes']} passes: {', '.join(f['eval_systems'])} "
+        f"x {f['days'] + 1} checkpoints, {f['eval_items']} items each)",
+        f"  total            {gb(f['total']):>12}  of {gb(f['free'])} free here",
+    ])
+
+
+def check_room(corpus: Corpus, cfg: TrainConfig, n_days: int, force: bool = False) -> dict:
+    """Before training: the states and exports it will write, against the free space; refused at once
+    (one line naming the setting that makes it fit) unless `force`."""
+    need = training_bytes(model_parameters(cfg.model), cfg, n_days)
+    total = need["states"] + need["exports"]
+    free = shutil.disk_usage(Path(corpus.root)).free
+    if total > free and not force:
+        raise StreamlearnError(
+            f"train would write ~{gb(total)} ({gb(need['states'])} of training states for {need['states_kept']} "
+            f"day(s), {gb(need['exports'])} of Day-N exports) but {gb(free)} are free on the corpus's filesystem; "
+            "lower train.keep_days (1 keeps only the newest state), train fewer --days, export in bfloat16, or "
+            "free space (--force starts anyway)")
+    return need
