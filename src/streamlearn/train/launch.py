@@ -97,6 +97,13 @@ def submit(path: Path) -> str:
     return out.stdout.strip()
 
 
+def args_for(corpus: Corpus, model, days, config_path, run, max_steps) -> list[str]:
+    """The worker's argv: the corpus and the options given."""
+    return [str(corpus.root)] + [a for k, v in (("--model", model), ("--days", days), ("--config", config_path),
+                                                ("--run", run), ("--max-steps", max_steps)) if v is not None
+                                 for a in (k, str(v))]
+
+
 def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, max_steps=None, nproc: int = 1,
            slurm: bool = False, nodes: int = 2, gpus_per_node: int = 8, partition=None, do_submit: bool = False,
            force: bool = False) -> int:
@@ -108,19 +115,18 @@ def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, ma
 
     cfg = load_train_config(corpus.config.train, config_path, model=model, run=run)
     wanted = parse_days(days)
+    if slurm:  # not checked when only writing the script: the run will live on the cluster's filesystem
+        path = write_sbatch(corpus, cfg.run, nodes, gpus_per_node, args_for(corpus, model, days, config_path, run,
+                                                                            max_steps), partition)
+        print(f"wrote {path}")
+        if do_submit:
+            print(submit(path))
+        return 0
     # before any work: the states and exports this run keeps, against the free space (issue 28)
     n_days = len(wanted) if wanted else len(training_days(corpus))
     need = check_room(corpus, cfg, n_days, force)
     console.info(f"train: will keep ~{gb(need['states'] + need['exports'])} ({need['states_kept']} training state(s) "
                  f"of {gb(need['states'] / max(1, need['states_kept'] + need['periodic_kept']))}, {n_days + 1} "
                  f"exports of {gb(need['export_each'])})")
-    args = [str(corpus.root)] + [a for k, v in (("--model", model), ("--days", days), ("--config", config_path),
-                                                ("--run", run), ("--max-steps", max_steps)) if v is not None
-                                 for a in (k, str(v))]
-    if slurm:
-        path = write_sbatch(corpus, cfg.run, nodes, gpus_per_node, args, partition)
-        print(f"wrote {path}")
-        if do_submit:
-            print(submit(path))
-        return 0
+    args = args_for(corpus, model, days, config_path, run, max_steps)
     return run_torchrun(nproc, args) if nproc > 1 else train_worker(args)
