@@ -26,7 +26,7 @@ FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": False, "keep_days"
 
 
 def test_a_dozen_renderings_differ_and_hold_no_bank_question(tmp_path):
-    corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=3, signs=3,
+    corpus = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=2, signs=3,
                                train={**FAST, "targets": ["facts"], "fact_variants": 12})
     B.run_questions(corpus, "main", do_seal=True)
     c = H.load_constraints(corpus.root / "questions")
@@ -62,7 +62,7 @@ def test_day_order_qa_first_and_shuffled():
 
 
 def test_later_days_peak_lower_and_the_anchor_holds_the_weights(tmp_path):
-    corpus = make_train_corpus(tmp_path / "a", days=2, chunks_per_day=3,
+    corpus = make_train_corpus(tmp_path / "a", days=2, chunks_per_day=2,
                                train={**FAST, "lr_day_decay": 0.5, "warmup_steps": 0})
     train(corpus, load_train_config(corpus.config.train))
     metrics = [json.loads(x) for x in (corpus.root / "runs/main/metrics.jsonl").read_text().splitlines()]
@@ -72,13 +72,13 @@ def test_later_days_peak_lower_and_the_anchor_holds_the_weights(tmp_path):
     # weakens with it, so Day-2 stays near Day-0
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    held = make_train_corpus(tmp_path / "b", days=2, chunks_per_day=3,
+    held = make_train_corpus(tmp_path / "b", days=2, chunks_per_day=2,
                              train={**FAST, "anchor_decay": 1000.0, "export_dtype": "float32"})
     train(held, load_train_config(held.config.train))
     export = held.root / "runs/main/export"
     day0 = Qwen2_5_VLForConditionalGeneration.from_pretrained(export / "day-00").state_dict()
     day2 = Qwen2_5_VLForConditionalGeneration.from_pretrained(export / "day-02").state_dict()
-    free = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=3, train={**FAST, "export_dtype": "float32"})
+    free = make_train_corpus(tmp_path / "c", days=2, chunks_per_day=2, train={**FAST, "export_dtype": "float32"})
     train(free, load_train_config(free.config.train))
     moved = Qwen2_5_VLForConditionalGeneration.from_pretrained(free.root / "runs/main/export/day-02").state_dict()
     drift = sum(float((day2[k].float() - day0[k].float()).norm()) for k in day0)
@@ -87,15 +87,15 @@ def test_later_days_peak_lower_and_the_anchor_holds_the_weights(tmp_path):
 
 
 def test_a_run_with_every_lever_resumes_to_the_same_losses(tmp_path):
-    levers = {**FAST, "order": "shuffled", "lr_day_decay": 0.7, "anchor_decay": 0.1, "epochs_per_day": 2,
+    levers = {**FAST, "order": "shuffled", "lr_day_decay": 0.7, "anchor_decay": 0.1, "epochs_per_day": 1,
               "grad_accum": 2, "stream_replay": 0.25, "checkpoint_every": 1, "targets": ["description", "facts"],
               "fact_variants": 1}
     whole = make_train_corpus(tmp_path / "whole", days=2, chunks_per_day=2, train=levers)
     reference = train(whole, load_train_config(whole.config.train))
     parts = make_train_corpus(tmp_path / "parts", days=2, chunks_per_day=2, train=levers)
     cfg = load_train_config(parts.config.train)
-    first = train(parts, cfg, max_steps=6)  # stops inside day 2 (4 steps a day), after its periodic checkpoint
-    assert len(first.losses) == 6 and first.completed_days == [1] and len(reference.losses) > 6
+    first = train(parts, cfg, max_steps=3)  # stops inside day 2 (2 steps a day), after its periodic checkpoint
+    assert len(first.losses) == 3 and first.completed_days == [1] and len(reference.losses) > 3
     resumed = train(parts, cfg)
     assert resumed.losses == pytest.approx(reference.losses, rel=1e-5)
     assert torch.get_default_dtype() == torch.float32
