@@ -42,48 +42,62 @@ def _windows(item: dict, n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1) if any(free[i:i + n])}
 
 
+class BankAudit:
+    """One bank's audit index, built once (its diagnostic windows and question openings), then asked about
+    any number of targets: a caller that checks targets a few at a time (the rewrite stage, per chunk) does
+    not rebuild it for each."""
+
+    def __init__(self, items: list[dict]):
+        unit_of = {i["id"]: i.get("unit") or i["id"] for i in items}
+        windows = {n: {i["id"]: _windows(i, n) for i in items} for n in NS}
+        owners: dict[int, dict[tuple, set[str]]] = {n: {} for n in NS}
+        for n in NS:
+            for iid, ws in windows[n].items():
+                for w in ws:
+                    owners[n].setdefault(w, set()).add(unit_of[iid])
+        self.index: dict[int, dict[tuple, list[str]]] = {n: {} for n in NS}  # diagnostic window -> items
+        for n in NS:
+            for iid, ws in windows[n].items():
+                for w in ws:
+                    if len(owners[n][w]) == 1:
+                        self.index[n].setdefault(w, []).append(iid)
+        self.questions: dict[tuple, list[tuple[list[str], str]]] = {}
+        for i in items:
+            q = normalize(i["question"]).split()
+            if len(q) >= MIN_QUESTION_WORDS:
+                self.questions.setdefault(tuple(q[:MIN_QUESTION_WORDS]), []).append((q, i["id"]))
+        self.answers = {i["id"]: f" {normalize(i['answer'])} " for i in items}
+
+    def hits(self, targets: list[dict]) -> dict[str, dict]:
+        """{item id: {"flags": set, "targets": [every key that hit it]}} for the items the targets hit."""
+        result: dict[str, dict] = {}
+        for t in targets:
+            text = f" {normalize(t['target'])} "
+            hit_question: set[str] = set()
+            for line in t["target"].splitlines():  # a window never joins the end of one statement to the next
+                words = normalize(line).split()
+                for i in range(len(words)):
+                    for q, iid in self.questions.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
+                        if words[i:i + len(q)] == q:
+                            result.setdefault(iid, {"flags": set(), "targets": []})["flags"].add("question")
+                            hit_question.add(iid)
+                    for n in NS:
+                        for iid in self.index[n].get(tuple(words[i:i + n]), []):
+                            result.setdefault(iid, {"flags": set(), "targets": []})["flags"].add(f"ngram{n}")
+                            hit_question.add(iid)
+            for iid in hit_question:
+                if self.answers[iid].strip() and self.answers[iid] in text:
+                    result[iid]["flags"].add("answer_with_question")
+                if t["key"] not in result[iid]["targets"]:
+                    result[iid]["targets"].append(t["key"])
+        return result
+
+
 def audit(items: list[dict], targets: list[dict]) -> dict[str, dict]:
-    """{item id: {"flags": [...], "targets": [keys]}} for every item (flags empty when clean)."""
-    unit_of = {i["id"]: i.get("unit") or i["id"] for i in items}
-    windows = {n: {i["id"]: _windows(i, n) for i in items} for n in NS}
-    owners: dict[int, dict[tuple, set[str]]] = {n: {} for n in NS}
-    for n in NS:
-        for iid, ws in windows[n].items():
-            for w in ws:
-                owners[n].setdefault(w, set()).add(unit_of[iid])
-    index: dict[int, dict[tuple, list[str]]] = {n: {} for n in NS}  # diagnostic window -> items
-    for n in NS:
-        for iid, ws in windows[n].items():
-            for w in ws:
-                if len(owners[n][w]) == 1:
-                    index[n].setdefault(w, []).append(iid)
-    questions: dict[tuple, list[tuple[list[str], str]]] = {}
-    for i in items:
-        q = normalize(i["question"]).split()
-        if len(q) >= MIN_QUESTION_WORDS:
-            questions.setdefault(tuple(q[:MIN_QUESTION_WORDS]), []).append((q, i["id"]))
-    answers = {i["id"]: f" {normalize(i['answer'])} " for i in items}
-    result = {i["id"]: {"flags": set(), "targets": []} for i in items}
-    for t in targets:
-        text = f" {normalize(t['target'])} "
-        hit_question: set[str] = set()
-        for line in t["target"].splitlines():  # a window never joins the end of one statement to the next
-            words = normalize(line).split()
-            for i in range(len(words)):
-                for q, iid in questions.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
-                    if words[i:i + len(q)] == q:
-                        result[iid]["flags"].add("question")
-                        hit_question.add(iid)
-                for n in NS:
-                    for iid in index[n].get(tuple(words[i:i + n]), []):
-                        result[iid]["flags"].add(f"ngram{n}")
-                        hit_question.add(iid)
-        for iid in hit_question:
-            if answers[iid].strip() and answers[iid] in text:
-                result[iid]["flags"].add("answer_with_question")
-            if len(result[iid]["targets"]) < 5 and t["key"] not in result[iid]["targets"]:
-                result[iid]["targets"].append(t["key"])
-    return {iid: {"flags": sorted(r["flags"]), "targets": r["targets"]} for iid, r in result.items()}
+    """{item id: {"flags": [...], "targets": [at most 5 keys]}} for every item (flags empty when clean)."""
+    hits = BankAudit(items).hits(targets)
+    return {i["id"]: {"flags": sorted(hits[i["id"]]["flags"]), "targets": hits[i["id"]]["targets"][:5]}
+            if i["id"] in hits else {"flags": [], "targets": []} for i in items}
 
 
 def contamination_summary(items: list[dict], flags: dict) -> dict:

@@ -8,20 +8,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from streamlearn.contamination import audit
+from streamlearn.contamination import BankAudit
 from streamlearn.corpus import Corpus
 from streamlearn.heldout import Constraints, load_constraints
 from streamlearn.questionbank import load_bank
 from streamlearn.rewrites import file_sha256
 
 FLAGS = ("question", "ngram8", "ngram13")  # the audit's flags for a question's wording in a target
-AUDIT_TARGETS = 5  # the audit lists at most this many targets per item
 
 
 @dataclass
 class BankCheck:
     constraints: Constraints
-    items: dict[str, list[dict]] = field(default_factory=dict)  # bank name -> its items
+    audits: dict[str, BankAudit] = field(default_factory=dict)  # bank name -> its audit index, built once
     banks: list[dict] = field(default_factory=list)  # [{bank, sha256}]: what a kept rewrite was checked against
 
     def filter(self, candidates: list[str], day: int | None) -> tuple[list[str], list[dict]]:
@@ -37,25 +36,18 @@ class BankCheck:
             elif day and not re.search(rf"\bday {day}\b", text, re.IGNORECASE):
                 reasons[k] = f"does not name day {day}"
             seen.add(" ".join(text.split()).lower())
-        for bank, items in self.items.items():
-            for k, why in self._audited(bank, items, candidates).items():
+        for bank in self.audits:
+            for k, why in self._audited(bank, candidates).items():
                 reasons.setdefault(k, why)
         kept = [t for k, t in enumerate(candidates) if k not in reasons]
         return kept, [{"reason": reasons[k]} for k in sorted(reasons)]
 
-    @staticmethod
-    def _audited(bank: str, items: list[dict], candidates: list[str]) -> dict[int, str]:
+    def _audited(self, bank: str, candidates: list[str]) -> dict[int, str]:
         targets = [{"key": str(k), "target": t} for k, t in enumerate(candidates)]
         out: dict[int, str] = {}
-        for iid, r in audit(items, targets).items():
-            flags = [f for f in r["flags"] if f in FLAGS]
-            if not flags:
-                continue
-            hits = r["targets"]
-            if len(hits) >= AUDIT_TARGETS:  # the list is cut: ask about each candidate alone
-                item = [i for i in items if i["id"] == iid]
-                hits = [t["key"] for t in targets if audit(item, [t])[iid]["flags"]]
-            for key in hits:
+        for iid, r in self.audits[bank].hits(targets).items():
+            flags = [f for f in sorted(r["flags"]) if f in FLAGS]
+            for key in r["targets"] if flags else []:
                 out.setdefault(int(key), f" the wording of question {iid} of bank {bank!r} ({', '.join(flags)})")
         return {k: "shares" + why for k, why in out.items()}
 
@@ -65,6 +57,6 @@ def bank_check(corpus: Corpus) -> BankCheck:
     qdir = corpus.folder("questions")
     check = BankCheck(load_constraints(qdir))
     for path in sorted(qdir.glob("*.jsonl")) if qdir.is_dir() else []:
-        check.items[path.stem] = load_bank(corpus, path.stem)
+        check.audits[path.stem] = BankAudit(load_bank(corpus, path.stem))
         check.banks.append({"bank": path.stem, "sha256": file_sha256(path)})
     return check
