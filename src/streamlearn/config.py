@@ -371,14 +371,15 @@ def _build(cls, data: dict, prefix: str):
 
 # keys older streamlearn versions wrote into every new config and nothing read: dropped on reading
 # (with the live key named), so an existing corpus still opens
-RETIRED = {("models", "train"): "train.model", ("models", "describe"): "describe.backend"}
+# (section, key): (the live key, the value every config was written with)
+RETIRED = {("models", "train"): ("train.model", "tiny"), ("models", "describe"): ("describe.backend", "signals")}
 
 
 def config_from_dict(data: dict) -> Config:
-    for (section, key), live in RETIRED.items():
+    for (section, key), (live, written) in RETIRED.items():
         if key in (data.get(section) or {}):
             value = data[section].pop(key)
-            if (section, key, value) not in (("models", "train", "tiny"), ("models", "describe", "signals")):
+            if value != written:
                 from streamlearn import console
 
                 console.warn(f"{CONFIG_NAME}: {section}.{key} = {value!r} is not read; the setting is {live}")

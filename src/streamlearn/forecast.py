@@ -44,12 +44,12 @@ def model_parameters(model: str) -> tuple[int, int]:
     return sum(p.numel() for p in m.parameters()), m.get_input_embeddings().weight.numel() if tied else 0
 
 
-def frame_cache_bytes(corpus: Corpus) -> tuple[int, int]:
-    """(bytes, vision tokens) of every chunk's cached frames at the corpus's operating point."""
+def frame_cache_bytes(corpus: Corpus, chunks: list[dict]) -> tuple[int, int]:
+    """(bytes, vision tokens) of these chunks' cached frames at the corpus's operating point."""
     op = corpus.config.operating_point
     videos = corpus.videos.rows_by_key()
     total = tokens = 0
-    for c in corpus.chunks.read():
+    for c in chunks:
         v = videos.get(c["video_id"]) or {}
         w, h = int(v.get("width") or 1920), int(v.get("height") or 1080)
         p = plan(float(c.get("duration_s") or op.chunk_seconds), w, h, op, VisionGeometry(),
@@ -59,8 +59,8 @@ def frame_cache_bytes(corpus: Corpus) -> tuple[int, int]:
     return total, tokens
 
 
-def training_days(corpus: Corpus) -> list[int]:
-    return sorted({int(c.get("day_index") or 0) for c in corpus.chunks.read() if c.get("day_index")})
+def training_days(chunks: list[dict]) -> list[int]:
+    return sorted({int(c["day_index"]) for c in chunks if c.get("day_index")})
 
 
 def training_bytes(counted: tuple[int, int], cfg: TrainConfig, n_days: int) -> dict:
@@ -77,14 +77,15 @@ def forecast(corpus: Corpus, cfg: TrainConfig | None = None, systems: list[str] 
     from streamlearn import questionbank as QB
 
     cfg = cfg or corpus.config.train
-    days = training_days(corpus)
-    frames, vision = frame_cache_bytes(corpus)
+    chunks = corpus.chunks.read()
+    days = training_days(chunks)
+    frames, vision = frame_cache_bytes(corpus, chunks)
     train = training_bytes(model_parameters(cfg.model), cfg, len(days))
     systems = systems or list(corpus.config.eval.systems)
     bank = QB.bank_path(corpus, corpus.config.eval.bank)
     items = sum(1 for line in bank.read_text(encoding="utf-8").splitlines() if line.strip()) if bank.exists() else 0
     passes = len(systems) * (len(days) + 1)
-    return {"chunks": len(corpus.chunks.read()), "days": len(days), "model": cfg.model, "frames": frames,
+    return {"chunks": len(chunks), "days": len(days), "model": cfg.model, "frames": frames,
             "vision_tokens": vision, "vision_tokens_to_train": vision * cfg.epochs_per_day, **train,
             "eval_systems": systems, "eval_passes": passes, "eval_items": items,
             "eval_answers": passes * items * ANSWER_BYTES,

@@ -24,8 +24,7 @@ def sentence(transfer: dict | None, placebo: dict | None, forgetting: dict) -> s
         moved = placebo["p"] < 0.05
         out += (f"; the placebo {'moved' if moved else 'did not move'} ({placebo['diff'] * 100:+.0f} points, "
                 f"p {placebo['p']:.2g})")
-    f = forgetting_line(forgetting)
-    if f:
+    if forgetting.get("relative_change"):
         out += "; " + ("general ability held" if forgetting.get("within_margin") else "general ability fell beyond "
                        "the margin")
     return out + "."

@@ -152,14 +152,15 @@ def run_report(corpus: Corpus, name: str | None = None) -> Path:
                                                                group_order.get(r["group"], 9)))
     main_rows = [r for r in ranked if r["scoring"] == results.get("mc_scoring")]
     other_rows = [r for r in ranked if r["scoring"] != results.get("mc_scoring")]
-    verdict_row = lambda r: (  # noqa: E731
-        f"<tr{' class=main' if r['system'] == 'weights' else ''}><td>{escape(r['system'])}</td>"
-        f"<td>{escape(r['scoring'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['group'])}</td>"
-        f"<td>{r['n']} / {r['n_clusters']}{' *' if r['few_clusters'] else ''}</td>"
-        f"<td>{r['accuracy']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
-        + (f"<td>{r['base_accuracy']:.1%}</td><td>{r['diff']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]</td>"
-           f"<td>{r['p']:.3g}</td><td>{r['p_holm']:.3g}</td>" if "diff" in r else "<td colspan=4>Day-0 reader</td>")
-        + f"<td>{r['guesser']:.1%}</td></tr>")
+    def verdict_row(r: dict) -> str:
+        return (
+            f"<tr{' class=main' if r['system'] == 'weights' else ''}><td>{escape(r['system'])}</td>"
+            f"<td>{escape(r['scoring'])}</td><td>{escape(r['checkpoint'])}</td><td>{escape(r['group'])}</td>"
+            f"<td>{r['n']} / {r['n_clusters']}{' *' if r['few_clusters'] else ''}</td>"
+            f"<td>{r['accuracy']:.1%} [{r['ci_low']:.1%}, {r['ci_high']:.1%}]</td>"
+            + (f"<td>{r['base_accuracy']:.1%}</td><td>{r['diff']:+.1%} [{r['diff_low']:+.1%}, {r['diff_high']:+.1%}]</td>"
+               f"<td>{r['p']:.3g}</td><td>{r['p_holm']:.3g}</td>" if "diff" in r else "<td colspan=4>Day-0 reader</td>")
+            + f"<td>{r['guesser']:.1%}</td></tr>")
     verdict = "".join(verdict_row(r) for r in main_rows)
     verdict_other = "".join(verdict_row(r) for r in other_rows)
     hyp_img = plots.pop("The hypothesis: transfer and placebo against Day-N, weights", None)

@@ -123,7 +123,7 @@ def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, ma
             print(submit(path))
         return 0
     # before any work: the states and exports this run keeps, against the free space (issue 28)
-    n_days = len(wanted) if wanted else len(training_days(corpus))
+    n_days = len(wanted) if wanted else len(training_days(corpus.chunks.read()))
     need = check_room(corpus, cfg, n_days, force)
     console.info(f"train: will keep ~{gb(need['states'] + need['exports'])} ({need['states_kept']} training state(s) "
                  f"of {gb(need['states'] / max(1, need['states_kept'] + need['periodic_kept']))}, {n_days + 1} "
