@@ -88,14 +88,48 @@ def test_later_days_peak_lower_and_the_anchor_holds_the_weights(tmp_path):
 
 def test_a_run_with_every_lever_resumes_to_the_same_losses(tmp_path):
     levers = {**FAST, "order": "shuffled", "lr_day_decay": 0.7, "anchor_decay": 0.1, "epochs_per_day": 1,
-              "grad_accum": 2, "stream_replay": 0.25, "checkpoint_every": 1, "targets": ["description", "facts"],
-              "fact_variants": 1}
+              "grad_accum": 2, "stream_replay": 0.25, "general_replay": 0.2, "checkpoint_every": 1,
+              "targets": ["description", "facts"], "fact_variants": 1}
     whole = make_train_corpus(tmp_path / "whole", days=2, chunks_per_day=2, train=levers)
     reference = train(whole, load_train_config(whole.config.train))
     parts = make_train_corpus(tmp_path / "parts", days=2, chunks_per_day=2, train=levers)
     cfg = load_train_config(parts.config.train)
-    first = train(parts, cfg, max_steps=3)  # stops inside day 2 (2 steps a day), after its periodic checkpoint
-    assert len(first.losses) == 3 and first.completed_days == [1] and len(reference.losses) > 3
+    first = train(parts, cfg, max_steps=4)  # stops inside day 2 (3 steps a day), after its periodic checkpoint
+    assert len(first.losses) == 4 and first.completed_days == [1] and len(reference.losses) > 4
     resumed = train(parts, cfg)
     assert resumed.losses == pytest.approx(reference.losses, rel=1e-5)
     assert torch.get_default_dtype() == torch.float32
+    # each day: 4 samples of its own, stream replay 1 in 4 (day 2), then general rehearsal 1 in 5 of what is there
+    kinds = {d: [r["kind"] for r in map(json.loads, (parts.root / f"runs/main/targets/day-0{d}.jsonl").open())]
+             for d in (1, 2)}
+    assert kinds[1].count("general") == 1 and kinds[2].count("general") == 1
+    assert sum(k != "general" for k in kinds[2]) == 5  # its 4 and one replayed from day 1
+
+
+def test_the_general_rehearsal_set_is_not_the_forgetting_check(tmp_path):
+    """The packaged rehearsal set shares no question template and no answer with eval's general set, so
+    rehearsal cannot teach the forgetting check's items; a user's own set is read, and bad lines refused."""
+    import re
+    from importlib import resources
+
+    from streamlearn.errors import StreamlearnError
+    from streamlearn.train.samples import general_pool, general_specs
+
+    words = lambda s: set(re.findall(r"[a-z]+", s.lower()))  # noqa: E731
+    check = [json.loads(x) for x in resources.files("streamlearn").joinpath("data/general_qa.jsonl").open()]
+    rehearsal = general_specs("")
+    assert len(rehearsal) >= 80 and all(s.kind == "general" and s.frames == [] for s in rehearsal)
+    for s in rehearsal:
+        for it in check:
+            q, c = words(s.instruction), words(it["question"])
+            assert len(q & c) / len(q | c) < 0.5, (s.instruction, it["question"])
+            assert s.target != it["answer"]
+    assert general_pool(rehearsal, 2, 0) == general_pool(rehearsal, 2, 0) != general_pool(rehearsal, 3, 0)
+    own = tmp_path / "own.jsonl"
+    own.write_text('{"question": "Q?", "answer": "A."}\n\n')
+    assert [(s.instruction, s.target) for s in general_specs(str(own))] == [("Q?", "A.")]
+    own.write_text('{"question": "Q?"}\n')
+    with pytest.raises(StreamlearnError, match=r"own.jsonl line 1: not a JSON object with \"question\" and"):
+        general_specs(str(own))
+    with pytest.raises(StreamlearnError, match="is not a file; give a JSONL"):
+        general_specs(str(tmp_path / "missing.jsonl"))

@@ -248,6 +248,11 @@ class TrainConfig:
     replay_dir: str = ""  # general video-caption pairs (export format) mixed in against forgetting
     replay_ratio: float = 0.0
     stream_replay: float = 0.0  # fraction of each day's samples drawn from earlier stream days (against forgetting)
+    # fraction of each day's samples drawn from a general question-answer set (against forgetting): general_set,
+    # a JSONL of {"question", "answer"} lines, or "" for the packaged set, which shares no question template
+    # with eval's forgetting check (data/general_rehearsal.jsonl)
+    general_replay: float = 0.0
+    general_set: str = ""
     export_dtype: str = "bfloat16"  # Day-N Hugging Face exports: bfloat16 | float32
     peak_tflops: float = 0.0  # per device, for MFU; 0 = measure the device's bf16 matmul rate (train/loss.py)
     # auto: bfloat16 on a GPU, float32 on a CPU (a CPU without native bf16 arithmetic, AVX512-BF16 or
@@ -267,6 +272,7 @@ class TrainConfig:
               f"must be a non-empty list of {', '.join(TARGETS)}")
         check(0 <= self.replay_ratio < 1, "replay_ratio", "must be in [0, 1)")
         check(0 <= self.stream_replay < 1, "stream_replay", "must be in [0, 1)")
+        check(0 <= self.general_replay < 1, "general_replay", "must be in [0, 1)")
         check(self.export_dtype in ("bfloat16", "float32"), "export_dtype", "must be bfloat16 or float32")
         check(self.compute_dtype in ("auto", "bfloat16", "float32"), "compute_dtype", "must be auto, bfloat16 or float32")
         check(self.compile in ("auto", "on", "off"), "compile", "must be auto, on or off")

@@ -46,7 +46,8 @@ from streamlearn.train.profile import StepProfiler
 from streamlearn.train.safe_load import SafeLoadPlanner, check_checkpoint, read_rng, write_rng
 from streamlearn.train import packing
 from streamlearn.train.packing import PAD_MULTIPLE, Batch, make_batch, plan_packs
-from streamlearn.train.samples import Encoded, Encoder, day_epochs, earlier_days_pool, mix_replay, replay_specs
+from streamlearn.train.samples import (Encoded, Encoder, day_epochs, earlier_days_pool, general_pool, general_specs,
+                                      mix_replay, replay_specs)
 
 
 @dataclass
@@ -467,6 +468,9 @@ class Trainer:
     def run(self, days: list[int] | None = None, max_steps: int | None = None) -> Progress:
         cfg, d = self.cfg, self.d
         by_day, skipped = self.plan(days)
+        general = general_specs(cfg.general_set) if cfg.general_replay > 0 else []  # read before any work
+        if general and self.constraints_used is not None:
+            refuse_protected(self.constraints_used, general, "train would train on", "then train; nothing was trained")
         if d.main and skipped:
             console.warn(f"train: skipping {len(skipped)} items: " + "; ".join(
                 f"{k}: {v}" for k, v in list(skipped.items())[:5]) + (" ..." if len(skipped) > 5 else ""))
@@ -498,6 +502,8 @@ class Trainer:
                     every_day = by_day if days is None else build_specs(self.corpus, cfg, None,
                                                                          self.constraints_used)[0]
                 specs, _ = mix_replay(specs, earlier_days_pool(every_day, day, cfg.seed), cfg.stream_replay, 0)
+            if general:
+                specs, _ = mix_replay(specs, general_pool(general, day, cfg.seed), cfg.general_replay, 0)
             specs, end_offset = mix_replay(specs, replay, cfg.replay_ratio, self.progress.replay_offset)
             steps = math.ceil(len(specs) / (d.world * cfg.grad_accum))
             if d.main:

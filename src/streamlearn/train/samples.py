@@ -66,6 +66,43 @@ def replay_specs(folder: Path) -> list[SampleSpec]:
     return out
 
 
+def general_specs(path: str) -> list[SampleSpec]:
+    """The general rehearsal set as text samples (question as the instruction, answer as the target):
+    `path` is a JSONL of {"question", "answer"} lines, "" the packaged set."""
+    from importlib import resources
+
+    if path:
+        source = Path(path)
+        if not source.is_file():
+            raise StreamlearnError(f"train.general_set {path} is not a file; give a JSONL of "
+                                   '{"question", "answer"} lines, or "" for the packaged set')
+        text = source.read_text(encoding="utf-8")
+    else:
+        source = Path("general_rehearsal.jsonl")
+        text = resources.files("streamlearn").joinpath("data/general_rehearsal.jsonl").read_text(encoding="utf-8")
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            question, answer = str(item["question"]), str(item["answer"])
+        except (ValueError, KeyError, TypeError):
+            raise StreamlearnError(f"{source.name} line {n}: not a JSON object with \"question\" and \"answer\"; "
+                                   "fix or delete the line") from None
+        out.append(SampleSpec(f"general/{n}", "general", 0, [], answer, question))
+    if not out:
+        raise StreamlearnError(f"{source.name} has no question-answer lines; fill it or set train.general_replay = 0")
+    return out
+
+
+def general_pool(general: list[SampleSpec], day: int, seed: int) -> list[SampleSpec]:
+    """The general set in a fixed shuffled order for `day` (a resumed day draws the same samples)."""
+    pool = list(general)
+    random.Random(f"general:{seed}:{day}").shuffle(pool)
+    return pool
+
+
 def mix_replay(specs: list[SampleSpec], replay: list[SampleSpec], ratio: float, offset: int) -> tuple[list, int]:
     """Every 1/ratio-th sample is a replay sample (deterministic, continuing where the last day stopped)."""
     if not replay or ratio <= 0:
