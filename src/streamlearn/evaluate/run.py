@@ -239,6 +239,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     parts = Parts(out_dir / "parts", QB.bank_path(corpus, bank), cfg)
     reused = 0
     base_path = ckpts[0][2]
+    embedder = questions = None  # rag's sentence encoder and the items' question embeddings, made once
     for label, day, path in ckpts:
         passes = [s for s in local_systems] + (["rag"] if "rag" in systems else [])
         if not passes:
@@ -270,11 +271,15 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                 if not described:
                     raise StreamlearnError("the rag system needs descriptions; run `streamlearn describe` first")
                 known = known_by(described, day)
-                retriever = Retriever(*passages(corpus, known)) if known else None
+                retriever = Retriever(*passages(corpus, known), model=embedder) if known else None
+                if retriever is not None:
+                    embedder = retriever.model
+                    if questions is None:
+                        questions = retriever.embed([item["question"] for item in items])
             with console.stage_progress(f"eval {system} {label}", len(items), item_lines=False) as prog:
                 if system == "rag":
-                    for item in items:
-                        hits = retriever.top(item["question"], cfg.rag_top_k) if retriever else []
+                    for n, item in enumerate(items):
+                        hits = retriever.top(questions[n], cfg.rag_top_k) if retriever else []
                         context = "\n".join(f"- {t}" for _, t in hits)
                         rows.append(graded(system, label, item, reader.answer(item, None, 1.0, context)))
                         prog.advance(item["id"])

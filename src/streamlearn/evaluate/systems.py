@@ -184,15 +184,20 @@ class EndpointAnswerer:
 
 
 class Retriever:
-    """Top-k passages for a question, by cosine similarity of MiniLM embeddings."""
+    """Top-k passages for a question, by cosine similarity of MiniLM embeddings. One embedder serves
+    every checkpoint's index, and the questions are embedded once, in batches (`embed`), not one
+    encoder call per item and checkpoint."""
 
-    def __init__(self, texts: list[str], keys: list[str]):
-        self.model = load_embedder()
+    def __init__(self, texts: list[str], keys: list[str], model=None):
+        self.model = model or load_embedder()
         self.keys, self.texts = keys, texts
-        self.emb = self.model.encode(texts, normalize_embeddings=True, batch_size=32, show_progress_bar=False)
+        self.emb = self.embed(texts)
 
-    def top(self, query: str, k: int = 3) -> list[tuple[str, str]]:
-        q = self.model.encode([query], normalize_embeddings=True, show_progress_bar=False)[0]
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False)
+
+    def top(self, query: str | np.ndarray, k: int = 3) -> list[tuple[str, str]]:
+        q = self.embed([query])[0] if isinstance(query, str) else query
         order = np.argsort(-(self.emb @ q))[:k]
         return [(self.keys[i], self.texts[i]) for i in order]
 
