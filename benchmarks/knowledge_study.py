@@ -57,6 +57,13 @@ RECIPES = {
     # ... QA-trained pairs first, half of each day's samples replayed from earlier days (renderings included)
     "ga8_lr4_qa_first": {"lr": 4e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12,
                          "order": "qa_first", "stream_replay": 0.5},
+    # ... with general rehearsal: a fifth of each day's samples from the packaged general QA set (the lever
+    # against forgetting general skills; it shares no question template with eval's forgetting check)
+    "ga8_lr4_anchor_general": {"lr": 4e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12,
+                               "order": "shuffled", "anchor_decay": 3.0, "lr_day_decay": 0.7, "general_replay": 0.2},
+    # ... the same without the anchor (what the anchor does beside rehearsal)
+    "ga8_lr4_general": {"lr": 4e-4, "epochs_per_day": 6, "grad_accum": 8, "fact_variants": 12,
+                        "order": "shuffled", "lr_day_decay": 0.7, "general_replay": 0.2},
     # ... twice the exposures
     "ga8_long": {"lr": 1.5e-4, "epochs_per_day": 12, "grad_accum": 8, "fact_variants": 12, "order": "shuffled"},
 }
@@ -91,13 +98,13 @@ def cluster_diff(old: dict, new: dict, clusters: dict, ids: list[str], rng, n_bo
     return sums[draws].sum(1) / counts[draws].sum(1)
 
 
-def summarise(corpus: Path, name: str, train_days: list[int], seconds: dict, rng) -> dict:
+def summarise(corpus: Path, name: str, train_days: list[int], seconds: dict, rng, eval_name: str = "") -> dict:
     from streamlearn import questionbank as QB
     from streamlearn.corpus import Corpus
     from streamlearn.heldout import group_of
 
     c = Corpus.open(corpus)
-    ev = corpus / "evals" / name
+    ev = corpus / "evals" / (eval_name or name)
     results = json.loads((ev / "results.json").read_text())
     answers = [json.loads(x) for x in (ev / "answers.jsonl").read_text().splitlines()]
     items = {i["id"]: i for i in QB.load_bank(c, results["bank"])}
@@ -184,6 +191,8 @@ def main() -> None:
     ap.add_argument("--train-days", default="1-3")
     ap.add_argument("--recipes", default="demo,diverse")
     ap.add_argument("--systems", default="weights")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="evaluate runs trained before (e.g. --systems rag in a call of its own), as evals/RECIPE-SYSTEMS")
     ap.add_argument("--set", action="append", default=[], help="KEY=JSON override for every recipe (e.g. model)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "knowledge_study.json")
     args = ap.parse_args()
@@ -200,11 +209,14 @@ def main() -> None:
         cfg = {**BASE, **RECIPES[name], **extra, "run": name}
         toml = args.corpus / f"recipe-{name}.toml"
         toml.write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in cfg.items()))
-        t_train = run(["train", str(args.corpus), "--config", str(toml), "--days", args.train_days])
+        t_train = 0.0
+        if not args.eval_only:
+            t_train = run(["train", str(args.corpus), "--config", str(toml), "--days", args.train_days])
         checkpoints = ",".join(["day0"] + [f"day{d}" for d in train_days])
-        t_eval = run(["eval", str(args.corpus), "--run", name, "--name", name, "--systems", args.systems,
+        eval_name = f"{name}-{args.systems.replace(',', '-')}" if args.eval_only else name
+        t_eval = run(["eval", str(args.corpus), "--run", name, "--name", eval_name, "--systems", args.systems,
                       "--checkpoints", checkpoints])
-        rows.append(summarise(args.corpus, name, train_days, {"train": t_train, "eval": t_eval}, rng))
+        rows.append(summarise(args.corpus, name, train_days, {"train": t_train, "eval": t_eval}, rng, eval_name))
         print(f"{name}: train {t_train:.0f} s, eval {t_eval:.0f} s", flush=True)
         args.out.write_text(json.dumps(rows, indent=1))
     print(table(rows, train_days), flush=True)

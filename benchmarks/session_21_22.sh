@@ -2,7 +2,8 @@
 # (the smol weights and the sentence encoder kept by benchmarks/gpu_keep.sh in the calls before):
 #   PART=profile  the 7B operating point, `streamlearn train` under torch.profiler beside the fwd+bwd benchmark
 #   PART=tune     recipes ($RECIPES) on tour 1, weights only (the tour the recipe is chosen on)
-#   PART=report   recipes ($RECIPES) on tour 2 with weights and rag (the tour that is reported)
+#   PART=report   recipes ($RECIPES) on tour 2 with ${SYSTEMS:-weights,rag} (the tour that is reported)
+#   PART=rag      rag alone on tour 2's runs of $RECIPES trained by a PART=report call just before (same machine)
 set -o pipefail
 . benchmarks/gpu_setup.sh
 S="python3 benchmarks/knowledge_study.py --train-days 1-3"
@@ -19,6 +20,9 @@ tune)
   timeout ${STUDY_S:-560} $S --corpus /tmp/study/tour1/corpus --recipes $RECIPES --systems weights \
      --out $OUT/study_tune_$TAG.json 2>&1 | tail -20 | tee $OUT/log.txt ;;
 report)
-  timeout ${STUDY_S:-560} $S --corpus /tmp/study/tour2/corpus --recipes $RECIPES --systems weights,rag \
+  timeout ${STUDY_S:-560} $S --corpus /tmp/study/tour2/corpus --recipes $RECIPES --systems ${SYSTEMS:-weights,rag} \
      --out $OUT/study_report_$TAG.json 2>&1 | tail -20 | tee $OUT/log.txt ;;
+rag)
+  timeout ${STUDY_S:-560} $S --corpus /tmp/study/tour2/corpus --recipes $RECIPES --systems rag --eval-only \
+     --out $OUT/study_rag_$TAG.json 2>&1 | tail -20 | tee $OUT/log.txt ;;
 esac
