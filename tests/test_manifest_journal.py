@@ -104,6 +104,16 @@ def test_errors_in_the_journal_are_one_line_and_redacted(tmp_path):
     assert secret not in m.path.read_text()
 
 
+def test_a_journal_that_outgrows_the_csv_is_folded(tmp_path, monkeypatch):
+    monkeypatch.setattr(M, "FOLD_FLOOR_BYTES", 0)  # as a large table's journal would, past the CSV's size
+    m = items(tmp_path, 2)
+    for n in range(12):
+        m.record(f"i{n % 2}", "fetch", DONE, force=True, path="x" * 40 + str(n))
+        assert m.journal_path.stat().st_size <= m.path.stat().st_size + 400  # one line past it at most
+    assert [r["path"][-2:] for r in m.read()] == ["10", "11"]
+    assert "x" * 40 in m.path.read_text()  # folded without a compact()
+
+
 def test_a_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path):
     m = items(tmp_path)
     m.record("i1", "tag", DONE, label="kept")
