@@ -7,6 +7,8 @@ the next run. An item the stage does not apply to (the worker raises `NotApplica
 to transcribe, no picture to sample) is recorded as skipped with the reason and is not retried.
 Nothing is recorded for an item until its outputs are complete on disk. Items that share a
 `group_by` value run in order in one worker (describe: each chunk sees its predecessor's text).
+Each outcome is one line appended to the manifest's journal (manifest.py); when the stage's loop
+ends, however it ends, the journal is folded into the CSV, which then holds every outcome.
 """
 
 from __future__ import annotations
@@ -104,6 +106,17 @@ def _record_or_stop(manifest: Manifest, key: str, stage: str, status: str, **val
         raise StreamlearnError(f"cannot record {key} in {manifest.path.name}: {exc.strerror or exc} (errno "
                                f"{exc.errno}); free space on {manifest.path.parent} and run {stage} again "
                                f"(the manifest still holds what was recorded before)") from None
+
+
+def _compact_or_stop(manifest: Manifest, stage: str) -> None:
+    """Fold the stage's journal of records into the CSV, so that after a stage the CSV alone holds everything."""
+    try:
+        manifest.compact()
+    except OSError as exc:
+        raise StreamlearnError(f"cannot fold {manifest.journal_path.name} into {manifest.path.name}: "
+                               f"{exc.strerror or exc} (errno {exc.errno}); free space on {manifest.path.parent} "
+                               f"and run {stage} again (every record is kept in the journal, and reads apply it)"
+                               ) from None
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -214,14 +227,22 @@ def run_stage(stage: Stage, corpus, rows: list[dict], parallel: int = 1, force: 
         prog.advance(k, ok=False, note=reason)
 
     groups = groups_of(rows, stage.group_by)
-    with console.stage_progress(name, len(rows)) as prog:
-        if ex.kind == "ray":
-            _run_ray(ex, corpus, stage.work, groups, lambda item: record(item, prog))
-        elif ex.parallel <= 1:
-            for group in groups:
-                _run_group(stage.work, corpus, group, lambda item: record(item, prog))
-        else:
-            _run_threads(ex.parallel, name, corpus, stage.work, groups, lambda item: record(item, prog))
+    try:
+        with console.stage_progress(name, len(rows)) as prog:
+            if ex.kind == "ray":
+                _run_ray(ex, corpus, stage.work, groups, lambda item: record(item, prog))
+            elif ex.parallel <= 1:
+                for group in groups:
+                    _run_group(stage.work, corpus, group, lambda item: record(item, prog))
+            else:
+                _run_threads(ex.parallel, name, corpus, stage.work, groups, lambda item: record(item, prog))
+    except BaseException:
+        if record_status:  # what was recorded goes into the CSV; a second error must not hide the first
+            with contextlib.suppress(Exception):
+                manifest.compact()
+        raise
+    if record_status:
+        _compact_or_stop(manifest, name)
     return result
 
 

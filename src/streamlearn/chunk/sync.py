@@ -1,10 +1,11 @@
 """`streamlearn sync`: the seed's safety net — an additive copy of the corpus to an object store.
 
-Copies manifests, config, playlist, per-video metadata, transcripts, diarization, chunk slices,
-descriptions, rewrites, question banks, eval results and training logs, plus any source media whose video
-is not chunked yet (chunked media already lives in the chunk store). Never deletes anything
-remote. A re-run uploads only files whose size, mtime or hash changed since the last sync to
-that URI (state in `.sync/`), and re-uploads anything missing remotely.
+Copies manifests (each journal folded into its CSV first), config, playlist, per-video metadata,
+transcripts, diarization, chunk slices, descriptions, rewrites, question banks, eval results and
+training logs, plus any source media whose video is not chunked yet (chunked media already lives in
+the chunk store). Never deletes anything remote. A re-run uploads only files whose size, mtime or
+hash changed since the last sync to that URI (state in `.sync/`), and re-uploads anything missing
+remotely.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def run_sync(corpus: Corpus, uri: str) -> dict:
     state_path = corpus.root / ".sync" / (hashlib.sha1(target.display.encode()).hexdigest()[:16] + ".json")
     state_path.parent.mkdir(exist_ok=True)  # before the first save: every 50 uploads, not only at the end
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    for manifest in (corpus.videos, corpus.chunks):  # what a stage running now recorded goes out in the CSV
+        manifest.compact()
     files = files_to_sync(corpus)
     copied = skipped = 0
     nbytes = 0
