@@ -220,3 +220,17 @@ def test_report_plots_say_what_they_pool_and_carry_n(tmp_path, monkeypatch):
     assert [t.get_text() for t in pooled.axes[0].texts].count("n=7") == 4
     heat = titles["retention, weights"]
     assert heat.axes[1].get_ylabel() == "accuracy"  # the colour bar says what its colours are
+
+
+def test_expensive_systems_run_at_log_spaced_checkpoints_in_a_long_run():
+    from pathlib import Path
+
+    from streamlearn.evaluate.run import checkpoints_by_system, expensive_days
+
+    assert expensive_days(list(range(0, 5))) == [0, 1, 2, 3, 4]  # a short run: every checkpoint
+    assert expensive_days(list(range(0, 36))) == [0, 1, 2, 4, 8, 16, 32, 35]  # 35 days: 8 of 36
+    assert expensive_days([0, 3, 5, 6, 7, 9, 10, 12]) == [0, 3, 5, 7, 12]  # the 1st, 2nd, 4th and last trained day
+    ckpts = [(f"day{d}", d, Path(f"day-{d:02d}")) for d in range(0, 36)]
+    at = checkpoints_by_system(ckpts, ["weights", "video", "rag"], chosen=False)
+    assert len(at["weights"]) == len(at["rag"]) == 36 and at["video"] == [f"day{d}" for d in (0, 1, 2, 4, 8, 16, 32, 35)]
+    assert checkpoints_by_system(ckpts, ["video"], chosen=True)["video"] == [c[0] for c in ckpts]  # --checkpoints wins

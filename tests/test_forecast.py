@@ -45,3 +45,16 @@ def test_the_forecast_is_what_a_run_writes(tmp_path, run_cli):
     run = corpus.root / "runs" / "main"
     wrote = size_of(run / "checkpoints") + size_of(run / "export")
     assert 0.8 < (f["states"] + f["exports"]) / wrote < 1.2, (f["states"], f["exports"], wrote)
+
+
+def test_frames_that_do_not_fit_are_refused_before_caching(tmp_path, run_cli, monkeypatch):
+    corpus = make_train_corpus(tmp_path / "c", days=1, chunks_per_day=1, train=FAST)
+    corpus.chunks.reset_stage([r["chunk_id"] for r in corpus.chunks.read()], "frames")  # not cached yet
+    for f in (corpus.root / "frames").glob("*.npy"):
+        f.unlink()
+    monkeypatch.setattr(F.shutil, "disk_usage", lambda p: Usage(10**12, 10**12 - 10**3, 10**3))  # 1 kB free
+    res = run_cli("frames", corpus.root)
+    assert res.exit_code == 1 and not list((corpus.root / "frames").glob("*.npy"))
+    assert "frames would cache ~" in res.output and "for 1 chunks but 0.00 GB are free on the corpus's filesystem; " \
+        "lower the operating point" in res.output
+    assert F.eval_passes(["weights", "video", "openai"], list(range(1, 36))) == 36 + 8 + 1  # video: 8 of 36

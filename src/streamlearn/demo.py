@@ -25,6 +25,7 @@ DEMO_OP = OperatingPoint(chunk_seconds=60, fps=0.5, max_frames=32, total_pixels=
 # replayed against forgetting; docs/eval.md records the settings tried and what each measured
 DEMO_TRAIN = {"model": "smol", "lr": 1.5e-4, "warmup_steps": 2, "epochs_per_day": 2, "grad_accum": 2,
               "targets": ["description", "facts", "qa_text"], "fact_variants": 1, "stream_replay": 0.25,
+              "general_replay": 0.2,
               "activation_checkpointing": False, "export_dtype": "bfloat16", "keep_days": 1, "seed": 0}
 
 

@@ -1,5 +1,5 @@
-"""What a run will write, before it starts (`streamlearn plan CORPUS --forecast`, and the check at the start
-of `streamlearn train`): the frame cache, the training states and Day-N exports, the vision tokens to train
+"""What a run will write, before it starts (`streamlearn plan CORPUS --forecast`, and the checks at the start
+of `streamlearn frames` and `streamlearn train`): the frame cache, the training states and Day-N exports, the vision tokens to train
 and the evaluation's passes, against the free space of the corpus's filesystem.
 
 Estimates, from the manifests and the configuration alone (nothing is decoded or loaded):
@@ -84,13 +84,22 @@ def forecast(corpus: Corpus, cfg: TrainConfig | None = None, systems: list[str] 
     systems = systems or list(corpus.config.eval.systems)
     bank = QB.bank_path(corpus, corpus.config.eval.bank)
     items = sum(1 for line in bank.read_text(encoding="utf-8").splitlines() if line.strip()) if bank.exists() else 0
-    passes = len(systems) * (len(days) + 1)
+    passes = eval_passes(systems, days)
     return {"chunks": len(chunks), "days": len(days), "model": cfg.model, "frames": frames,
             "vision_tokens": vision, "vision_tokens_to_train": vision * cfg.epochs_per_day, **train,
             "eval_systems": systems, "eval_passes": passes, "eval_items": items,
             "eval_answers": passes * items * ANSWER_BYTES,
             "total": frames + train["states"] + train["exports"] + passes * items * ANSWER_BYTES,
             "free": shutil.disk_usage(corpus.root).free}
+
+
+def eval_passes(systems: list[str], days: list[int]) -> int:
+    """Checkpoint passes `eval` makes by default: openai answers once, an expensive system (video) runs at
+    log-spaced checkpoints of a long run (`evaluate.run.expensive_days`), the others at Day-0 and every Day-N."""
+    from streamlearn.evaluate.run import EXPENSIVE, expensive_days
+
+    every = [0, *days]
+    return sum(1 if s == "openai" else len(expensive_days(every)) if s in EXPENSIVE else len(every) for s in systems)
 
 
 def gb(n: float) -> str:
@@ -110,6 +119,22 @@ def format_forecast(f: dict) -> str:
         f"x {f['days'] + 1} checkpoints, {f['eval_items']} items each)",
         f"  total            {gb(f['total']):>12}  of {gb(f['free'])} free here",
     ])
+
+
+def check_frames_room(corpus: Corpus, only: list[str] | None = None, force: bool = False) -> int:
+    """Before `frames`: the bytes of the chunks it would cache (those not cached yet; every one with --force),
+    against the free space of the corpus's filesystem; refused at once with the settings that shrink it."""
+    from streamlearn.runner import select
+
+    rows, _ = select(corpus.chunks, "frames", only=only, force=force)
+    need, _ = frame_cache_bytes(corpus, rows)
+    free = shutil.disk_usage(Path(corpus.root)).free
+    if need > free:
+        raise StreamlearnError(
+            f"frames would cache ~{gb(need)} for {len(rows)} chunks but {gb(free)} are free on the corpus's "
+            "filesystem; lower the operating point (operating_point.fps, max_frames or total_pixels in "
+            "streamlearn.toml), cache fewer chunks (--only), or free space")
+    return need
 
 
 def check_room(corpus: Corpus, cfg: TrainConfig, n_days: int, force: bool = False) -> dict:

@@ -109,7 +109,10 @@ def _work(corpus: Corpus, row: dict, g: vision_budget.VisionGeometry) -> dict:
 
 def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
                geometry: vision_budget.VisionGeometry | None = None, executor=None) -> StageResult:
+    from streamlearn.forecast import check_frames_room
+
     g = geometry or vision_budget.VisionGeometry()
+    check_frames_room(corpus, only, force)  # before any work: the cache must fit (issue 28)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return run(Stage("frames", "chunks", partial(_work, g=g)), corpus, only=only, force=force, parallel=parallel,
                executor=executor)

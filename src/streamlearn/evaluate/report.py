@@ -25,6 +25,13 @@ SMOKE_NOTES = {
 REAL_RUN = " A real run trains Qwen2.5-VL-7B or -32B (bf16, fp32 Adam, FSDP) on GPUs; see the README runbook."
 
 
+def sparse_text(results: dict) -> str:
+    """Which systems ran at fewer checkpoints than the others (an expensive system in a long run)."""
+    every = results["checkpoints"]
+    fewer = {s: c for s, c in (results.get("checkpoints_by_system") or {}).items() if len(c) < len(every)}
+    return "".join(f"; {escape(s)} only at {', '.join(c)}" for s, c in fewer.items())
+
+
 def _plots(results: dict, metrics: list[dict], out: Path) -> dict[str, str]:
     import matplotlib
 
@@ -208,7 +215,7 @@ clusters: the interval is indicative only. {escape('F' + (forgetting_line(forget
 <p class="note">{escape(SMOKE_NOTES[results["model"]] + REAL_RUN) if results.get("model") in SMOKE_NOTES else
  "Model: " + escape(str(results.get("model")))}</p>
 <p>Bank <b>{escape(results['bank'])}</b> ({results['items']} items, {'sealed' if results['bank_sealed'] else 'not sealed'}),
-run <b>{escape(results['run'])}</b>, checkpoints {', '.join(results['checkpoints'])}, systems {', '.join(results['systems'])}.
+run <b>{escape(results['run'])}</b>, checkpoints {', '.join(results['checkpoints'])}, systems {', '.join(results['systems'])}{sparse_text(results)}.
 {ungraded_text}</p>
 <h2>The same groups under the other multiple-choice rule</h2>
 <p>Multiple choice is scored by the rule fixed in the config (<b>{escape(str(results.get('mc_scoring')))}</b>, above);

@@ -62,6 +62,29 @@ def checkpoints(corpus: Corpus, run: str, wanted: list[str] | None = None) -> li
     return found
 
 
+EXPENSIVE = ("video",)  # a pass re-reads every item's video: ~2.4 items/s for a 7B on an H200 (docs/benchmarks.md)
+EVERY_DAY_UP_TO = 6  # runs with at most this many Day-N exports evaluate every system at every one
+
+
+def expensive_days(days: list[int]) -> list[int]:
+    """The checkpoints an expensive system runs at when --checkpoints is not given: every one for a short run;
+    for a long one Day-0, the last, and log-spaced ones between (the 1st, 2nd, 4th, 8th, ... trained day), so
+    a 35-day run asks the video system at 8 checkpoints, not 36, while the cheap systems keep every day."""
+    trained = [d for d in days if d > 0]
+    if len(trained) <= EVERY_DAY_UP_TO:
+        return list(days)
+    keep = {days[0], trained[-1]} | {trained[(1 << k) - 1] for k in range(len(trained).bit_length())}
+    return [d for d in days if d in keep]
+
+
+def checkpoints_by_system(ckpts: list[tuple[str, int, Path]], systems: list[str], chosen: bool) -> dict:
+    """{system: checkpoint labels it runs at}: every checkpoint, unless the system is expensive and the
+    checkpoints were not `chosen` (--checkpoints), then `expensive_days`."""
+    labels = [c[0] for c in ckpts]
+    sparse = set(expensive_days([c[1] for c in ckpts]))
+    return {s: labels if chosen or s not in EXPENSIVE else [c[0] for c in ckpts if c[1] in sparse] for s in systems}
+
+
 def cluster_of(item: dict) -> str:
     ids = (item.get("evidence") or {}).get("chunk_ids") or []
     if ids:
@@ -197,10 +220,18 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
                      "comparing checkpoints over time")
     ckpts = checkpoints(corpus, run, wanted)
     per_ckpt = [s for s in systems if s != "openai"]  # openai answers once, not per checkpoint
-    n_answers = len(items) * (len(per_ckpt) * len(ckpts) + ("openai" in systems))
+    # which checkpoints each system runs at: all that were asked for, or for an expensive system in a long run
+    # without --checkpoints, a log-spaced few (expensive_days)
+    at = checkpoints_by_system(ckpts, per_ckpt, bool(wanted))
+    all_labels = [c[0] for c in ckpts]
+    n_answers = len(items) * (sum(len(v) for v in at.values()) + ("openai" in systems))
     console.info(f"eval: {len(items)} items x ({len(per_ckpt)} systems x {len(ckpts)} checkpoints"
                  + (" + openai" if "openai" in systems else "") + f") = {n_answers} answers; passes already "
                  "answered are reused")
+    for s in per_ckpt:
+        if len(at[s]) < len(all_labels):
+            console.info(f"eval: {s} is expensive: it runs at {', '.join(at[s])} ({len(at[s])} of {len(all_labels)} "
+                         "checkpoints; --checkpoints chooses others), the other systems at every one")
     record = run_checks(corpus, run, bank)
     out_dir = contained(corpus.folder("evals", create=True), name or f"{run}-{bank}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +272,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     base_path = ckpts[0][2]
     embedder = questions = None  # rag's sentence encoder and the items' question embeddings, made once
     for label, day, path in ckpts:
-        passes = [s for s in local_systems] + (["rag"] if "rag" in systems else [])
+        passes = [s for s in local_systems if label in at[s]] + (["rag"] if "rag" in systems else [])
         if not passes:
             continue
         answerer = None
@@ -338,7 +369,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     results.update({"bank": bank, "bank_sealed": QB.seal_path(corpus, bank).exists(), "run": run, "model": model,
                     "run_started_at": (record or {}).get("started_at"), "mc_scoring": cfg.mc_scoring,
                     "items": len(items), "systems": systems, "checkpoints": [c[0] for c in ckpts],
-                    "checkpoint_days": days})
+                    "checkpoints_by_system": at, "checkpoint_days": days})
     for a in answers:
         a["contaminated"] = bool(flags.get(a["id"], {}).get("flags"))
     keep_wider(corpus, out_dir, systems, [c[0] for c in ckpts])
