@@ -23,7 +23,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from streamlearn.config import OperatingPoint
+from streamlearn.core.config import OperatingPoint
 from streamlearn.framecache import extract
 from streamlearn.vision_budget import plan
 

@@ -49,7 +49,7 @@ def downloaded_tour(tour: Path, root: Path, variant: str = "mp4"):
 
     from streamlearn.acquire.download import run_download
     from streamlearn.acquire.playlist import run_playlist
-    from streamlearn.config import Config, CorpusSection, OperatingPoint
+    from streamlearn.core.config import Config, CorpusSection, OperatingPoint
     from streamlearn.corpus import Corpus
 
     truth = json.loads((tour / "ground_truth.json").read_text())

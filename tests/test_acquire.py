@@ -23,7 +23,7 @@ from streamlearn.acquire.diarize import run_diarize
 from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.acquire.transcribe import run_transcribe
-from streamlearn.config import AcquireSection, Config
+from streamlearn.core.config import AcquireSection, Config
 from streamlearn.corpus import Corpus
 from streamlearn.testdata.loopback import Faults, LoopbackServer
 
@@ -82,7 +82,8 @@ def test_playlist_rerun_keeps_edits_and_runtime(acquired):
 
 def test_download_archival_and_verified(acquired):
     corpus, truth, _ = acquired
-    from streamlearn.media import probe, sha256_file
+    from streamlearn.media import probe
+    from streamlearn.core.files import sha256_file
 
     for r, d in zip(corpus.videos.read(), truth["days"]):
         media = corpus.abs(r["media_path"])
@@ -198,7 +199,7 @@ def test_dropped_connection_resumes_with_range(tour, tmp_path):
         ranges = [r for m, p, r in srv.requests if p == path and m == "GET"]
         resumed = [int(r[6:-1]) for r in ranges if r and re.fullmatch(r"bytes=\d+-", r)]
         assert len(ranges) == 3 and len(resumed) == 1 and 0 < resumed[0] <= 200_000  # resumed, not restarted
-        from streamlearn.media import sha256_file
+        from streamlearn.core.files import sha256_file
 
         row = corpus.videos.get(vid)
         assert row["media_sha256"] == sha256_file(tour / "media" / f"{vid}.mp4")

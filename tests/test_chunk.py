@@ -21,10 +21,10 @@ import pytest
 from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.chunk import merge, run_chunk, verify
-from streamlearn.config import Config, CorpusSection, StorageSection
+from streamlearn.core.config import Config, CorpusSection, StorageSection
 from streamlearn.corpus import Corpus
-from streamlearn.errors import ManifestError
-from streamlearn.manifest import Manifest
+from streamlearn.core.errors import ManifestError
+from streamlearn.core.manifest import Manifest
 from streamlearn.tables import CHUNKS
 
 
@@ -300,7 +300,7 @@ def test_sync_of_many_files_completes_and_resumes_after_a_crash(chunked, tmp_pat
     """More than 100 files: the state is saved every 50 uploads; a run that dies at upload 75 is resumed
     by the next, which uploads only what the saved state does not show as copied."""
     from streamlearn.chunk import sync
-    from streamlearn.store import Store
+    from streamlearn.core.store import Store
 
     root = tmp_path / "c"
     shutil.copytree(chunked.root, root)

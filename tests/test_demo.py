@@ -94,7 +94,7 @@ def test_heldout_items_were_never_targets(demo):
     """The split was fixed before training and the run honoured it: no held-out item's question is
     in any target the run recorded, the audit finds none in the verdict, and every Day-N has the
     three groups (placebo where a later day exists), each with the guesser beside it."""
-    from streamlearn.textnorm import normalize
+    from streamlearn.core.textnorm import normalize
 
     work, _, _ = demo
     corpus = work / "corpus"

@@ -23,7 +23,7 @@ from fake_chat import FakeChatServer, completion
 
 from streamlearn import description as D
 from streamlearn.chunk import run_chunk
-from streamlearn.config import AcquireSection, Config, CorpusSection, DescribeSection
+from streamlearn.core.config import AcquireSection, Config, CorpusSection, DescribeSection
 from streamlearn.corpus import Corpus
 from streamlearn.describe.run import run_describe
 

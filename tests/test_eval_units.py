@@ -11,7 +11,7 @@ import json
 import pytest
 from fake_chat import FakeChatServer, completion
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short, normalize, numbers_in
 from streamlearn.evaluate.judges import JudgePanel, parse_judge_spec
 from streamlearn.evaluate.stats import cluster_bootstrap, cohen_kappa
@@ -135,7 +135,7 @@ def test_judge_panel_votes():
 
 
 def test_bank_import_and_seal(tmp_path, monkeypatch):
-    from streamlearn.config import Config
+    from streamlearn.core.config import Config
     from streamlearn.corpus import Corpus
     from streamlearn.evaluate.bank import run_questions
     from streamlearn.questionbank import load_bank

@@ -20,11 +20,11 @@ from trainkit import make_train_corpus
 
 from streamlearn import heldout as H
 from streamlearn import questionbank as QB
-from streamlearn.config import load_train_config
+from streamlearn.core.config import load_train_config
 from streamlearn.evaluate import bank as B
 from streamlearn.runrecord import read_targets
 from streamlearn.targets import build_specs
-from streamlearn.textnorm import normalize
+from streamlearn.core.textnorm import normalize
 
 TRAINING_FORMATS = ("llava", "sharegpt", "hf", "webdataset")
 # every QA kind a target: held-out pairs would leak through qa and qa_text if the split were not honoured

@@ -15,13 +15,13 @@ import pytest
 from trainkit import make_train_corpus
 
 from streamlearn import heldout as H
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.evaluate import bank as B
 from streamlearn import questionbank as QB
 from streamlearn.contamination import audit
 from streamlearn.evaluate.guesser import cue, guess
 from streamlearn.evaluate.stats import cluster_signflip_p, holm, paired_cluster_bootstrap
-from streamlearn.config import load_train_config
+from streamlearn.core.config import load_train_config
 from streamlearn.targets import build_specs
 
 FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": True, "targets": ["description", "qa_text"]}
@@ -73,7 +73,7 @@ def test_bank_records_the_split_and_its_items(sealed):
             if i["category"] == "ocr" and i["variant"] == "original":  # distractors: signs of the same day
                 assert set(i["options"]) <= signs[i["evidence_day"]], i
     assert all(i["split"] == H.HELDOUT for i in items if i["id"][0] in "xn")
-    from streamlearn.textnorm import normalize
+    from streamlearn.core.textnorm import normalize
 
     assert len({normalize(i["question"]) for i in items}) == len(items)  # a question determines its answer
     # the split file was sealed with the bank: changing it is refused

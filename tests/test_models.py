@@ -104,7 +104,7 @@ def test_cached_batched_option_scores_equal_full_sequence_scores():
 def test_training_keeps_tied_weights_tied_and_exports_the_chat_template(tmp_path):
     """A tied embedding/LM head (SmolLM2, Qwen2.5-VL-3B) stays one parameter when the model is built
     on the meta device for sharding, and a Day-N export carries the tokenizer's own chat template."""
-    from streamlearn.config import load_train_config
+    from streamlearn.core.config import load_train_config
     from streamlearn.train.engine import build, setup_dist
 
     model, config, tok, _ = build(load_train_config({"model": "smol"}), setup_dist())

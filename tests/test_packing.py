@@ -11,7 +11,7 @@ import pytest
 import torch
 from trainkit import make_train_corpus
 
-from streamlearn.config import load_train_config
+from streamlearn.core.config import load_train_config
 from streamlearn.models import load_model
 from streamlearn.targets import build_specs
 from streamlearn.train import fast_vision, packing

@@ -21,9 +21,9 @@ import torch
 
 from trainkit import make_train_corpus
 
-from streamlearn.errors import ConfigError, StreamlearnError
+from streamlearn.core.errors import ConfigError, StreamlearnError
 from streamlearn.models import build_tokenizer, load_model
-from streamlearn.config import load_train_config
+from streamlearn.core.config import load_train_config
 from streamlearn.train.engine import train
 from streamlearn.targets import build_specs
 from streamlearn.train.samples import encode

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlearn.config import OperatingPoint
+from streamlearn.core.config import OperatingPoint
 from streamlearn.video_pixels import patchify, resize_frames
 from streamlearn.vision_budget import frame_indices, plan
 

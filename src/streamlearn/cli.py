@@ -11,10 +11,12 @@ from pathlib import Path
 
 import click
 
-from streamlearn import __version__, console
+from streamlearn import __version__
+
+from streamlearn.core import console
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.redact import redact
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.redact import redact
 from streamlearn.runner import Executor, stage_lock
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.config import AcquireSection, Config, CorpusSection, OperatingPoint
+from streamlearn.core import console
+from streamlearn.core.config import AcquireSection, Config, CorpusSection, OperatingPoint
 from streamlearn.corpus import Corpus
 
 # small enough for two CPU cores: 30 s chunks at 0.5 fps, frames of 84x168 (18 vision tokens a pair)

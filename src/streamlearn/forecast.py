@@ -16,9 +16,9 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from streamlearn.config import TrainConfig
+from streamlearn.core.config import TrainConfig
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.vision_budget import VisionGeometry, plan
 
 STATE_BYTES_PER_PARAM = 12

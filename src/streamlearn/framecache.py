@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.media import arg_path
 
 

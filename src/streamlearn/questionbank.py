@@ -13,8 +13,8 @@ from pathlib import Path
 
 from streamlearn import heldout as H
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.paths import contained
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.paths import contained
 
 CATEGORIES = ("place", "time_order", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
 ANSWER_TYPES = ("mc", "short", "numeric", "open")

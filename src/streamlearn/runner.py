@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from streamlearn import console
-from streamlearn.errors import NotApplicable, StreamlearnError
-from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, remove_stale_temps, status_of
+from streamlearn.core import console
+from streamlearn.core.errors import NotApplicable, StreamlearnError
+from streamlearn.core.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, remove_stale_temps, status_of
 
 TABLES = ("videos", "chunks")
 # where each stage writes (Corpus.folder names): its killed runs' temp files are cleared when it starts

@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text
 
 
 def heldout_path(run_dir: Path) -> Path:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from streamlearn import description as D
 from streamlearn import rewrites as R
-from streamlearn.config import TrainConfig
+from streamlearn.core.config import TrainConfig
 from streamlearn.corpus import Corpus, stream_order
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.heldout import Constraints, load_constraints
-from streamlearn.manifest import DONE, SKIPPED, status_of
+from streamlearn.core.manifest import DONE, SKIPPED, status_of
 
 INSTRUCTIONS = {
     "description": None,  # TrainConfig.instruction

@@ -13,12 +13,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
 from streamlearn.media import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe
-from streamlearn.paths import ascii_name, derive_id
+from streamlearn.core.paths import ascii_name, derive_id
 
 # fields of a flat entry that can hold credentials or expiring signed URLs: never stored
 _SECRET_KEYS = {"http_headers", "cookies", "formats", "requested_formats", "fragments", "__post_extractor"}

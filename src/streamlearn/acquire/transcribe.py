@@ -13,11 +13,13 @@ from functools import partial
 import time
 from pathlib import Path
 
-from streamlearn import console, transcript
+from streamlearn.core import console
+
+from streamlearn import transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
-from streamlearn.config import ModelsSection
+from streamlearn.core.config import ModelsSection
 from streamlearn.corpus import Corpus
-from streamlearn.errors import NotApplicable, StreamlearnError
+from streamlearn.core.errors import NotApplicable, StreamlearnError
 from streamlearn.media import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run
 from streamlearn.vad import snap_words, speech_regions

@@ -24,13 +24,13 @@ import numpy as np
 
 from streamlearn import vision_budget
 from streamlearn.corpus import Corpus
-from streamlearn.errors import NotApplicable, StreamlearnError
+from streamlearn.core.errors import NotApplicable, StreamlearnError
 from streamlearn.framecache import extract, keyframe_times, samples_on_keyframes
-from streamlearn.manifest import atomic_write_bytes, atomic_write_text
+from streamlearn.core.files import atomic_write_bytes, atomic_write_text
 from streamlearn.media import display_size, probe
-from streamlearn.paths import contained
+from streamlearn.core.paths import contained
 from streamlearn.runner import Stage, StageResult, run
-from streamlearn.store import Store, store_for
+from streamlearn.core.store import Store, store_for
 
 
 def _source(corpus: Corpus, chunk: dict, video: dict, store: Store, tmp: Path) -> tuple[Path, float, str]:

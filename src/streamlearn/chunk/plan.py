@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from streamlearn import vision_budget
-from streamlearn.config import OperatingPoint
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.config import OperatingPoint
+from streamlearn.core.errors import StreamlearnError
 
 MODEL_PRESETS = {"tiny", "smol", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-32b", "qwen2.5-vl-72b"}
 
@@ -36,7 +36,7 @@ def plan_table(op: OperatingPoint, chunk_seconds: list[float], fps: list[float],
                source_fps: float, model: str | None) -> list[dict]:
     g = geometry_for(model)
     rows = []
-    from streamlearn.config import ConfigError
+    from streamlearn.core.config import ConfigError
 
     for cs in chunk_seconds:
         for f in fps:
@@ -82,7 +82,7 @@ def plan_command(corpus, model: str | None, chunk_seconds: list[float], fps: lis
                  source_fps: float, as_json: bool = False, forecast: bool = False, **budget) -> str:
     """`streamlearn plan`: the corpus's operating point (or the default one) with `budget` overrides; with
     `forecast`, what the corpus's run will write."""
-    from streamlearn.config import ConfigError
+    from streamlearn.core.config import ConfigError
     from streamlearn.corpus import Corpus
 
     if forecast:

@@ -12,8 +12,8 @@ import numpy as np
 
 from streamlearn import transcript
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.store import Store
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.store import Store
 
 
 @dataclass

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from streamlearn import description as D
 from streamlearn.describe.prompt import extract_json, repair_messages, request_key
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.llm_client import ChatClient, Reply, parse_completion  # noqa: F401 (re-exported)
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text
 
 
 

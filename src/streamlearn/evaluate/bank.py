@@ -23,15 +23,16 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn import description as D
 from streamlearn import heldout as H
 from streamlearn.corpus import Corpus, stream_order
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.evaluate.guesser import cue
-from streamlearn.manifest import DONE, atomic_write_text, status_of
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
 from streamlearn.questionbank import bank_path, load_bank, seal_path, sealed_sha, split_path, validate_item
-from streamlearn.textnorm import normalize
+from streamlearn.core.textnorm import normalize
 
 QA_TO_CATEGORY = {"place": "place", "time": "time_order", "people": "people", "spoken": "spoken", "ocr": "ocr",
                   "visual": "visual", "counting": "counting", "cross_day": "cross_day", "abstention": "abstention"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.llm_client import ChatClient
 
 JUDGE_SYSTEM = ("You grade answers to questions about a livestream. You see the question, the reference "

@@ -6,12 +6,12 @@ import json
 from html import escape
 from pathlib import Path
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.verdict import forgetting_line, headline
-from streamlearn.manifest import atomic_write_text
-from streamlearn.paths import contained
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.paths import contained
 from streamlearn.status import corpus_status
 
 SMOKE_NOTES = {

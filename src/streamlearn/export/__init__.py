@@ -18,10 +18,10 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
 
 FORMATS = ("llava", "sharegpt", "hf", "webdataset", "lmms-eval")
 MARKER = "export.json"

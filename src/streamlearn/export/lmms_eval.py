@@ -21,11 +21,11 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.contamination import audit
 from streamlearn.corpus import Corpus
 from streamlearn.heldout import TRAINED, group_of
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text
 from streamlearn.questionbank import load_bank
 from streamlearn.runrecord import read_targets
 

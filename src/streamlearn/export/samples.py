@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.contamination import audit, contamination_summary
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.framecache import read_frame_cache
 from streamlearn.heldout import Constraints
 from streamlearn.questionbank import load_bank

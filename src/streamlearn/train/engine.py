@@ -33,13 +33,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.heldout import Constraints
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text
 from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
-from streamlearn.config import TrainConfig
+from streamlearn.core.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
 from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
 from streamlearn.train.profile import StepProfiler

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
 
 
 def parse_days(text: str | None) -> list[int] | None:
@@ -108,8 +108,8 @@ def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, ma
            slurm: bool = False, nodes: int = 2, gpus_per_node: int = 8, partition=None, do_submit: bool = False,
            force: bool = False) -> int:
     """`streamlearn train`: here, under torchrun (`nproc` > 1) or as a SLURM script; the exit status."""
-    from streamlearn import console
-    from streamlearn.config import load_train_config
+    from streamlearn.core import console
+    from streamlearn.core.config import load_train_config
     from streamlearn.forecast import check_room, gb, training_days
     from streamlearn.train.worker import train_worker
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.framecache import read_sample_frames
 from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
 from streamlearn.targets import SampleSpec

@@ -7,11 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 
 
 def train_worker(argv: list[str]) -> int:
-    from streamlearn.config import load_train_config
+    from streamlearn.core.config import load_train_config
     from streamlearn.corpus import Corpus
     from streamlearn.train.engine import train
     from streamlearn.train.launch import parse_days
