@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.media import decode_audio
+from streamlearn.media.probe import decode_audio
 from streamlearn.testdata.synth import synthesize
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from streamlearn.core.config import OperatingPoint
 from streamlearn.framecache import extract
-from streamlearn.vision_budget import plan
+from streamlearn.media.vision_budget import plan
 
 
 def encode(out: Path, seconds: float, height: int, gop: int) -> None:

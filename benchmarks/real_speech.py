@@ -40,8 +40,8 @@ def wer_bench(n_memos: int) -> list[dict]:
 
     from streamlearn.acquire.transcribe import asr_words, uncovered
     from streamlearn.core.config import ModelsSection
-    from streamlearn.media import decode_audio
-    from streamlearn.vad import speech_regions
+    from streamlearn.media.probe import decode_audio
+    from streamlearn.media.vad import speech_regions
 
     prompts = R.read_prompts(min_words=10)
     rng = np.random.default_rng(0)

@@ -82,7 +82,7 @@ def test_playlist_rerun_keeps_edits_and_runtime(acquired):
 
 def test_download_archival_and_verified(acquired):
     corpus, truth, _ = acquired
-    from streamlearn.media import probe
+    from streamlearn.media.probe import probe
     from streamlearn.core.files import sha256_file
 
     for r, d in zip(corpus.videos.read(), truth["days"]):
@@ -349,7 +349,7 @@ def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
     from streamlearn.chunk import run_chunk
     from streamlearn.framecache import load_frames
     from streamlearn.chunk.frames import run_frames
-    from streamlearn.media import probe
+    from streamlearn.media.probe import probe
 
     with LoopbackServer(tour) as srv:
         corpus, _ = Corpus.init(tmp_path / "c", Config(acquire=AcquireSection(

@@ -95,7 +95,7 @@ def test_stream_copy_conserves_packets_and_cuts_on_keyframes(chunked):
         for p in parts:
             first = packets(p, "v:0")[0]
             assert first[1].startswith("K") and first[0] < 0.1  # starts on a keyframe, timestamps reset
-        from streamlearn.media import probe
+        from streamlearn.media.probe import probe
 
         assert {(probe(p).vcodec, probe(p).acodec) for p in parts} == {(row["vcodec"], row["acodec"])}
 

@@ -249,7 +249,7 @@ def test_media_paths_are_relative_and_each_format_reads_as_its_tool_does(describ
 
 
 def test_h264_rendition_is_written_and_pointed_to(described, run_cli, tmp_path):
-    from streamlearn.media import probe
+    from streamlearn.media.probe import probe
 
     res = run_cli("export", described.root, "--format", "sharegpt", "--h264", "--out", tmp_path / "h")
     assert res.exit_code == 0, res.output

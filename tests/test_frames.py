@@ -20,7 +20,7 @@ from streamlearn.core.config import Config, CorpusSection, OperatingPoint
 from streamlearn.corpus import Corpus
 from streamlearn.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
 from streamlearn.chunk.frames import run_frames
-from streamlearn.vision_budget import plan
+from streamlearn.media.vision_budget import plan
 
 
 def decode_all_pyav(path: Path) -> list[tuple[float, np.ndarray]]:

@@ -18,7 +18,7 @@ from streamlearn.train import fast_vision, packing
 from streamlearn.train.loss import TargetLossModel, sample_flops
 from streamlearn.train.packing import make_batch, plan_packs
 from streamlearn.train.samples import Encoder
-from streamlearn.vision_budget import VisionGeometry
+from streamlearn.media.vision_budget import VisionGeometry
 
 
 def test_plan_keeps_order_and_budget():

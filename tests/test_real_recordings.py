@@ -23,7 +23,7 @@ import pytest
 from streamlearn.testdata import realdata as R
 from streamlearn.core.config import Config, CorpusSection, OperatingPoint
 from streamlearn.corpus import Corpus
-from streamlearn.media import MediaError, check_decodes, probe
+from streamlearn.media.probe import MediaError, check_decodes, probe
 
 
 def ff(*args: str) -> None:
@@ -125,8 +125,8 @@ def test_asr_leaves_no_speech_without_words(tmp_path):
     dropped (here: its words for the last sentence removed) is decoded again."""
     from streamlearn.acquire.transcribe import asr_words, load_model, repair_gaps, uncovered
     from streamlearn.core.config import ModelsSection
-    from streamlearn.media import decode_audio
-    from streamlearn.vad import speech_regions
+    from streamlearn.media.probe import decode_audio
+    from streamlearn.media.vad import speech_regions
 
     memo, text = memo_audio(tmp_path / "memo.wav")
     words, _ = asr_words(memo, ModelsSection())

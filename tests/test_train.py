@@ -27,7 +27,7 @@ from streamlearn.core.config import load_train_config
 from streamlearn.train.engine import train
 from streamlearn.targets import build_specs
 from streamlearn.train.samples import encode
-from streamlearn.vision_budget import VisionGeometry
+from streamlearn.media.vision_budget import VisionGeometry
 
 GOLDEN = Path(__file__).parent / "assets" / "golden_losses_tiny.json"
 FAST = {"lr": 1e-3, "warmup_steps": 1}

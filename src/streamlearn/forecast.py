@@ -19,7 +19,7 @@ from pathlib import Path
 from streamlearn.core.config import TrainConfig
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import StreamlearnError
-from streamlearn.vision_budget import VisionGeometry, plan
+from streamlearn.media.vision_budget import VisionGeometry, plan
 
 STATE_BYTES_PER_PARAM = 12
 NPY_HEADER = 128

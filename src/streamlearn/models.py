@@ -288,7 +288,7 @@ EXPORT_README = """# A Qwen2.5-VL checkpoint written by streamlearn
 `AutoProcessor` builds transformers' Qwen2-VL video processor, which needs `torchvision` (install the
 build that matches your torch, e.g. `pip install torchvision --index-url https://download.pytorch.org/whl/cu128`);
 without it, `AutoProcessor` fails with "requires the Torchvision library". streamlearn does not need it: it
-turns frames into pixels with NumPy (`streamlearn.video_pixels`) and scores with the model and tokenizer, as
+turns frames into pixels with NumPy (`streamlearn.media.video_pixels`) and scores with the model and tokenizer, as
 `streamlearn eval` and the lmms-eval model `streamlearn` do. The processor settings here (patch 14, merge 2,
 temporal patch 2, the pixel bounds of the corpus's operating point) are the ones the checkpoint was trained at.
 """
@@ -411,7 +411,7 @@ class VLM:
     """Video-conditioned greedy generation with streamlearn's own preprocessing and positions."""
 
     def __init__(self, model, tokenizer):
-        from streamlearn.vision_budget import geometry_from_config
+        from streamlearn.media.vision_budget import geometry_from_config
 
         self.model, self.tok = model, tokenizer
         self.geometry = geometry_from_config(model.config.vision_config.to_dict())
@@ -420,8 +420,8 @@ class VLM:
                system: str | None = None, answer_prefix: str = "") -> dict:
         import torch
 
-        from streamlearn.video_pixels import n_video_tokens, video_inputs
-        from streamlearn.vision_budget import smart_resize
+        from streamlearn.media.video_pixels import n_video_tokens, video_inputs
+        from streamlearn.media.vision_budget import smart_resize
 
         content: list[dict] = []
         vis: dict = {}

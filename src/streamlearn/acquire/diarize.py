@@ -27,9 +27,9 @@ from streamlearn.corpus import Corpus
 from streamlearn.core.config import DiarizeSection
 from streamlearn.core.errors import NotApplicable, StreamlearnError
 from streamlearn.core.files import atomic_write_text
-from streamlearn.media import iter_audio_windows, probe
+from streamlearn.media.probe import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run
-from streamlearn.vad import speech_regions
+from streamlearn.media.vad import speech_regions
 
 RATE = 16000
 FRAME = 0.01  # seconds per frame when turning window labels into turns

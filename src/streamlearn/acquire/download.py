@@ -24,7 +24,7 @@ from streamlearn.core.config import AcquireSection
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
-from streamlearn.media import check_decodes, not_a_recording, probe
+from streamlearn.media.probe import check_decodes, not_a_recording, probe
 from streamlearn.core.files import sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 

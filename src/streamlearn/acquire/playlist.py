@@ -17,7 +17,7 @@ from streamlearn.core import console
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
-from streamlearn.media import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe
+from streamlearn.media.probe import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe
 from streamlearn.core.paths import ascii_name, derive_id
 
 # fields of a flat entry that can hold credentials or expiring signed URLs: never stored

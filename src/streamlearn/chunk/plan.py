@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from streamlearn import vision_budget
+from streamlearn.media import vision_budget
 from streamlearn.core.config import OperatingPoint
 from streamlearn.core.errors import StreamlearnError
 

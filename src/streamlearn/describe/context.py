@@ -54,7 +54,7 @@ class ChunkContext:
     def has_video(self) -> bool:
         """False for an audio-only recording (a voice memo): described from its speech alone."""
         if "has_video" not in self._frames:
-            from streamlearn.media import probe
+            from streamlearn.media.probe import probe
 
             with tempfile.TemporaryDirectory() as tmp:
                 self._frames["has_video"] = probe(self._chunk_file(Path(tmp))).has_video
@@ -66,7 +66,7 @@ class ChunkContext:
         key = (n, max_width)
         if key not in self._frames:
             from streamlearn.framecache import extract
-            from streamlearn.media import probe
+            from streamlearn.media.probe import probe
 
             with tempfile.TemporaryDirectory() as tmp:
                 src = self._chunk_file(Path(tmp))

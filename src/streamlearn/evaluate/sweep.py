@@ -14,14 +14,14 @@ from pathlib import Path
 
 from streamlearn.core import console
 
-from streamlearn import vision_budget
+from streamlearn.media import vision_budget
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn import questionbank as QB
 from streamlearn.evaluate.run import cluster_of, grade
 from streamlearn.evaluate.stats import cluster_bootstrap
 from streamlearn.core.files import atomic_write_text
-from streamlearn.media import probe
+from streamlearn.media.probe import probe
 
 
 def evidence_clips(corpus: Corpus, items: list[dict]) -> list[tuple[dict, Path, float, float, dict]]:

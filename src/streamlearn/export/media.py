@@ -13,7 +13,7 @@ from pathlib import Path
 from streamlearn.core import console
 from streamlearn.corpus import Corpus
 from streamlearn.core.errors import StreamlearnError
-from streamlearn.media import MediaError, probe
+from streamlearn.media.probe import MediaError, probe
 from streamlearn.core.store import store_for
 
 # What is known to decode each codec (seen here or reported with a version); the export's README says it.

@@ -231,7 +231,7 @@ class Trainer:
         self.anchors = [[p.detach().clone() for p in g["params"]] for g in self.opt.param_groups] \
             if cfg.anchor_decay > 0 else None
         self.day_scale = 1.0
-        from streamlearn.vision_budget import geometry_from_config
+        from streamlearn.media.vision_budget import geometry_from_config
 
         geometry = geometry_from_config(self.config.vision_config.to_dict())
         # GPU: pixels travel in the compute dtype (half the bytes); a CPU keeps them as computed

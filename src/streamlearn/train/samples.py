@@ -22,8 +22,8 @@ from streamlearn.core.errors import StreamlearnError
 from streamlearn.framecache import read_sample_frames
 from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
 from streamlearn.targets import SampleSpec
-from streamlearn.video_pixels import n_video_tokens, video_inputs
-from streamlearn.vision_budget import VisionGeometry
+from streamlearn.media.video_pixels import n_video_tokens, video_inputs
+from streamlearn.media.vision_budget import VisionGeometry
 
 
 def earlier_days_pool(by_day: dict[int, list[SampleSpec]], day: int, seed: int) -> list[SampleSpec]:
