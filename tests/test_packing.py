@@ -12,7 +12,7 @@ import torch
 from trainkit import make_train_corpus
 
 from streamlearn.core.config import load_train_config
-from streamlearn.models import load_model
+from streamlearn.models.inference import load_model
 from streamlearn.targets import build_specs
 from streamlearn.train import fast_vision, packing
 from streamlearn.train.loss import TargetLossModel, sample_flops

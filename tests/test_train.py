@@ -22,7 +22,7 @@ import torch
 from trainkit import make_train_corpus
 
 from streamlearn.core.errors import ConfigError, StreamlearnError
-from streamlearn.models import build_tokenizer, load_model
+from streamlearn.models.inference import build_tokenizer, load_model
 from streamlearn.core.config import load_train_config
 from streamlearn.train.engine import train
 from streamlearn.targets import build_specs
@@ -121,7 +121,7 @@ def test_run_outputs_and_day_exports_load(golden_run):
     assert "needs torchvision" in (run / "export" / "day-02" / "README.md").read_text()
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import VLM
+    from streamlearn.models.inference import VLM
 
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "export" / "day-00")
     day2 = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "export" / "day-02")

@@ -33,7 +33,7 @@ def model_parameters(model: str) -> tuple[int, int]:
     import torch
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import ARCHITECTURES, preset_config, quiet_transformers, resolve
+    from streamlearn.models.inference import ARCHITECTURES, preset_config, quiet_transformers, resolve
 
     quiet_transformers()
     config = preset_config(model) if model == "tiny" or model in ARCHITECTURES else AutoConfig.from_pretrained(

@@ -48,7 +48,7 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, s: DescribeSection, cache: RequestCache):
-        from streamlearn.models import load_for_generation
+        from streamlearn.models.inference import load_for_generation
 
         self.s, self.cache, self.model = s, cache, s.model or "tiny"
         self.vlm = load_for_generation(self.model, s.device)

@@ -331,7 +331,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     if reused:
         console.info(f"eval: reusing {reused} answer sets recorded for the same bank, checkpoints and settings")
     if "openai" in systems:
-        from streamlearn.llm_client import ChatClient
+        from streamlearn.models.llm_client import ChatClient
 
         ep = EndpointAnswerer(ChatClient(cfg.openai_endpoint, cfg.openai_model, cfg.openai_api_key_env,
                                          max_tokens=128, json_mode=False), cfg.openai_model)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from streamlearn import description as D
 from streamlearn.core.config import DescribeSection
 from streamlearn.core.errors import StreamlearnError
-from streamlearn.llm_client import ChatClient
+from streamlearn.models.llm_client import ChatClient
 from streamlearn.core.redact import excerpt
 from streamlearn.rewrite.prompt import messages, parse_rewrites
 

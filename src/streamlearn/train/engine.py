@@ -96,7 +96,7 @@ def params_on_meta():
 def model_config(model: str, layers: int = 0):
     from transformers import AutoConfig
 
-    from streamlearn.models import ARCHITECTURES, preset_config, resolve
+    from streamlearn.models.inference import ARCHITECTURES, preset_config, resolve
 
     target = resolve(model)
     if target in ARCHITECTURES:
@@ -112,7 +112,7 @@ def initial_state(target: str, config, seed: int, device: torch.device) -> dict:
     on the training device: billions of parameters initialise in seconds on a GPU, minutes on a CPU)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import ARCHITECTURES
+    from streamlearn.models.inference import ARCHITECTURES
 
     if target in ARCHITECTURES:
         torch.manual_seed(seed)
@@ -136,7 +136,7 @@ def build(cfg: TrainConfig, d: Dist):
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import ARCHITECTURES, build_tokenizer, quiet_transformers
+    from streamlearn.models.inference import ARCHITECTURES, build_tokenizer, quiet_transformers
 
     quiet_transformers()
     target, config = model_config(cfg.model, cfg.preset_layers)
@@ -316,7 +316,7 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
         from transformers import Qwen2_5_VLForConditionalGeneration
 
-        from streamlearn.models import write_processor_files
+        from streamlearn.models.inference import write_processor_files
 
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         out = self.export_dir / name

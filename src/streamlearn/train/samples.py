@@ -20,7 +20,7 @@ import numpy as np
 
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.framecache import read_sample_frames
-from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
+from streamlearn.models.inference import BLANK_FRAMES, VIDEO_PAD, rope_index
 from streamlearn.targets import SampleSpec
 from streamlearn.media.video_pixels import n_video_tokens, video_inputs
 from streamlearn.media.vision_budget import VisionGeometry
