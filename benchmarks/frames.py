@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from streamlearn.core.config import OperatingPoint
-from streamlearn.framecache import extract
+from streamlearn.corpus.framecache import extract
 from streamlearn.media.vision_budget import plan
 
 

@@ -99,9 +99,9 @@ def cluster_diff(old: dict, new: dict, clusters: dict, ids: list[str], rng, n_bo
 
 
 def summarise(corpus: Path, name: str, train_days: list[int], seconds: dict, rng, eval_name: str = "") -> dict:
-    from streamlearn import questionbank as QB
-    from streamlearn.corpus import Corpus
-    from streamlearn.heldout import group_of
+    from streamlearn.corpus import questionbank as QB
+    from streamlearn.corpus.layout import Corpus
+    from streamlearn.corpus.heldout import group_of
 
     c = Corpus.open(corpus)
     ev = corpus / "evals" / (eval_name or name)

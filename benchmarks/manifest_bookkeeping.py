@@ -40,7 +40,7 @@ from streamlearn.core import console  # noqa: E402
 from streamlearn.core.manifest import DONE, STATUSES, ManifestError, Manifest, one_line, status_of
 from streamlearn.core.files import atomic_write_bytes, atomic_write_text
 from streamlearn.runner import Stage, run_stage  # noqa: E402
-from streamlearn.tables import CHUNKS  # noqa: E402
+from streamlearn.corpus.tables import CHUNKS  # noqa: E402
 
 
 class WholeRewrite(Manifest):

@@ -24,7 +24,7 @@ from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.acquire.transcribe import run_transcribe
 from streamlearn.core.config import AcquireSection, Config
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.testdata.loopback import Faults, LoopbackServer
 
 FAST = AcquireSection(retries=1, retry_sleep=0.05)
@@ -347,7 +347,7 @@ def test_acquire_command_end_to_end(tour, tmp_path, run_cli):
 
 def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
     from streamlearn.chunk import run_chunk
-    from streamlearn.framecache import load_frames
+    from streamlearn.corpus.framecache import load_frames
     from streamlearn.chunk.frames import run_frames
     from streamlearn.media.probe import probe
 
@@ -372,7 +372,7 @@ def test_a_file_named_like_an_option_is_read_as_a_file(tour, tmp_path, run_cli, 
     `-report` flag (which writes a log file into the working directory)."""
     import shutil as _shutil
 
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     vid = json.loads((tour / "ground_truth.json").read_text())["days"][0]["video_id"]
     rec = tmp_path / "rec"
@@ -388,7 +388,7 @@ def test_a_file_named_like_an_option_is_read_as_a_file(tour, tmp_path, run_cli, 
 
 
 def test_a_playlist_with_wrong_types_or_a_cut_line_writes_nothing(tmp_path, run_cli):
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     Corpus.init(tmp_path / "corpus")
     good = {"id": "v1", "url": "https://example.com/v1", "title": "Day 1", "release_timestamp": 1754000000}

@@ -22,10 +22,10 @@ from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.chunk import merge, run_chunk, verify
 from streamlearn.core.config import Config, CorpusSection, StorageSection
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import ManifestError
 from streamlearn.core.manifest import Manifest
-from streamlearn.tables import CHUNKS
+from streamlearn.corpus.tables import CHUNKS
 
 
 def packets(path: Path, stream: str) -> list[tuple[float, str]]:
@@ -200,7 +200,7 @@ def test_transcript_slices_are_chunk_relative(tour, tmp_path):
     corpus = make_corpus(tmp_path, tour, variants=("mkv",), days=(0,))
     row = corpus.videos.read()[0]
     vdir = corpus.video_dir(row["video_id"])
-    from streamlearn import transcript
+    from streamlearn.corpus import transcript
 
     doc = {"video_id": row["video_id"], "source": "asr", "segments": [
         {"start": 9.0, "end": 12.0, "text": "across the cut", "speaker": "SPEAKER_00", "words": [

@@ -65,7 +65,7 @@ def test_status_uses_data_root_env(run_cli, tmp_path, monkeypatch):
 def test_corrupt_videos_csv(run_cli, tmp_path):
     c = tmp_path / "c"
     run_cli("init", c)
-    from streamlearn.tables import VIDEOS
+    from streamlearn.corpus.tables import VIDEOS
 
     header = [col.name for col in VIDEOS.columns()]
     rows = [header, ["abc"] + [""] * (len(header) - 1)]
@@ -80,7 +80,7 @@ def test_corrupt_videos_csv(run_cli, tmp_path):
 
 
 def test_status_lists_failures(run_cli, tmp_path):
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
     from streamlearn.core.manifest import DONE, FAILED
 
     corpus, _ = Corpus.init(tmp_path / "c")

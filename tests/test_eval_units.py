@@ -136,9 +136,9 @@ def test_judge_panel_votes():
 
 def test_bank_import_and_seal(tmp_path, monkeypatch):
     from streamlearn.core.config import Config
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
     from streamlearn.evaluate.bank import run_questions
-    from streamlearn.questionbank import load_bank
+    from streamlearn.corpus.questionbank import load_bank
 
     corpus, _ = Corpus.init(tmp_path / "c", Config())
     src = tmp_path / "bank.csv"
@@ -225,7 +225,8 @@ def test_report_plots_say_what_they_pool_and_carry_n(tmp_path, monkeypatch):
 def test_expensive_systems_run_at_log_spaced_checkpoints_in_a_long_run():
     from pathlib import Path
 
-    from streamlearn.evaluate.run import checkpoints_by_system, expensive_days
+    from streamlearn.corpus.forecast import expensive_days
+    from streamlearn.evaluate.run import checkpoints_by_system
 
     assert expensive_days(list(range(0, 5))) == [0, 1, 2, 3, 4]  # a short run: every checkpoint
     assert expensive_days(list(range(0, 36))) == [0, 1, 2, 4, 8, 16, 32, 35]  # 35 days: 8 of 36

@@ -18,12 +18,12 @@ import pytest
 from conftest import downloaded_tour
 from trainkit import make_train_corpus
 
-from streamlearn import heldout as H
-from streamlearn import questionbank as QB
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus import questionbank as QB
 from streamlearn.core.config import load_train_config
 from streamlearn.evaluate import bank as B
-from streamlearn.runrecord import read_targets
-from streamlearn.targets import build_specs
+from streamlearn.corpus.runrecord import read_targets
+from streamlearn.corpus.targets import build_specs
 from streamlearn.core.textnorm import normalize
 
 TRAINING_FORMATS = ("llava", "sharegpt", "hf", "webdataset")
@@ -133,7 +133,7 @@ def trained(sealed, tmp_path_factory):
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["eval", str(root), "--systems", "weights"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     return Corpus.open(root)
 

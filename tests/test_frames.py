@@ -17,8 +17,8 @@ import pytest
 
 from streamlearn.chunk import run_chunk
 from streamlearn.core.config import Config, CorpusSection, OperatingPoint
-from streamlearn.corpus import Corpus
-from streamlearn.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
+from streamlearn.corpus.layout import Corpus
+from streamlearn.corpus.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
 from streamlearn.chunk.frames import run_frames
 from streamlearn.media.vision_budget import plan
 

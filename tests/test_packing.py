@@ -12,8 +12,8 @@ import torch
 from trainkit import make_train_corpus
 
 from streamlearn.core.config import load_train_config
-from streamlearn.models.inference import load_model
-from streamlearn.targets import build_specs
+from streamlearn.models.loading import load_model
+from streamlearn.corpus.targets import build_specs
 from streamlearn.train import fast_vision, packing
 from streamlearn.train.loss import TargetLossModel, sample_flops
 from streamlearn.train.packing import make_batch, plan_packs

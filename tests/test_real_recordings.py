@@ -22,7 +22,7 @@ import pytest
 
 from streamlearn.testdata import realdata as R
 from streamlearn.core.config import Config, CorpusSection, OperatingPoint
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.media.probe import MediaError, check_decodes, probe
 
 
@@ -108,7 +108,7 @@ def test_truncated_file_is_caught_by_a_packet_scan(tmp_path):
 
 
 def test_rotated_portrait_frames_are_upright(tmp_path):
-    from streamlearn.framecache import extract
+    from streamlearn.corpus.framecache import extract
 
     src = portrait_video(tmp_path / "portrait.mp4", seconds=4)
     p = probe(src)

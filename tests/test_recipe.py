@@ -13,12 +13,12 @@ import pytest
 import torch
 from trainkit import make_train_corpus
 
-from streamlearn import heldout as H
-from streamlearn import questionbank as QB
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus import questionbank as QB
 from streamlearn.core.config import load_train_config
-from streamlearn.contamination import audit, contamination_summary
+from streamlearn.corpus.contamination import audit, contamination_summary
 from streamlearn.evaluate import bank as B
-from streamlearn.targets import SampleSpec, build_specs
+from streamlearn.corpus.targets import SampleSpec, build_specs
 from streamlearn.train.engine import train
 from streamlearn.train.samples import day_epochs
 

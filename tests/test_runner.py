@@ -11,7 +11,7 @@ import threading
 import time
 
 from streamlearn.core.config import Config
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import NotApplicable
 from streamlearn.core.manifest import DONE, FAILED, SKIPPED, status_of
 from streamlearn.runner import Stage, run_stage, select

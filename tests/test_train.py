@@ -22,10 +22,11 @@ import torch
 from trainkit import make_train_corpus
 
 from streamlearn.core.errors import ConfigError, StreamlearnError
-from streamlearn.models.inference import build_tokenizer, load_model
+from streamlearn.models.loading import load_model
+from streamlearn.models.tokenizer import build_tokenizer
 from streamlearn.core.config import load_train_config
 from streamlearn.train.engine import train
-from streamlearn.targets import build_specs
+from streamlearn.corpus.targets import build_specs
 from streamlearn.train.samples import encode
 from streamlearn.media.vision_budget import VisionGeometry
 
@@ -266,7 +267,7 @@ def test_batched_vision_attention_is_the_same_math(tmp_path):
 
 
 def test_stream_replay_mixes_earlier_days_deterministically():
-    from streamlearn.targets import SampleSpec
+    from streamlearn.corpus.targets import SampleSpec
     from streamlearn.train.samples import earlier_days_pool, mix_replay
 
     by_day = {d: [SampleSpec(f"d{d}/{k}", "qa_text", d, [], f"t{d}{k}", "i") for k in range(4)] for d in (1, 2, 3)}

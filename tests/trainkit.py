@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.core.config import Config, OperatingPoint
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.manifest import DONE
 
 CITIES = ["Miami", "Denver", "Boston", "Seattle"]

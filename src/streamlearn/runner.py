@@ -161,7 +161,7 @@ def _run_group(work: Callable, corpus, rows: list[dict], emit: Callable | None =
 def _ray_group(corpus_root: str, work: Callable, rows: list[dict]) -> list[tuple]:
     import pickle
 
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     out = []
     for row, values, exc in _run_group(work, Corpus.open(corpus_root), rows):

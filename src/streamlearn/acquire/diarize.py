@@ -22,8 +22,8 @@ import numpy as np
 
 from streamlearn.core import console
 
-from streamlearn import transcript
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import transcript
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.config import DiarizeSection
 from streamlearn.core.errors import NotApplicable, StreamlearnError
 from streamlearn.core.files import atomic_write_text

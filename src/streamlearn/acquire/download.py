@@ -21,7 +21,7 @@ from pathlib import Path
 
 from streamlearn.core import console
 from streamlearn.core.config import AcquireSection
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
 from streamlearn.media.probe import check_decodes, not_a_recording, probe

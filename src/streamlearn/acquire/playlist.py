@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from streamlearn.core import console
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
 from streamlearn.media.probe import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from streamlearn.core import console
 
-from streamlearn import transcript
+from streamlearn.corpus import transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
 from streamlearn.core.config import ModelsSection
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import NotApplicable, StreamlearnError
 from streamlearn.media.probe import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 
 from streamlearn.core import console
 
-from streamlearn import transcript
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import transcript
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.manifest import Manifest, merge_parts
 from streamlearn.core.files import atomic_write_text
@@ -31,7 +31,7 @@ from streamlearn.media.probe import arg_path, check_decodes, probe
 from streamlearn.core.files import sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 from streamlearn.core.store import Store, store_for
-from streamlearn.tables import CHUNKS
+from streamlearn.corpus.tables import CHUNKS
 
 CONTAINER = {".mkv": ".mkv", ".webm": ".mkv", ".mp4": ".mp4", ".mov": ".mp4", ".m4v": ".mp4", ".m4a": ".m4a"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from streamlearn.core import console
 from streamlearn.core.config import CONFIG_NAME
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.manifest import DONE, status_of
 from streamlearn.core.files import atomic_write_text
 from streamlearn.core.files import sha256_file

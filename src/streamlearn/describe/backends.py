@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.core.config import DescribeSection
 from streamlearn.describe.context import ChunkContext
 from streamlearn.describe.llm import ChatClient, Reply, RequestCache, generate, parse_completion

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import transcript
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import transcript
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.store import Store
 
@@ -65,7 +65,7 @@ class ChunkContext:
         (rotation and pixel aspect applied), at most max_width wide."""
         key = (n, max_width)
         if key not in self._frames:
-            from streamlearn.framecache import extract
+            from streamlearn.corpus.framecache import extract
             from streamlearn.media.probe import probe
 
             with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.describe.prompt import extract_json, repair_messages, request_key
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.models.llm_client import ChatClient, Reply, parse_completion  # noqa: F401 (re-exported)

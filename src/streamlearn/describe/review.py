@@ -17,13 +17,13 @@ import numpy as np
 from PIL import Image
 
 from streamlearn.core import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus
 from streamlearn.describe.context import ChunkContext
-from streamlearn.corpus import stream_order
+from streamlearn.corpus.layout import stream_order
 from streamlearn.describe.run import description_path
 from streamlearn.core.errors import StreamlearnError
-from streamlearn.heldout import Constraints, fact_key, load_constraints
+from streamlearn.corpus.heldout import Constraints, fact_key, load_constraints
 from streamlearn.core.manifest import DONE, status_of
 from streamlearn.core.files import atomic_write_text
 

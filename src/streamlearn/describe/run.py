@@ -13,8 +13,8 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 from streamlearn.core import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus, stream_order
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus, stream_order
 from streamlearn.describe import summaries
 from streamlearn.describe.backends import (BatchWriter, OpenAIBackend, TransformersBackend,
                                            describe_from_batch, read_batch_results, write_text)

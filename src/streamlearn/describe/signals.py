@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.core.config import DescribeSection
 from streamlearn.describe.context import ChunkContext
 

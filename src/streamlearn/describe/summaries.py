@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from streamlearn.core import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.manifest import DONE, status_of
 from streamlearn.core.files import atomic_write_text
 from streamlearn.core.paths import contained

@@ -15,9 +15,9 @@ from pathlib import Path
 from streamlearn.core import console
 
 from streamlearn.media import vision_budget
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
-from streamlearn import questionbank as QB
+from streamlearn.corpus import questionbank as QB
 from streamlearn.evaluate.run import cluster_of, grade
 from streamlearn.evaluate.stats import cluster_bootstrap
 from streamlearn.core.files import atomic_write_text
@@ -47,7 +47,7 @@ def evidence_clips(corpus: Corpus, items: list[dict]) -> list[tuple[dict, Path, 
 def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps: list[float],
               bank: str | None = None, limit: int | None = None) -> list[dict]:
     from streamlearn.evaluate.systems import LocalAnswerer
-    from streamlearn.framecache import extract
+    from streamlearn.corpus.framecache import extract
 
     bank = bank or corpus.config.eval.bank
     clips = evidence_clips(corpus, QB.load_bank(corpus, bank))

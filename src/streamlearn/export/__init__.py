@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from streamlearn.core import console
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.framecache import read_sample_frames
+from streamlearn.corpus.framecache import read_sample_frames
 from streamlearn.core.files import atomic_write_text
 
 from streamlearn.export.samples import Sample

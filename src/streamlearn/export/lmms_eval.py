@@ -22,12 +22,12 @@ from collections import Counter
 from pathlib import Path
 
 from streamlearn.core import console
-from streamlearn.contamination import audit
-from streamlearn.corpus import Corpus
-from streamlearn.heldout import TRAINED, group_of
+from streamlearn.corpus.contamination import audit
+from streamlearn.corpus.layout import Corpus
+from streamlearn.corpus.heldout import TRAINED, group_of
 from streamlearn.core.files import atomic_write_text
-from streamlearn.questionbank import load_bank
-from streamlearn.runrecord import read_targets
+from streamlearn.corpus.questionbank import load_bank
+from streamlearn.corpus.runrecord import read_targets
 
 PRIOR_CONTEXT = "Q: \nA:"  # the prompt with no question: each option's prior (evaluate/lmms_model.py)
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from streamlearn.core import console
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.media.probe import MediaError, probe
 from streamlearn.core.store import store_for

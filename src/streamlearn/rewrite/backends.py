@@ -3,7 +3,7 @@ and `openai` (the OpenAI-compatible endpoint, model and key variable of `[descri
 
 from __future__ import annotations
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.core.config import DescribeSection
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.models.llm_client import ChatClient

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from streamlearn.contamination import BankAudit
-from streamlearn.corpus import Corpus
-from streamlearn.heldout import Constraints, load_constraints
-from streamlearn.questionbank import load_bank
+from streamlearn.corpus.contamination import BankAudit
+from streamlearn.corpus.layout import Corpus
+from streamlearn.corpus.heldout import Constraints, load_constraints
+from streamlearn.corpus.questionbank import load_bank
 from streamlearn.core.files import sha256_file
 
 FLAGS = ("question", "ngram8", "ngram13")  # the audit's flags for a question's wording in a target

@@ -12,8 +12,8 @@ from functools import partial
 from pathlib import Path
 
 from streamlearn.core import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus, stream_order
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus, stream_order
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.manifest import DONE, SETTLED, status_of
 from streamlearn.core.files import atomic_write_text
@@ -21,7 +21,7 @@ from streamlearn.core.paths import contained
 from streamlearn.rewrite.backends import OpenAIRewriter, SignalsRewriter
 from streamlearn.rewrite.check import BankCheck, bank_check
 from streamlearn.core.files import sha256_file
-from streamlearn.rewrites import SCHEMA, load
+from streamlearn.corpus.rewrites import SCHEMA, load
 from streamlearn.runner import Stage, StageResult, run_stage, select
 
 BACKENDS = ("signals", "openai")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
 
@@ -110,7 +110,7 @@ def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, ma
     """`streamlearn train`: here, under torchrun (`nproc` > 1) or as a SLURM script; the exit status."""
     from streamlearn.core import console
     from streamlearn.core.config import load_train_config
-    from streamlearn.forecast import check_room, gb, training_days
+    from streamlearn.corpus.forecast import check_room, gb, training_days
     from streamlearn.train.worker import train_worker
 
     cfg = load_train_config(corpus.config.train, config_path, model=model, run=run)

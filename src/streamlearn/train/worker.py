@@ -12,7 +12,7 @@ from streamlearn.core.errors import StreamlearnError
 
 def train_worker(argv: list[str]) -> int:
     from streamlearn.core.config import load_train_config
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
     from streamlearn.train.engine import train
     from streamlearn.train.launch import parse_days
 

@@ -11,8 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from streamlearn import heldout as H
-from streamlearn.corpus import Corpus
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.paths import contained
 

@@ -23,7 +23,7 @@ from streamlearn.core.config import CONFIG_NAME, Config, load_config, save_confi
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.manifest import Manifest
 from streamlearn.core.paths import contained
-from streamlearn.tables import CHUNKS, VIDEOS
+from streamlearn.corpus.tables import CHUNKS, VIDEOS
 
 DATA_ROOT_ENV = "STREAMLEARN_DATA_ROOT"
 # where each artifact lives (docs/architecture.md, "Corpus layout"); modules ask `Corpus.folder`, never spell it

@@ -5,8 +5,8 @@ apply, e.g. no audio to transcribe: nothing to do)."""
 from __future__ import annotations
 
 from streamlearn.core.redact import redact
-from streamlearn.verdict import headline
-from streamlearn.corpus import Corpus
+from streamlearn.corpus.verdict import headline
+from streamlearn.corpus.layout import Corpus
 from streamlearn.core.manifest import DONE, FAILED, SKIPPED, status_of
 
 
