@@ -199,7 +199,7 @@ def main() -> None:
     if args.build:
         build(args.build, args.seed, args.days, args.minutes)
         return
-    from streamlearn.train.launch import parse_days
+    from streamlearn.train.worker import parse_days
 
     train_days = parse_days(args.train_days)
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}

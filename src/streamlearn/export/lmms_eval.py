@@ -162,7 +162,7 @@ def metric_names(docs: list[dict], mc_scoring: str) -> list[str]:
 
 def write_task(corpus: Corpus, bank: str, out: Path, run: str) -> Path:
     """The task folder (every check first, then written whole and swapped in for an earlier one)."""
-    from streamlearn.export import MARKER, publish
+    from streamlearn.export.folder import MARKER, publish
 
     items = load_bank(corpus, bank)
     targets = read_targets(corpus.run_dir(run))

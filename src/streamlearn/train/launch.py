@@ -14,22 +14,7 @@ from pathlib import Path
 from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError
 from streamlearn.core.files import atomic_write_text
-
-
-def parse_days(text: str | None) -> list[int] | None:
-    """"3" -> [3]; "1-3" -> [1, 2, 3]; "1,4-5" -> [1, 4, 5]; None -> all days."""
-    if not text:
-        return None
-    days: list[int] = []
-    try:
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            days += list(range(int(a), int(b or a) + 1))
-    except ValueError:
-        raise StreamlearnError(f"--days {text!r} is not a day list; use e.g. 3, 1-3 or 1,4-5") from None
-    if not days or min(days) < 0:
-        raise StreamlearnError(f"--days {text!r} is empty or negative")
-    return sorted(set(days))
+from streamlearn.train.worker import parse_days, train_worker
 
 
 def check_gpus(nproc: int) -> None:
@@ -111,7 +96,6 @@ def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, ma
     from streamlearn.core import console
     from streamlearn.core.config import load_train_config
     from streamlearn.corpus.forecast import check_room, gb, training_days
-    from streamlearn.train.worker import train_worker
 
     cfg = load_train_config(corpus.config.train, config_path, model=model, run=run)
     wanted = parse_days(days)
