@@ -28,6 +28,26 @@ def read_object(path: Path, what: str, fix: str) -> dict:
     return doc
 
 
+def read_json_lines(path: Path, fix: str, encoding_fix: str | None = None) -> list[tuple[int, object]]:
+    """(line number, value) of every non-blank line of a JSON Lines file the product or a user wrote; a file
+    that is not UTF-8 or a line that is not JSON raises one line naming the file (and line) and `fix`
+    (`encoding_fix` for the encoding, when it differs)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StreamlearnError(f"{path.name}: not UTF-8 text (byte {exc.start}); {encoding_fix or fix}") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise StreamlearnError(f"{path.name} line {n}: not JSON ({exc.msg}); {fix}") from None
+    return out
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
