@@ -184,6 +184,22 @@ def test_bank_import_and_seal(tmp_path, monkeypatch):
         Corpus.open(tmp_path / "c")
 
 
+def test_json_lines_files_fail_with_one_line_naming_the_file_and_line(tmp_path):
+    from streamlearn.core.files import read_json_lines
+    from streamlearn.corpus.runrecord import read_targets
+
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "day-01.jsonl").write_text('{"key": "a"}\n\n{"key": "b"}\n')
+    assert [t["key"] for t in read_targets(tmp_path)] == ["a", "b"]
+    (tmp_path / "targets" / "day-02.jsonl").write_text('{"key": "c"}\n{"key": \n')
+    with pytest.raises(StreamlearnError, match=r"^day-02.jsonl line 2: not JSON \(.*\); the run's record is damaged"):
+        read_targets(tmp_path)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"q": "caf\xe9"}\n')
+    with pytest.raises(StreamlearnError, match=r"^latin.jsonl: not UTF-8 text \(byte 10\); save it as UTF-8"):
+        read_json_lines(latin, "fix the line", "save it as UTF-8")
+
+
 def test_rag_at_day_n_reads_only_days_up_to_n():
     """Issue 24 (2): RAG reads what was described by Day-N, so its placebo cannot beat its transfer."""
     from streamlearn.evaluate.run import known_by
