@@ -7,7 +7,7 @@ the next run. An item the stage does not apply to (the worker raises `NotApplica
 to transcribe, no picture to sample) is recorded as skipped with the reason and is not retried.
 Nothing is recorded for an item until its outputs are complete on disk. Items that share a
 `group_by` value run in order in one worker (describe: each chunk sees its predecessor's text).
-Each outcome is one line appended to the manifest's journal (manifest.py); when the stage's loop
+Each outcome is one line appended to the manifest's journal (core/manifest.py); when the stage's loop
 ends, however it ends, the journal is folded into the CSV, which then holds every outcome.
 """
 

@@ -6,7 +6,7 @@
       videos.csv              one row per video: the spine
       videos/<video_id>/      media and per-video artifacts (info.json, captions, transcript, RTTM)
       chunks.csv              one row per chunk
-      *.csv.journal           records not yet folded into the CSV beside it (manifest.py)
+      *.csv.journal           records not yet folded into the CSV beside it (core/manifest.py)
       chunks.d/<node>.csv     per-node parts, merged into chunks.csv
       store/                  the default (local) chunk store
       frames/                 frame cache read by training
