@@ -348,7 +348,7 @@ def test_a_writer_killed_mid_run_loses_nothing_it_finished(tmp_path, finished):
     m = items(tmp_path, 400)
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(m.path)],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                [str(Path(M.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])})
+                                [str(Path(M.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])})
     last = {}
     for _ in range(finished):
         k, n = proc.stdout.readline().split()
