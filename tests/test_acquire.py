@@ -7,7 +7,6 @@ Run: python -m pytest tests/test_acquire.py -q
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -216,7 +215,7 @@ def test_killed_download_resumes_without_refetching(tour, tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
-            rows = {r["video_id"]: r for r in csv.DictReader(open(corpus.root / "videos.csv"))}
+            rows = {r["video_id"]: r for r in corpus.videos.read()}  # the CSV with its journal replayed
             if rows[first]["download_status"] == "done":
                 break
             time.sleep(0.2)
