@@ -19,7 +19,7 @@ from pathlib import Path
 import jiwer
 
 from streamlearn.acquire.transcribe import asr_words, load_model
-from streamlearn.config import ModelsSection
+from streamlearn.core.config import ModelsSection
 from streamlearn.testdata.synth import synthesize
 
 ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

@@ -16,8 +16,8 @@ from pathlib import Path
 from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.chunk import run_chunk, segment
-from streamlearn.config import Config
-from streamlearn.corpus import Corpus
+from streamlearn.core.config import Config
+from streamlearn.corpus.layout import Corpus
 from streamlearn.testdata.synth import synthesize
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.media import decode_audio
+from streamlearn.media.probe import decode_audio
 from streamlearn.testdata.synth import synthesize
 
 
@@ -39,7 +39,7 @@ def pyannote_der(ref, hyp, collar: float) -> float:
 CHILD = """
 import json, sys, time, resource
 from streamlearn.acquire.diarize import assign_speakers, embed_file
-from streamlearn.config import DiarizeSection
+from streamlearn.core.config import DiarizeSection
 t0 = time.monotonic()
 turns = assign_speakers(embed_file(sys.argv[1], DiarizeSection(backend="embedded")), 0.3)
 print(json.dumps({"turns": turns, "seconds": time.monotonic() - t0,

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from gpu_corpus import make_corpus  # noqa: E402
 
 from streamlearn.evaluate import bank as B  # noqa: E402
-from streamlearn import questionbank as QB
+from streamlearn.corpus import questionbank as QB
 from streamlearn.evaluate.run import evidence_chunk, evidence_frames, item_groups  # noqa: E402
 from streamlearn.evaluate.systems import INSTRUCTION, INSTRUCTION_NO_VIDEO, LocalAnswerer  # noqa: E402
-from streamlearn.models import BLANK_FRAMES, _cache_kwarg  # noqa: E402
+from streamlearn.models.inference import BLANK_FRAMES, _cache_kwarg  # noqa: E402
 
 
 def sync() -> None:

@@ -23,9 +23,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from streamlearn.config import OperatingPoint
-from streamlearn.framecache import extract
-from streamlearn.vision_budget import plan
+from streamlearn.core.config import OperatingPoint
+from streamlearn.corpus.framecache import extract
+from streamlearn.media.vision_budget import plan
 
 
 def encode(out: Path, seconds: float, height: int, gop: int) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import description as D
-from streamlearn.config import Config, EvalSection, OperatingPoint
-from streamlearn.corpus import Corpus
-from streamlearn.manifest import DONE
+from streamlearn.corpus import description as D
+from streamlearn.core.config import Config, EvalSection, OperatingPoint
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.manifest import DONE
 
 CITIES = ["Miami", "Denver", "Boston", "Seattle", "Austin", "Chicago"]
 WORDS = ("we are walking down the street and the food here is great look at that sign over there "

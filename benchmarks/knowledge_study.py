@@ -99,9 +99,9 @@ def cluster_diff(old: dict, new: dict, clusters: dict, ids: list[str], rng, n_bo
 
 
 def summarise(corpus: Path, name: str, train_days: list[int], seconds: dict, rng, eval_name: str = "") -> dict:
-    from streamlearn import questionbank as QB
-    from streamlearn.corpus import Corpus
-    from streamlearn.heldout import group_of
+    from streamlearn.corpus import questionbank as QB
+    from streamlearn.corpus.layout import Corpus
+    from streamlearn.corpus.heldout import group_of
 
     c = Corpus.open(corpus)
     ev = corpus / "evals" / (eval_name or name)
@@ -199,7 +199,7 @@ def main() -> None:
     if args.build:
         build(args.build, args.seed, args.days, args.minutes)
         return
-    from streamlearn.train.launch import parse_days
+    from streamlearn.train.worker import parse_days
 
     train_days = parse_days(args.train_days)
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}

@@ -36,11 +36,11 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from streamlearn import console  # noqa: E402
-from streamlearn.manifest import (DONE, STATUSES, ManifestError, Manifest, atomic_write_bytes,  # noqa: E402
-                                  atomic_write_text, one_line, status_of)
+from streamlearn.core import console  # noqa: E402
+from streamlearn.core.manifest import DONE, STATUSES, ManifestError, Manifest, one_line, status_of
+from streamlearn.core.files import atomic_write_bytes, atomic_write_text
 from streamlearn.runner import Stage, run_stage  # noqa: E402
-from streamlearn.tables import CHUNKS  # noqa: E402
+from streamlearn.corpus.tables import CHUNKS  # noqa: E402
 
 
 class WholeRewrite(Manifest):

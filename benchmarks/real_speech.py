@@ -39,9 +39,9 @@ def wer_bench(n_memos: int) -> list[dict]:
     import jiwer
 
     from streamlearn.acquire.transcribe import asr_words, uncovered
-    from streamlearn.config import ModelsSection
-    from streamlearn.media import decode_audio
-    from streamlearn.vad import speech_regions
+    from streamlearn.core.config import ModelsSection
+    from streamlearn.media.probe import decode_audio
+    from streamlearn.media.vad import speech_regions
 
     prompts = R.read_prompts(min_words=10)
     rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def pyannote_der(ref, hyp, collar: float) -> float:
 
 def der_bench(split: str, seconds: float) -> list[dict]:
     from streamlearn.acquire.diarize import assign_speakers, der, embed_file, read_rttm
-    from streamlearn.config import DiarizeSection
+    from streamlearn.core.config import DiarizeSection
 
     voices = R.MEASURED_VOICES if split == "measure" else R.TUNING_VOICES
     tmp = Path(tempfile.mkdtemp())

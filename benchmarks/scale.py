@@ -82,7 +82,7 @@ def run_size(work: Path, base: Path, videos: int, hours: float) -> dict:
         secs, mb, rc = timed([a.format(c=corpus, rec=rec) for a in argv], log)
         out["stages"][name] = {"seconds": round(secs, 2), "peak_mb": round(mb, 1), "rc": rc}
         print(f"  {name:<15} {secs:8.1f} s  {mb:7.0f} MB" + (f"  (exit {rc}; see {log})" if rc else ""), flush=True)
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     out["chunks"] = len(Corpus.open(corpus).chunks.read())
     return out

@@ -49,8 +49,8 @@ def downloaded_tour(tour: Path, root: Path, variant: str = "mp4"):
 
     from streamlearn.acquire.download import run_download
     from streamlearn.acquire.playlist import run_playlist
-    from streamlearn.config import Config, CorpusSection, OperatingPoint
-    from streamlearn.corpus import Corpus
+    from streamlearn.core.config import Config, CorpusSection, OperatingPoint
+    from streamlearn.corpus.layout import Corpus
 
     truth = json.loads((tour / "ground_truth.json").read_text())
     (root / "rec").mkdir(parents=True)

@@ -7,7 +7,6 @@ Run: python -m pytest tests/test_acquire.py -q
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -23,8 +22,8 @@ from streamlearn.acquire.diarize import run_diarize
 from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.acquire.transcribe import run_transcribe
-from streamlearn.config import AcquireSection, Config
-from streamlearn.corpus import Corpus
+from streamlearn.core.config import AcquireSection, Config
+from streamlearn.corpus.layout import Corpus
 from streamlearn.testdata.loopback import Faults, LoopbackServer
 
 FAST = AcquireSection(retries=1, retry_sleep=0.05)
@@ -82,7 +81,8 @@ def test_playlist_rerun_keeps_edits_and_runtime(acquired):
 
 def test_download_archival_and_verified(acquired):
     corpus, truth, _ = acquired
-    from streamlearn.media import probe, sha256_file
+    from streamlearn.media.probe import probe
+    from streamlearn.core.files import sha256_file
 
     for r, d in zip(corpus.videos.read(), truth["days"]):
         media = corpus.abs(r["media_path"])
@@ -198,7 +198,7 @@ def test_dropped_connection_resumes_with_range(tour, tmp_path):
         ranges = [r for m, p, r in srv.requests if p == path and m == "GET"]
         resumed = [int(r[6:-1]) for r in ranges if r and re.fullmatch(r"bytes=\d+-", r)]
         assert len(ranges) == 3 and len(resumed) == 1 and 0 < resumed[0] <= 200_000  # resumed, not restarted
-        from streamlearn.media import sha256_file
+        from streamlearn.core.files import sha256_file
 
         row = corpus.videos.get(vid)
         assert row["media_sha256"] == sha256_file(tour / "media" / f"{vid}.mp4")
@@ -215,7 +215,7 @@ def test_killed_download_resumes_without_refetching(tour, tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
-            rows = {r["video_id"]: r for r in csv.DictReader(open(corpus.root / "videos.csv"))}
+            rows = {r["video_id"]: r for r in corpus.videos.read()}  # the CSV with its journal replayed
             if rows[first]["download_status"] == "done":
                 break
             time.sleep(0.2)
@@ -346,9 +346,9 @@ def test_acquire_command_end_to_end(tour, tmp_path, run_cli):
 
 def test_training_rendition_is_fetched_and_used_for_frames(tour, tmp_path):
     from streamlearn.chunk import run_chunk
-    from streamlearn.framecache import load_frames
+    from streamlearn.corpus.framecache import load_frames
     from streamlearn.chunk.frames import run_frames
-    from streamlearn.media import probe
+    from streamlearn.media.probe import probe
 
     with LoopbackServer(tour) as srv:
         corpus, _ = Corpus.init(tmp_path / "c", Config(acquire=AcquireSection(
@@ -371,7 +371,7 @@ def test_a_file_named_like_an_option_is_read_as_a_file(tour, tmp_path, run_cli, 
     `-report` flag (which writes a log file into the working directory)."""
     import shutil as _shutil
 
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     vid = json.loads((tour / "ground_truth.json").read_text())["days"][0]["video_id"]
     rec = tmp_path / "rec"
@@ -387,7 +387,7 @@ def test_a_file_named_like_an_option_is_read_as_a_file(tour, tmp_path, run_cli, 
 
 
 def test_a_playlist_with_wrong_types_or_a_cut_line_writes_nothing(tmp_path, run_cli):
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     Corpus.init(tmp_path / "corpus")
     good = {"id": "v1", "url": "https://example.com/v1", "title": "Day 1", "release_timestamp": 1754000000}
@@ -411,10 +411,10 @@ def test_a_silent_track_is_not_sent_through_vad_or_asr(tmp_path, monkeypatch):
     Silero nor whisper runs and the ASR model is never loaded (it cost ~35 s an hour of silence)."""
     import numpy as np
 
-    from streamlearn import vad
+    from streamlearn.media import vad
     from streamlearn.acquire import transcribe as T
-    from streamlearn.config import ModelsSection
-    from streamlearn.media import decode_audio
+    from streamlearn.core.config import ModelsSection
+    from streamlearn.media.probe import decode_audio
 
     silent = tmp_path / "silent.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=20", "-c:a", "libopus",

@@ -21,11 +21,11 @@ import pytest
 from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.chunk import merge, run_chunk, verify
-from streamlearn.config import Config, CorpusSection, StorageSection
-from streamlearn.corpus import Corpus
-from streamlearn.errors import ManifestError
-from streamlearn.manifest import Manifest
-from streamlearn.tables import CHUNKS
+from streamlearn.core.config import Config, CorpusSection, StorageSection
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import ManifestError
+from streamlearn.core.manifest import Manifest
+from streamlearn.corpus.tables import CHUNKS
 
 
 def packets(path: Path, stream: str) -> list[tuple[float, str]]:
@@ -95,7 +95,7 @@ def test_stream_copy_conserves_packets_and_cuts_on_keyframes(chunked):
         for p in parts:
             first = packets(p, "v:0")[0]
             assert first[1].startswith("K") and first[0] < 0.1  # starts on a keyframe, timestamps reset
-        from streamlearn.media import probe
+        from streamlearn.media.probe import probe
 
         assert {(probe(p).vcodec, probe(p).acodec) for p in parts} == {(row["vcodec"], row["acodec"])}
 
@@ -200,7 +200,7 @@ def test_transcript_slices_are_chunk_relative(tour, tmp_path):
     corpus = make_corpus(tmp_path, tour, variants=("mkv",), days=(0,))
     row = corpus.videos.read()[0]
     vdir = corpus.video_dir(row["video_id"])
-    from streamlearn import transcript
+    from streamlearn.corpus import transcript
 
     doc = {"video_id": row["video_id"], "source": "asr", "segments": [
         {"start": 9.0, "end": 12.0, "text": "across the cut", "speaker": "SPEAKER_00", "words": [
@@ -300,7 +300,7 @@ def test_sync_of_many_files_completes_and_resumes_after_a_crash(chunked, tmp_pat
     """More than 100 files: the state is saved every 50 uploads; a run that dies at upload 75 is resumed
     by the next, which uploads only what the saved state does not show as copied."""
     from streamlearn.chunk import sync
-    from streamlearn.store import Store
+    from streamlearn.core.store import Store
 
     root = tmp_path / "c"
     shutil.copytree(chunked.root, root)

@@ -65,7 +65,7 @@ def test_status_uses_data_root_env(run_cli, tmp_path, monkeypatch):
 def test_corrupt_videos_csv(run_cli, tmp_path):
     c = tmp_path / "c"
     run_cli("init", c)
-    from streamlearn.tables import VIDEOS
+    from streamlearn.corpus.tables import VIDEOS
 
     header = [col.name for col in VIDEOS.columns()]
     rows = [header, ["abc"] + [""] * (len(header) - 1)]
@@ -80,8 +80,8 @@ def test_corrupt_videos_csv(run_cli, tmp_path):
 
 
 def test_status_lists_failures(run_cli, tmp_path):
-    from streamlearn.corpus import Corpus
-    from streamlearn.manifest import DONE, FAILED
+    from streamlearn.corpus.layout import Corpus
+    from streamlearn.core.manifest import DONE, FAILED
 
     corpus, _ = Corpus.init(tmp_path / "c")
     corpus.videos.upsert([{"video_id": "v1", "title": "one", "duration_s": 3600.0},
@@ -135,7 +135,7 @@ def test_flag_values_are_checked_where_they_enter(run_cli, tmp_path):
     assert res.exit_code == 1 and res.stderr == "error: plan: --fps -1: must be in (0, 60]\n"
     res = run_cli("describe", tmp_path, "--limit", "-1")
     assert res.exit_code == 2 and "Invalid value for '--limit': -1 is not in the range x>=1." in res.stderr
-    from streamlearn.config import ConfigError, OperatingPoint
+    from streamlearn.core.config import ConfigError, OperatingPoint
 
     with pytest.raises(ConfigError, match="operating_point.chunk_seconds must be a number of seconds"):
         OperatingPoint(chunk_seconds=float("inf"))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from streamlearn.config import Config, load_config, save_config
-from streamlearn.errors import ConfigError, StreamlearnError
-from streamlearn.paths import ascii_name, contained, derive_id, is_safe_id
+from streamlearn.core.config import Config, load_config, save_config
+from streamlearn.core.errors import ConfigError, StreamlearnError
+from streamlearn.core.paths import ascii_name, contained, derive_id, is_safe_id
 
 
 def test_default_config_roundtrips(tmp_path):

@@ -57,8 +57,8 @@ def test_every_stage_complete(demo, run_cli):
 
 def test_the_forecast_is_within_a_fifth_of_what_the_demo_wrote(demo):
     """Issue 28: frame cache, training states and exports as `plan --forecast` says, against the bytes."""
-    from streamlearn import forecast as F
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus import forecast as F
+    from streamlearn.corpus.layout import Corpus
 
     work, _, _ = demo
     corpus = Corpus.open(work / "corpus")
@@ -94,7 +94,7 @@ def test_heldout_items_were_never_targets(demo):
     """The split was fixed before training and the run honoured it: no held-out item's question is
     in any target the run recorded, the audit finds none in the verdict, and every Day-N has the
     three groups (placebo where a later day exists), each with the guesser beside it."""
-    from streamlearn.textnorm import normalize
+    from streamlearn.core.textnorm import normalize
 
     work, _, _ = demo
     corpus = work / "corpus"
@@ -198,8 +198,8 @@ def fake_endpoint(items: list[dict], good: set[str], status: int = 200) -> FakeC
 
 
 def test_openai_system_is_graded_and_failures_are_not_wrong(demo):
-    from streamlearn.corpus import Corpus
-    from streamlearn.questionbank import load_bank
+    from streamlearn.corpus.layout import Corpus
+    from streamlearn.corpus.questionbank import load_bank
     from streamlearn.evaluate.run import run_eval
 
     work, _, _ = demo

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from fake_chat import FakeChatServer, completion
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.chunk import run_chunk
-from streamlearn.config import AcquireSection, Config, CorpusSection, DescribeSection
-from streamlearn.corpus import Corpus
+from streamlearn.core.config import AcquireSection, Config, CorpusSection, DescribeSection
+from streamlearn.corpus.layout import Corpus
 from streamlearn.describe.run import run_describe
 
 
@@ -88,7 +88,7 @@ def test_summaries_and_digest(described):
 
 
 def test_status_sums_tokens_and_cost(described, run_cli, tmp_path):
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     src, _ = described
     shutil.copytree(src.root, tmp_path / "c", symlinks=True)
@@ -143,7 +143,7 @@ def test_review_page_renders_in_chromium(described, tmp_path, run_cli):
 
 def test_review_marks_each_qa_pair_by_the_sealed_split():
     from streamlearn.describe.review import split_of
-    from streamlearn.heldout import Constraints, fact_key
+    from streamlearn.corpus.heldout import Constraints, fact_key
 
     c = Constraints(banks=[{"name": "main"}], trained={fact_key("v_c000", "Which city?")},
                     heldout={fact_key("v_c000", "Who spoke?")})

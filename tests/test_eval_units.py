@@ -11,7 +11,7 @@ import json
 import pytest
 from fake_chat import FakeChatServer, completion
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short, normalize, numbers_in
 from streamlearn.evaluate.judges import JudgePanel, parse_judge_spec
 from streamlearn.evaluate.stats import cluster_bootstrap, cohen_kappa
@@ -135,10 +135,10 @@ def test_judge_panel_votes():
 
 
 def test_bank_import_and_seal(tmp_path, monkeypatch):
-    from streamlearn.config import Config
-    from streamlearn.corpus import Corpus
+    from streamlearn.core.config import Config
+    from streamlearn.corpus.layout import Corpus
     from streamlearn.evaluate.bank import run_questions
-    from streamlearn.questionbank import load_bank
+    from streamlearn.corpus.questionbank import load_bank
 
     corpus, _ = Corpus.init(tmp_path / "c", Config())
     src = tmp_path / "bank.csv"
@@ -184,6 +184,22 @@ def test_bank_import_and_seal(tmp_path, monkeypatch):
         Corpus.open(tmp_path / "c")
 
 
+def test_json_lines_files_fail_with_one_line_naming_the_file_and_line(tmp_path):
+    from streamlearn.core.files import read_json_lines
+    from streamlearn.corpus.runrecord import read_targets
+
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "day-01.jsonl").write_text('{"key": "a"}\n\n{"key": "b"}\n')
+    assert [t["key"] for t in read_targets(tmp_path)] == ["a", "b"]
+    (tmp_path / "targets" / "day-02.jsonl").write_text('{"key": "c"}\n{"key": \n')
+    with pytest.raises(StreamlearnError, match=r"^day-02.jsonl line 2: not JSON \(.*\); the run's record is damaged"):
+        read_targets(tmp_path)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"q": "caf\xe9"}\n')
+    with pytest.raises(StreamlearnError, match=r"^latin.jsonl: not UTF-8 text \(byte 10\); save it as UTF-8"):
+        read_json_lines(latin, "fix the line", "save it as UTF-8")
+
+
 def test_rag_at_day_n_reads_only_days_up_to_n():
     """Issue 24 (2): RAG reads what was described by Day-N, so its placebo cannot beat its transfer."""
     from streamlearn.evaluate.run import known_by
@@ -225,7 +241,8 @@ def test_report_plots_say_what_they_pool_and_carry_n(tmp_path, monkeypatch):
 def test_expensive_systems_run_at_log_spaced_checkpoints_in_a_long_run():
     from pathlib import Path
 
-    from streamlearn.evaluate.run import checkpoints_by_system, expensive_days
+    from streamlearn.corpus.forecast import expensive_days
+    from streamlearn.evaluate.run import checkpoints_by_system
 
     assert expensive_days(list(range(0, 5))) == [0, 1, 2, 3, 4]  # a short run: every checkpoint
     assert expensive_days(list(range(0, 36))) == [0, 1, 2, 4, 8, 16, 32, 35]  # 35 days: 8 of 36

@@ -18,13 +18,13 @@ import pytest
 from conftest import downloaded_tour
 from trainkit import make_train_corpus
 
-from streamlearn import heldout as H
-from streamlearn import questionbank as QB
-from streamlearn.config import load_train_config
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus import questionbank as QB
+from streamlearn.core.config import load_train_config
 from streamlearn.evaluate import bank as B
-from streamlearn.runrecord import read_targets
-from streamlearn.targets import build_specs
-from streamlearn.textnorm import normalize
+from streamlearn.corpus.runrecord import read_targets
+from streamlearn.corpus.targets import build_specs
+from streamlearn.core.textnorm import normalize
 
 TRAINING_FORMATS = ("llava", "sharegpt", "hf", "webdataset")
 # every QA kind a target: held-out pairs would leak through qa and qa_text if the split were not honoured
@@ -133,7 +133,7 @@ def trained(sealed, tmp_path_factory):
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["eval", str(root), "--systems", "weights"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     return Corpus.open(root)
 
@@ -249,7 +249,7 @@ def test_media_paths_are_relative_and_each_format_reads_as_its_tool_does(describ
 
 
 def test_h264_rendition_is_written_and_pointed_to(described, run_cli, tmp_path):
-    from streamlearn.media import probe
+    from streamlearn.media.probe import probe
 
     res = run_cli("export", described.root, "--format", "sharegpt", "--h264", "--out", tmp_path / "h")
     assert res.exit_code == 0, res.output

@@ -11,7 +11,7 @@ from collections import namedtuple
 
 from trainkit import make_train_corpus
 
-from streamlearn import forecast as F
+from streamlearn.corpus import forecast as F
 
 FAST = {"lr": 1e-3, "warmup_steps": 1}
 Usage = namedtuple("Usage", "total used free")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from streamlearn.chunk import run_chunk
-from streamlearn.config import Config, CorpusSection, OperatingPoint
-from streamlearn.corpus import Corpus
-from streamlearn.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
+from streamlearn.core.config import Config, CorpusSection, OperatingPoint
+from streamlearn.corpus.layout import Corpus
+from streamlearn.corpus.framecache import extract, keyframe_times, load_frames, samples_on_keyframes
 from streamlearn.chunk.frames import run_frames
-from streamlearn.vision_budget import plan
+from streamlearn.media.vision_budget import plan
 
 
 def decode_all_pyav(path: Path) -> list[tuple[float, np.ndarray]]:
@@ -111,7 +111,7 @@ def test_a_full_disk_leaves_no_temp_file_and_marks_nothing_done(framed, tmp_path
     import os
     import time
 
-    from streamlearn import manifest
+    from streamlearn.core import manifest
 
     root = tmp_path / "c"
     shutil.copytree(framed.root, root)

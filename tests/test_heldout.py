@@ -14,15 +14,15 @@ from itertools import product
 import pytest
 from trainkit import make_train_corpus
 
-from streamlearn import heldout as H
-from streamlearn.errors import StreamlearnError
+from streamlearn.corpus import heldout as H
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.evaluate import bank as B
-from streamlearn import questionbank as QB
-from streamlearn.contamination import audit
+from streamlearn.corpus import questionbank as QB
+from streamlearn.corpus.contamination import audit
 from streamlearn.evaluate.guesser import cue, guess
 from streamlearn.evaluate.stats import cluster_signflip_p, holm, paired_cluster_bootstrap
-from streamlearn.config import load_train_config
-from streamlearn.targets import build_specs
+from streamlearn.core.config import load_train_config
+from streamlearn.corpus.targets import build_specs
 
 FAST = {"lr": 1e-3, "warmup_steps": 1, "require_sealed_bank": True, "targets": ["description", "qa_text"]}
 
@@ -73,7 +73,7 @@ def test_bank_records_the_split_and_its_items(sealed):
             if i["category"] == "ocr" and i["variant"] == "original":  # distractors: signs of the same day
                 assert set(i["options"]) <= signs[i["evidence_day"]], i
     assert all(i["split"] == H.HELDOUT for i in items if i["id"][0] in "xn")
-    from streamlearn.textnorm import normalize
+    from streamlearn.core.textnorm import normalize
 
     assert len({normalize(i["question"]) for i in items}) == len(items)  # a question determines its answer
     # the split file was sealed with the bank: changing it is refused
@@ -140,7 +140,7 @@ def test_audit_flags_a_planted_item_and_not_the_fact_in_a_description():
 
 def test_eval_refuses_a_bank_sealed_after_the_run_started(sealed):
     from streamlearn.evaluate.run import run_checks
-    from streamlearn.runrecord import start_heldout
+    from streamlearn.corpus.runrecord import start_heldout
 
     c = H.load_constraints(sealed.root / "questions")
     start_heldout(sealed.root / "runs" / "main", c.banks)
@@ -159,7 +159,7 @@ def test_eval_refuses_a_bank_sealed_after_the_run_started(sealed):
 
 def test_groups_placebo_and_verdict_rows():
     from streamlearn.evaluate.run import verdict_table
-    from streamlearn.heldout import group_of
+    from streamlearn.corpus.heldout import group_of
 
     def item(i, day, split, cat="ocr"):
         return {"id": i, "category": cat, "evidence_day": day, "split": split, "answer": "A", "answer_type": "mc",
@@ -335,7 +335,7 @@ def test_a_wrong_eval_command_costs_nothing_finished(tmp_path, run_cli, monkeypa
     assert "too few for the CI" not in res.output
     finished = json.loads((ev / "results.json").read_text())
     assert finished["checkpoints"] == ["day0", "day1"] and finished["verdict"]
-    from streamlearn.verdict import headline  # status headlines the verdict, not the all-items accuracy
+    from streamlearn.corpus.verdict import headline  # status headlines the verdict, not the all-items accuracy
 
     line = next(x for x in run_cli("status", corpus.root).output.splitlines() if x.startswith("eval main-main"))
     assert line == f"eval main-main: {finished['items']} items; {headline(finished)}" and "day0" in line

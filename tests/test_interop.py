@@ -23,7 +23,7 @@ def base_corpus(tour, tmp_path_factory):
 
 
 def test_ray_executor_gives_the_same_manifests(base_corpus, tmp_path):
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     local_root, ray_root = tmp_path / "local", tmp_path / "ray"
     shutil.copytree(base_corpus.root, local_root)
@@ -45,7 +45,7 @@ def test_ray_executor_gives_the_same_manifests(base_corpus, tmp_path):
 
 
 def test_ray_records_failures_with_reasons(base_corpus, tmp_path):
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     root = tmp_path / "c"
     shutil.copytree(base_corpus.root, root)

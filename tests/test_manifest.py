@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlearn.errors import ManifestError
-from streamlearn.manifest import DONE, FAILED, Column, Manifest, Table, merge_parts, status_of
+from streamlearn.core.errors import ManifestError
+from streamlearn.core.manifest import DONE, FAILED, Column, Manifest, Table, merge_parts, status_of
 
 T = Table(name="items", key="item_id", static=(Column("title"), Column("size", "int"), Column("dur", "float")),
           stages={"fetch": (Column("path"), Column("ok", "bool"))})
@@ -136,7 +136,7 @@ def test_two_processes_lose_nothing(tmp_path):
 WRITER = """
 import sys
 from pathlib import Path
-from streamlearn.manifest import Column, Manifest, Table
+from streamlearn.core.manifest import Column, Manifest, Table
 T = Table(name="items", key="item_id", static=(Column("title"), Column("size", "int"), Column("dur", "float")))
 m = Manifest(Path(sys.argv[1]), T)
 v = 0

@@ -21,9 +21,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import streamlearn.manifest as M
-from streamlearn.errors import ManifestError
-from streamlearn.manifest import DONE, FAILED, Column, Manifest, Table
+import streamlearn.core.manifest as M
+from streamlearn.core.errors import ManifestError
+from streamlearn.core.manifest import DONE, FAILED, Column, Manifest, Table
 
 T = Table(name="items", key="item_id", static=(Column("title"), Column("size", "int")),
           stages={"fetch": (Column("path"), Column("ok", "bool"), Column("secs", "float")),
@@ -329,7 +329,7 @@ def test_processes_lose_nothing(tmp_path):
 KILLED = """
 import sys
 from pathlib import Path
-from streamlearn.manifest import Column, Manifest, Table
+from streamlearn.core.manifest import Column, Manifest, Table
 T = Table(name="items", key="item_id", static=(Column("title"), Column("size", "int")),
           stages={"fetch": (Column("path"), Column("ok", "bool"), Column("secs", "float")),
                   "tag": (Column("label"),)})
@@ -348,7 +348,7 @@ def test_a_writer_killed_mid_run_loses_nothing_it_finished(tmp_path, finished):
     m = items(tmp_path, 400)
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(m.path)],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                                [str(Path(M.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])})
+                                [str(Path(M.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])})
     last = {}
     for _ in range(finished):
         k, n = proc.stdout.readline().split()

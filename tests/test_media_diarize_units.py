@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamlearn.acquire.diarize import attribute, der, resolve_backend
-from streamlearn.media import decode_audio, iter_audio_windows
+from streamlearn.media.probe import decode_audio, iter_audio_windows
 
 
 def test_audio_windows_cover_the_file_once(tour):

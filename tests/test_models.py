@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamlearn.models import QWEN2_PATTERN, SPECIAL, build_tokenizer
+from streamlearn.models.tokenizer import QWEN2_PATTERN, SPECIAL, build_tokenizer
 
 TEXTS = [
     "Day 2 of 35 · Boston, Massachusetts · Sat 2 Aug 2025, 11:30-11:50 (America/New_York)",
@@ -57,7 +57,11 @@ def test_smol_preset_is_smollm2_in_a_qwen25vl():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from streamlearn.models import VIDEO_PAD, load_for_generation, smol_gguf
+    from streamlearn.models.inference import load_for_generation
+
+    from streamlearn.models.gguf import smol_gguf
+
+    from streamlearn.models.tokenizer import VIDEO_PAD
 
     gguf = smol_gguf()
     llama = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
@@ -77,7 +81,7 @@ def test_cached_batched_option_scores_equal_full_sequence_scores():
     import numpy as np
     import torch
 
-    from streamlearn.models import load_for_generation
+    from streamlearn.models.inference import load_for_generation
 
     vlm = load_for_generation("tiny", dtype=torch.float32)
     frames = np.random.default_rng(0).integers(0, 255, (8, 56, 112, 3), dtype=np.uint8)
@@ -104,7 +108,7 @@ def test_cached_batched_option_scores_equal_full_sequence_scores():
 def test_training_keeps_tied_weights_tied_and_exports_the_chat_template(tmp_path):
     """A tied embedding/LM head (SmolLM2, Qwen2.5-VL-3B) stays one parameter when the model is built
     on the meta device for sharding, and a Day-N export carries the tokenizer's own chat template."""
-    from streamlearn.config import load_train_config
+    from streamlearn.core.config import load_train_config
     from streamlearn.train.engine import build, setup_dist
 
     model, config, tok, _ = build(load_train_config({"model": "smol"}), setup_dist())
@@ -118,7 +122,7 @@ def test_batched_answers_equal_one_at_a_time_answers():
     import torch
 
     from streamlearn.evaluate.systems import LocalAnswerer
-    from streamlearn.models import tiny_path
+    from streamlearn.models.loading import tiny_path
 
     items = [{"id": f"i{k}", "question": f"What did the sign read at 12:0{k} on day 2?", "answer_type": "mc",
               "answer": f"GATE {k}", "options": [f"GATE {k}", "EXIT 7", "It never happened", "LANE 3 NORTH"][: 2 + k % 3]}

@@ -11,14 +11,14 @@ import pytest
 import torch
 from trainkit import make_train_corpus
 
-from streamlearn.config import load_train_config
-from streamlearn.models import load_model
-from streamlearn.targets import build_specs
+from streamlearn.core.config import load_train_config
+from streamlearn.models.loading import load_model
+from streamlearn.corpus.targets import build_specs
 from streamlearn.train import fast_vision, packing
 from streamlearn.train.loss import TargetLossModel, sample_flops
 from streamlearn.train.packing import make_batch, plan_packs
 from streamlearn.train.samples import Encoder
-from streamlearn.vision_budget import VisionGeometry
+from streamlearn.media.vision_budget import VisionGeometry
 
 
 def test_plan_keeps_order_and_budget():

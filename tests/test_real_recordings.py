@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from streamlearn.testdata import realdata as R
-from streamlearn.config import Config, CorpusSection, OperatingPoint
-from streamlearn.corpus import Corpus
-from streamlearn.media import MediaError, check_decodes, probe
+from streamlearn.core.config import Config, CorpusSection, OperatingPoint
+from streamlearn.corpus.layout import Corpus
+from streamlearn.media.probe import MediaError, check_decodes, probe
 
 
 def ff(*args: str) -> None:
@@ -108,7 +108,7 @@ def test_truncated_file_is_caught_by_a_packet_scan(tmp_path):
 
 
 def test_rotated_portrait_frames_are_upright(tmp_path):
-    from streamlearn.framecache import extract
+    from streamlearn.corpus.framecache import extract
 
     src = portrait_video(tmp_path / "portrait.mp4", seconds=4)
     p = probe(src)
@@ -124,9 +124,9 @@ def test_asr_leaves_no_speech_without_words(tmp_path):
     """Every VAD speech region of real read speech gets words; and speech the batched pipeline
     dropped (here: its words for the last sentence removed) is decoded again."""
     from streamlearn.acquire.transcribe import asr_words, load_model, repair_gaps, uncovered
-    from streamlearn.config import ModelsSection
-    from streamlearn.media import decode_audio
-    from streamlearn.vad import speech_regions
+    from streamlearn.core.config import ModelsSection
+    from streamlearn.media.probe import decode_audio
+    from streamlearn.media.vad import speech_regions
 
     memo, text = memo_audio(tmp_path / "memo.wav")
     words, _ = asr_words(memo, ModelsSection())
@@ -148,7 +148,7 @@ def test_diarization_separates_real_voices_without_calibration(case, tmp_path):
     """DER <= 20 % (collar 0.25) and the right number of speakers, default settings. Neither the
     pyannote call nor these two voices were used to choose the defaults (realdata.TUNING_VOICES)."""
     from streamlearn.acquire.diarize import assign_speakers, der, embed_file, read_rttm
-    from streamlearn.config import DiarizeSection
+    from streamlearn.core.config import DiarizeSection
 
     if case == "pyannote_call":
         wav, rttm = R.pyannote_sample()

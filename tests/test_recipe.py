@@ -13,12 +13,12 @@ import pytest
 import torch
 from trainkit import make_train_corpus
 
-from streamlearn import heldout as H
-from streamlearn import questionbank as QB
-from streamlearn.config import load_train_config
-from streamlearn.contamination import audit, contamination_summary
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus import questionbank as QB
+from streamlearn.core.config import load_train_config
+from streamlearn.corpus.contamination import audit, contamination_summary
 from streamlearn.evaluate import bank as B
-from streamlearn.targets import SampleSpec, build_specs
+from streamlearn.corpus.targets import SampleSpec, build_specs
 from streamlearn.train.engine import train
 from streamlearn.train.samples import day_epochs
 
@@ -112,7 +112,7 @@ def test_the_general_rehearsal_set_is_not_the_forgetting_check(tmp_path):
     import re
     from importlib import resources
 
-    from streamlearn.errors import StreamlearnError
+    from streamlearn.core.errors import StreamlearnError
     from streamlearn.train.samples import general_pool, general_specs
 
     words = lambda s: set(re.findall(r"[a-z]+", s.lower()))  # noqa: E731

@@ -1,12 +1,12 @@
-"""One redaction for every error text and log line (src/streamlearn/redact.py).
+"""One redaction for every error text and log line (src/streamlearn/core/redact.py).
 
 Run: python -m pytest tests/test_redact.py -q
 """
 
 from __future__ import annotations
 
-from streamlearn.manifest import one_line
-from streamlearn.redact import excerpt, redact
+from streamlearn.core.manifest import one_line
+from streamlearn.core.redact import excerpt, redact
 
 
 def test_credentials_tokens_and_key_shapes_are_masked(monkeypatch):

@@ -14,13 +14,13 @@ import threading
 from fake_chat import FakeChatServer, completion
 from trainkit import make_train_corpus
 
-from streamlearn import description as D
-from streamlearn import questionbank as QB
-from streamlearn.config import DescribeSection, load_train_config
+from streamlearn.corpus import description as D
+from streamlearn.corpus import questionbank as QB
+from streamlearn.core.config import DescribeSection, load_train_config
 from streamlearn.evaluate import bank as B
 from streamlearn.rewrite.run import run_rewrite
-from streamlearn.targets import INSTRUCTIONS, build_specs
-from streamlearn.textnorm import normalize
+from streamlearn.corpus.targets import INSTRUCTIONS, build_specs
+from streamlearn.core.textnorm import normalize
 
 KEY = "sk-rewrite-secret-0123456789abcdef"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 
-from streamlearn.config import Config
-from streamlearn.corpus import Corpus
-from streamlearn.errors import NotApplicable
-from streamlearn.manifest import DONE, FAILED, SKIPPED, status_of
+from streamlearn.core.config import Config
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import NotApplicable
+from streamlearn.core.manifest import DONE, FAILED, SKIPPED, status_of
 from streamlearn.runner import Stage, run_stage, select
 
 SEEN: list[str] = []

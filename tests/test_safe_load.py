@@ -18,7 +18,7 @@ import pytest
 import torch
 from trainkit import make_train_corpus
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.train.safe_load import SafeLoadPlanner, rng_state, set_rng_state
 
 
@@ -33,7 +33,7 @@ class Evil:
 @pytest.fixture(scope="module")
 def checkpointed(tmp_path_factory):
     """A run stopped after 2 steps with a periodic checkpoint (step-000002)."""
-    from streamlearn.config import load_train_config
+    from streamlearn.core.config import load_train_config
     from streamlearn.train.engine import train
 
     corpus = make_train_corpus(tmp_path_factory.mktemp("ck") / "c", days=1, chunks_per_day=4,

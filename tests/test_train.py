@@ -21,13 +21,14 @@ import torch
 
 from trainkit import make_train_corpus
 
-from streamlearn.errors import ConfigError, StreamlearnError
-from streamlearn.models import build_tokenizer, load_model
-from streamlearn.config import load_train_config
+from streamlearn.core.errors import ConfigError, StreamlearnError
+from streamlearn.models.loading import load_model
+from streamlearn.models.tokenizer import build_tokenizer
+from streamlearn.core.config import load_train_config
 from streamlearn.train.engine import train
-from streamlearn.targets import build_specs
+from streamlearn.corpus.targets import build_specs
 from streamlearn.train.samples import encode
-from streamlearn.vision_budget import VisionGeometry
+from streamlearn.media.vision_budget import VisionGeometry
 
 GOLDEN = Path(__file__).parent / "assets" / "golden_losses_tiny.json"
 FAST = {"lr": 1e-3, "warmup_steps": 1}
@@ -121,7 +122,7 @@ def test_run_outputs_and_day_exports_load(golden_run):
     assert "needs torchvision" in (run / "export" / "day-02" / "README.md").read_text()
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import VLM
+    from streamlearn.models.inference import VLM
 
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "export" / "day-00")
     day2 = Qwen2_5_VLForConditionalGeneration.from_pretrained(run / "export" / "day-02")
@@ -266,7 +267,7 @@ def test_batched_vision_attention_is_the_same_math(tmp_path):
 
 
 def test_stream_replay_mixes_earlier_days_deterministically():
-    from streamlearn.targets import SampleSpec
+    from streamlearn.corpus.targets import SampleSpec
     from streamlearn.train.samples import earlier_days_pool, mix_replay
 
     by_day = {d: [SampleSpec(f"d{d}/{k}", "qa_text", d, [], f"t{d}{k}", "i") for k in range(4)] for d in (1, 2, 3)}

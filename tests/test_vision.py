@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlearn.config import OperatingPoint
-from streamlearn.video_pixels import patchify, resize_frames
-from streamlearn.vision_budget import frame_indices, plan
+from streamlearn.core.config import OperatingPoint
+from streamlearn.media.video_pixels import patchify, resize_frames
+from streamlearn.media.vision_budget import frame_indices, plan
 
 GOLDEN = Path(__file__).parent / "assets" / "processor_golden.npz"
 

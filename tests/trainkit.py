@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import description as D
-from streamlearn.config import Config, OperatingPoint
-from streamlearn.corpus import Corpus
-from streamlearn.manifest import DONE
+from streamlearn.corpus import description as D
+from streamlearn.core.config import Config, OperatingPoint
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.manifest import DONE
 
 CITIES = ["Miami", "Denver", "Boston", "Seattle"]
 COLOURS = [(200, 40, 40), (40, 80, 200), (40, 160, 60), (150, 60, 160)]

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import click
 
-from streamlearn import __version__, console
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.redact import redact
+from streamlearn import __version__
+
+from streamlearn.core import console
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.redact import redact
 from streamlearn.runner import Executor, stage_lock
 
 
@@ -191,13 +193,13 @@ SOURCES = [opt("--url", default=None, help="Playlist, channel or video URL (anyt
            opt("--from-jsonl", type=PATH, default=None, help="A saved flat playlist (yt-dlp --flat-playlist -j output)."),
            opt("--from-dir", type=PATH, default=None, help="A folder of your own recordings.")]
 
-command("init", "streamlearn.corpus:init_corpus", "Create a corpus folder with its config and empty layout.\n\n"
+command("init", "streamlearn.corpus.layout:init_corpus", "Create a corpus folder with its config and empty layout.\n\n"
         "Example: streamlearn init ./corpus --subject \"IRL tour\" --timezone America/New_York",
         opt("--subject", default=None, help="Who the stream is about."),
         opt("--timezone", "tz", default=None, help="Default IANA timezone of the videos, e.g. America/New_York."),
         opt("--storage", default=None, help="Chunk store URI (local path, s3://bucket/prefix, gs://...)."),
         corpus="path", then=click.echo)
-command("status", "streamlearn.status:status_command",
+command("status", "streamlearn.corpus.status:status_command",
         "Per-stage counts (done/failed/pending), hours and bytes, failed rows with their reasons, training runs and "
         "evaluations. Exits with status 1 when an integrity check fails.\n\nExample: streamlearn status ./corpus --json",
         opt("--json", "as_json", is_flag=True, help="Print the report as JSON."), then=sys.exit)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.config import AcquireSection, Config, CorpusSection, OperatingPoint
-from streamlearn.corpus import Corpus
+from streamlearn.core import console
+from streamlearn.core.config import AcquireSection, Config, CorpusSection, OperatingPoint
+from streamlearn.corpus.layout import Corpus
 
 # small enough for two CPU cores: 30 s chunks at 0.5 fps, frames of 84x168 (18 vision tokens a pair)
 DEMO_OP = OperatingPoint(chunk_seconds=60, fps=0.5, max_frames=32, total_pixels=288 * 28 * 28,
@@ -78,7 +78,7 @@ def prepare_corpus(workdir: Path, days: int, minutes: float, chunk_seconds: floa
     from streamlearn.chunk.frames import run_frames
     from streamlearn.describe.run import run_describe
     from streamlearn.evaluate.bank import run_questions
-    from streamlearn.questionbank import bank_path, seal_path
+    from streamlearn.corpus.questionbank import bank_path, seal_path
     from streamlearn.testdata.loopback import LoopbackServer
     from streamlearn.testdata.synth import load_truth, synthesize
 

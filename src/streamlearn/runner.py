@@ -7,7 +7,7 @@ the next run. An item the stage does not apply to (the worker raises `NotApplica
 to transcribe, no picture to sample) is recorded as skipped with the reason and is not retried.
 Nothing is recorded for an item until its outputs are complete on disk. Items that share a
 `group_by` value run in order in one worker (describe: each chunk sees its predecessor's text).
-Each outcome is one line appended to the manifest's journal (manifest.py); when the stage's loop
+Each outcome is one line appended to the manifest's journal (core/manifest.py); when the stage's loop
 ends, however it ends, the journal is folded into the CSV, which then holds every outcome.
 """
 
@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from streamlearn import console
-from streamlearn.errors import NotApplicable, StreamlearnError
-from streamlearn.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, remove_stale_temps, status_of
+from streamlearn.core import console
+from streamlearn.core.errors import NotApplicable, StreamlearnError
+from streamlearn.core.manifest import DONE, FAILED, SETTLED, SKIPPED, Manifest, one_line, remove_stale_temps, status_of
 
 TABLES = ("videos", "chunks")
 # where each stage writes (Corpus.folder names): its killed runs' temp files are cleared when it starts
@@ -161,7 +161,7 @@ def _run_group(work: Callable, corpus, rows: list[dict], emit: Callable | None =
 def _ray_group(corpus_root: str, work: Callable, rows: list[dict]) -> list[tuple]:
     import pickle
 
-    from streamlearn.corpus import Corpus
+    from streamlearn.corpus.layout import Corpus
 
     out = []
     for row, values, exc in _run_group(work, Corpus.open(corpus_root), rows):

@@ -12,7 +12,7 @@ import html
 import re
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s+-->\s+{_TIME}(?:\s+.*)?$")

@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import console, transcript
-from streamlearn.corpus import Corpus
-from streamlearn.config import DiarizeSection
-from streamlearn.errors import NotApplicable, StreamlearnError
-from streamlearn.manifest import atomic_write_text
-from streamlearn.media import iter_audio_windows, probe
+from streamlearn.core import console
+
+from streamlearn.corpus import transcript
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.config import DiarizeSection
+from streamlearn.core.errors import NotApplicable, StreamlearnError
+from streamlearn.core.files import atomic_write_text
+from streamlearn.media.probe import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run
-from streamlearn.vad import speech_regions
+from streamlearn.media.vad import speech_regions
 
 RATE = 16000
 FRAME = 0.01  # seconds per frame when turning window labels into turns
@@ -439,7 +441,7 @@ def calibrate(corpus: Corpus, reference: Path, thresholds: list[float] | None = 
         table.append((thr, float(np.mean(scores))))
         console.info(f"calibrate threshold {thr:.3f}: DER {table[-1][1]:.2%}")
     best = min(table, key=lambda t: (round(t[1], 4), abs(t[0] - 0.3)))
-    from streamlearn.config import DiarizeSection
+    from streamlearn.core.config import DiarizeSection
 
     d = corpus.config.diarize
     corpus.config.diarize = DiarizeSection(**{**d.__dict__, "threshold": best[0]})

@@ -19,12 +19,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.config import AcquireSection
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
-from streamlearn.media import check_decodes, not_a_recording, probe, sha256_file
+from streamlearn.core import console
+from streamlearn.core.config import AcquireSection
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
+from streamlearn.media.probe import check_decodes, not_a_recording, probe
+from streamlearn.core.files import sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
 
 # The Archivist order as a sort: resolution, then frame rate, then codec (yt-dlp's codec order is

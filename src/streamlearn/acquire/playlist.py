@@ -13,12 +13,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from streamlearn import console
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
-from streamlearn.media import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe
-from streamlearn.paths import ascii_name, derive_id
+from streamlearn.core import console
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text, read_json_lines
+from streamlearn.media.probe import MEDIA_EXTENSIONS, head_hash, not_a_recording, probe
+from streamlearn.core.paths import ascii_name, derive_id
 
 # fields of a flat entry that can hold credentials or expiring signed URLs: never stored
 _SECRET_KEYS = {"http_headers", "cookies", "formats", "requested_formats", "fragments", "__post_extractor"}
@@ -107,18 +107,7 @@ def check_entry(entry: dict, where: str) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     entries = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise StreamlearnError(f"{Path(path).name}: not UTF-8 text (byte {exc.start}); save the playlist as UTF-8") \
-            from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise StreamlearnError(f"{Path(path).name} line {n}: not JSON ({exc.msg}); fix or delete the line") from None
+    for n, entry in read_json_lines(path, "fix or delete the line", "save the playlist as UTF-8"):
         if not isinstance(entry, dict) or not (entry.get("url") or entry.get("webpage_url") or entry.get("id")):
             raise StreamlearnError(f"{Path(path).name} line {n}: an entry needs a url or an id; fix or delete the line")
         check_entry(entry, f"{Path(path).name} line {n}")

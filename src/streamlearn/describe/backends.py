@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import description as D
-from streamlearn.config import DescribeSection
+from streamlearn.corpus import description as D
+from streamlearn.core.config import DescribeSection
 from streamlearn.describe.context import ChunkContext
 from streamlearn.describe.llm import ChatClient, Reply, RequestCache, generate, parse_completion
 from streamlearn.describe.prompt import extract_json, messages, request_key
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
 
 
 def cost(s: DescribeSection, usage: dict) -> float:
@@ -48,7 +48,7 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, s: DescribeSection, cache: RequestCache):
-        from streamlearn.models import load_for_generation
+        from streamlearn.models.inference import load_for_generation
 
         self.s, self.cache, self.model = s, cache, s.model or "tiny"
         self.vlm = load_for_generation(self.model, s.device)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import transcript
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.store import Store
+from streamlearn.corpus import transcript
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.store import Store
 
 
 @dataclass
@@ -54,7 +54,7 @@ class ChunkContext:
     def has_video(self) -> bool:
         """False for an audio-only recording (a voice memo): described from its speech alone."""
         if "has_video" not in self._frames:
-            from streamlearn.media import probe
+            from streamlearn.media.probe import probe
 
             with tempfile.TemporaryDirectory() as tmp:
                 self._frames["has_video"] = probe(self._chunk_file(Path(tmp))).has_video
@@ -65,8 +65,8 @@ class ChunkContext:
         (rotation and pixel aspect applied), at most max_width wide."""
         key = (n, max_width)
         if key not in self._frames:
-            from streamlearn.framecache import extract
-            from streamlearn.media import probe
+            from streamlearn.corpus.framecache import extract
+            from streamlearn.media.probe import probe
 
             with tempfile.TemporaryDirectory() as tmp:
                 src = self._chunk_file(Path(tmp))

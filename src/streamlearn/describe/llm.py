@@ -1,5 +1,5 @@
 """Talking to generators: a request cache, and the generate → parse → validate → repair loop
-every model backend shares (the HTTP client itself is `streamlearn.llm_client`)."""
+every model backend shares (the HTTP client itself is `streamlearn.models.llm_client`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.describe.prompt import extract_json, repair_messages, request_key
-from streamlearn.errors import StreamlearnError
-from streamlearn.llm_client import ChatClient, Reply, parse_completion  # noqa: F401 (re-exported)
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.models.llm_client import ChatClient, Reply, parse_completion  # noqa: F401 (re-exported)
+from streamlearn.core.files import atomic_write_text
 
 
 

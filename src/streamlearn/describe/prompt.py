@@ -11,7 +11,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 from streamlearn.describe.context import ChunkContext
 
 SYSTEM = (

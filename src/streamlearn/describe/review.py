@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from streamlearn import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus
+from streamlearn.core import console
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus
 from streamlearn.describe.context import ChunkContext
-from streamlearn.corpus import stream_order
+from streamlearn.corpus.layout import stream_order
 from streamlearn.describe.run import description_path
-from streamlearn.errors import StreamlearnError
-from streamlearn.heldout import Constraints, fact_key, load_constraints
-from streamlearn.manifest import DONE, atomic_write_text, status_of
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus.heldout import Constraints, fact_key, load_constraints
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}
@@ -91,7 +92,7 @@ def render_chunk(corpus: Corpus, chunk: dict, doc: dict, ctx: ChunkContext, page
 def run_review(corpus: Corpus, limit: int | None = 20, out: Path | None = None) -> Path:
     """The page with the first `limit` described chunks (0 or None: all); returns its path."""
     limit = limit or None
-    from streamlearn.store import store_for
+    from streamlearn.core.store import store_for
 
     store = store_for(corpus)
     videos = corpus.videos.rows_by_key()

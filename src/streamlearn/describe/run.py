@@ -12,20 +12,20 @@ from __future__ import annotations
 from functools import lru_cache, partial
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus, stream_order
+from streamlearn.core import console
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus, stream_order
 from streamlearn.describe import summaries
 from streamlearn.describe.backends import (BatchWriter, OpenAIBackend, TransformersBackend,
                                            describe_from_batch, read_batch_results, write_text)
 from streamlearn.describe.context import ChunkContext
 from streamlearn.describe.llm import RequestCache
 from streamlearn.describe.signals import SignalsBackend
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import DONE, status_of
-from streamlearn.paths import contained
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.paths import contained
 from streamlearn.runner import Stage, StageResult, run_stage, select
-from streamlearn.store import store_for
+from streamlearn.core.store import store_for
 
 BACKENDS = ("signals", "openai", "transformers", "batch")
 

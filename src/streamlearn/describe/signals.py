@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from streamlearn import description as D
-from streamlearn.config import DescribeSection
+from streamlearn.corpus import description as D
+from streamlearn.core.config import DescribeSection
 from streamlearn.describe.context import ChunkContext
 
 CLOCK = re.compile(r"^\d{1,2}[:.]\d{2}([:.]\d{2})?$")

@@ -7,11 +7,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus
-from streamlearn.manifest import DONE, atomic_write_text, status_of
-from streamlearn.paths import contained
+from streamlearn.core import console
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.paths import contained
 
 DAY_SCHEMA = "streamlearn.day_summary/1"
 DIGEST_SCHEMA = "streamlearn.stream_digest/1"

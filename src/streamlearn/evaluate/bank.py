@@ -5,7 +5,7 @@ question, a reworded paraphrase and, where the fact has two directions, a revers
 cross-day items and "never happened" items; or imported from a human-written CSV/JSONL.
 
 Every generated fact is assigned, seeded and recorded, to the QA-trained or the held-out split
-(`streamlearn.heldout`): `questions/<bank>.split.json`. Options are of the answer's form and from
+(`streamlearn.corpus.heldout`): `questions/<bank>.split.json`. Options are of the answer's form and from
 the question's day; an item whose answer the question's own words give away is dropped, as is a
 form whose answer is the same most of the time (the no-memory guesser would get it). `--seal`
 records the hashes of the bank and its split; a sealed bank that changed is refused, and `train`
@@ -23,15 +23,16 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn import description as D
-from streamlearn import heldout as H
-from streamlearn.corpus import Corpus, stream_order
-from streamlearn.errors import StreamlearnError
+from streamlearn.core import console
+from streamlearn.corpus import description as D
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus.layout import Corpus, stream_order
+from streamlearn.core.errors import StreamlearnError
 from streamlearn.evaluate.guesser import cue
-from streamlearn.manifest import DONE, atomic_write_text, status_of
-from streamlearn.questionbank import bank_path, load_bank, seal_path, sealed_sha, split_path, validate_item
-from streamlearn.textnorm import normalize
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.corpus.questionbank import bank_path, load_bank, seal_path, sealed_sha, split_path, validate_item
+from streamlearn.core.textnorm import normalize
 
 QA_TO_CATEGORY = {"place": "place", "time": "time_order", "people": "people", "spoken": "spoken", "ocr": "ocr",
                   "visual": "visual", "counting": "counting", "cross_day": "cross_day", "abstention": "abstention"}

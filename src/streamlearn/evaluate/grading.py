@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from streamlearn.textnorm import normalize
+from streamlearn.core.textnorm import normalize
 
 ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
         "seventeen eighteen nineteen").split()

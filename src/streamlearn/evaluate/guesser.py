@@ -9,7 +9,7 @@ answer of the item's form. Ties are split evenly, so its score is the expected a
 
 from __future__ import annotations
 
-from streamlearn.textnorm import normalize
+from streamlearn.core.textnorm import normalize
 
 STOPWORDS = set("""a about after all an and any are as at be been before by can could did do does for from had has
 have he her his how i if in into is it its me my no not of on or our out over she so than that the their them then

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import re
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.llm_client import ChatClient
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.models.llm_client import ChatClient
 
 JUDGE_SYSTEM = ("You grade answers to questions about a livestream. You see the question, the reference "
                 "answer with its key facts, and a candidate answer. The candidate is correct when it states the "

@@ -6,13 +6,13 @@ import json
 from html import escape
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.verdict import forgetting_line, headline
-from streamlearn.manifest import atomic_write_text
-from streamlearn.paths import contained
-from streamlearn.status import corpus_status
+from streamlearn.core import console
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus.verdict import forgetting_line, headline
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.paths import contained
+from streamlearn.corpus.status import corpus_status
 
 SMOKE_NOTES = {
     "tiny": "The tiny preset is a smoke-scale model (a 39M-parameter Qwen2.5-VL of the real architecture with random "
@@ -259,8 +259,8 @@ Flags: {escape(json.dumps(contamination.get('by_flag', {})))}.</p>
 def item_page(corpus: Corpus, results: dict, ev: Path) -> str:
     """One row per bank item (like lm-eval's logged samples): question, answer, its group at the last
     Day-N, and each system's answer at each checkpoint, right or wrong."""
-    from streamlearn import questionbank as QB
-    from streamlearn.heldout import group_of
+    from streamlearn.corpus import questionbank as QB
+    from streamlearn.corpus.heldout import group_of
 
     items = QB.load_bank(corpus, results["bank"])
     answers = [json.loads(x) for x in (ev / "answers.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -22,22 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn import questionbank as QB
-from streamlearn.framecache import read_frames
-from streamlearn.verdict import verdict as verdict_lines
+from streamlearn.core import console
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus import questionbank as QB
+from streamlearn.corpus.framecache import read_frames
+from streamlearn.corpus.verdict import verdict as verdict_lines
 from streamlearn.evaluate.grading import extract_letter, grade_numeric, grade_short
-from streamlearn.contamination import audit, contamination_summary
+from streamlearn.corpus.contamination import audit, contamination_summary
 from streamlearn.evaluate.stats import (cluster_bootstrap, cluster_signflip_p, cohen_kappa, holm,
                                         paired_cluster_bootstrap)
-from streamlearn import heldout as H
-from streamlearn.heldout import GROUPS, group_of
-from streamlearn.manifest import DONE, atomic_write_text, status_of
-from streamlearn.paths import contained
-from streamlearn.runrecord import read_heldout, read_targets
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus.heldout import GROUPS, group_of
+from streamlearn.core.manifest import DONE, status_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.paths import contained
+from streamlearn.corpus.runrecord import read_heldout, read_targets
+from streamlearn.corpus.forecast import EXPENSIVE, expensive_days
 
 FEW_CLUSTERS = 30  # below this a percentile cluster bootstrap under-covers (docs/eval.md)
 
@@ -60,21 +62,6 @@ def checkpoints(corpus: Corpus, run: str, wanted: list[str] | None = None) -> li
             raise StreamlearnError(f"checkpoint {missing[0]!r} not found; available: {', '.join(sorted(have))}")
         found = [f for f in found if f[0] in wanted]
     return found
-
-
-EXPENSIVE = ("video",)  # a pass re-reads every item's video: ~2.4 items/s for a 7B on an H200 (docs/benchmarks.md)
-EVERY_DAY_UP_TO = 6  # runs with at most this many Day-N exports evaluate every system at every one
-
-
-def expensive_days(days: list[int]) -> list[int]:
-    """The checkpoints an expensive system runs at when --checkpoints is not given: every one for a short run;
-    for a long one Day-0, the last, and log-spaced ones between (the 1st, 2nd, 4th, 8th, ... trained day), so
-    a 35-day run asks the video system at 8 checkpoints, not 36, while the cheap systems keep every day."""
-    trained = [d for d in days if d > 0]
-    if len(trained) <= EVERY_DAY_UP_TO:
-        return list(days)
-    keep = {days[0], trained[-1]} | {trained[(1 << k) - 1] for k in range(len(trained).bit_length())}
-    return [d for d in days if d in keep]
 
 
 def checkpoints_by_system(ckpts: list[tuple[str, int, Path]], systems: list[str], chosen: bool) -> dict:
@@ -330,7 +317,7 @@ def run_eval(corpus: Corpus, bank: str | None = None, systems: list[str] | None 
     if reused:
         console.info(f"eval: reusing {reused} answer sets recorded for the same bank, checkpoints and settings")
     if "openai" in systems:
-        from streamlearn.llm_client import ChatClient
+        from streamlearn.models.llm_client import ChatClient
 
         ep = EndpointAnswerer(ChatClient(cfg.openai_endpoint, cfg.openai_model, cfg.openai_api_key_env,
                                          max_tokens=128, json_mode=False), cfg.openai_model)

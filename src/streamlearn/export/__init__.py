@@ -18,13 +18,13 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core import console
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
+from streamlearn.export.folder import MARKER, check_out, publish
 
 FORMATS = ("llava", "sharegpt", "hf", "webdataset", "lmms-eval")
-MARKER = "export.json"
 
 
 def _operating_point(corpus: Corpus) -> dict:
@@ -39,24 +39,6 @@ def _operating_point(corpus: Corpus) -> dict:
     op["sample_fps"] = sorted({round(float(c["sample_fps"]), 4) for c in chunks if c.get("sample_fps")})
     op["configured"] = dict(corpus.config.operating_point.__dict__)
     return op
-
-
-def check_out(out: Path) -> None:
-    """--out must be a new or empty folder, or an earlier streamlearn export (which is replaced whole)."""
-    if out.exists() and not out.is_dir():
-        raise StreamlearnError(f"--out {out} is a file; pick a folder (it is created if missing)")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise StreamlearnError(f"--out {out} holds files that are not a streamlearn export; pick a new or empty "
-                               "folder (an earlier export there is replaced whole)")
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Swap a finished export in for the old one (a rename each; the old one goes last)."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_export(corpus: Corpus, fmt: str, out: Path | None = None, bank: str | None = None, run: str | None = None,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.framecache import read_sample_frames
-from streamlearn.manifest import atomic_write_text
+from streamlearn.corpus.framecache import read_sample_frames
+from streamlearn.core.files import atomic_write_text
 
 from streamlearn.export.samples import Sample
 
@@ -67,7 +67,7 @@ def write_sharegpt(samples: list[Sample], videos: dict[str, list[str]], frames: 
 
 
 def write_hf(samples: list[Sample], videos: dict[str, list[str]], frames: dict[str, list[str]], out: Path) -> None:
-    from streamlearn.errors import StreamlearnError
+    from streamlearn.core.errors import StreamlearnError
 
     try:
         from datasets import Dataset

@@ -21,13 +21,13 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.contamination import audit
-from streamlearn.corpus import Corpus
-from streamlearn.heldout import TRAINED, group_of
-from streamlearn.manifest import atomic_write_text
-from streamlearn.questionbank import load_bank
-from streamlearn.runrecord import read_targets
+from streamlearn.core import console
+from streamlearn.corpus.contamination import audit
+from streamlearn.corpus.layout import Corpus
+from streamlearn.corpus.heldout import TRAINED, group_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.corpus.questionbank import load_bank
+from streamlearn.corpus.runrecord import read_targets
 
 PRIOR_CONTEXT = "Q: \nA:"  # the prompt with no question: each option's prior (evaluate/lmms_model.py)
 
@@ -162,7 +162,7 @@ def metric_names(docs: list[dict], mc_scoring: str) -> list[str]:
 
 def write_task(corpus: Corpus, bank: str, out: Path, run: str) -> Path:
     """The task folder (every check first, then written whole and swapped in for an earlier one)."""
-    from streamlearn.export import MARKER, publish
+    from streamlearn.export.folder import MARKER, publish
 
     items = load_bank(corpus, bank)
     targets = read_targets(corpus.run_dir(run))

@@ -10,11 +10,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.media import MediaError, probe
-from streamlearn.store import store_for
+from streamlearn.core import console
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.media.probe import MediaError, probe
+from streamlearn.core.store import store_for
 
 # What is known to decode each codec (seen here or reported with a version); the export's README says it.
 READERS = {

@@ -14,15 +14,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn.contamination import audit, contamination_summary
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.framecache import read_frame_cache
-from streamlearn.heldout import Constraints
-from streamlearn.questionbank import load_bank
-from streamlearn.runrecord import read_targets
-from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
+from streamlearn.core import console
+from streamlearn.corpus.contamination import audit, contamination_summary
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus.framecache import read_frame_cache
+from streamlearn.corpus.heldout import Constraints
+from streamlearn.corpus.questionbank import load_bank
+from streamlearn.corpus.runrecord import read_targets
+from streamlearn.corpus.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
 
 NO_PROTECTION_FLAG = "--no-heldout-protection"
 

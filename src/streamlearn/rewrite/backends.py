@@ -3,11 +3,11 @@ and `openai` (the OpenAI-compatible endpoint, model and key variable of `[descri
 
 from __future__ import annotations
 
-from streamlearn import description as D
-from streamlearn.config import DescribeSection
-from streamlearn.errors import StreamlearnError
-from streamlearn.llm_client import ChatClient
-from streamlearn.redact import excerpt
+from streamlearn.corpus import description as D
+from streamlearn.core.config import DescribeSection
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.models.llm_client import ChatClient
+from streamlearn.core.redact import excerpt
 from streamlearn.rewrite.prompt import messages, parse_rewrites
 
 TEMPERATURE = 0.9  # rewrites are meant to differ from each other

@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from streamlearn.contamination import BankAudit
-from streamlearn.corpus import Corpus
-from streamlearn.heldout import Constraints, load_constraints
-from streamlearn.questionbank import load_bank
-from streamlearn.rewrites import file_sha256
+from streamlearn.corpus.contamination import BankAudit
+from streamlearn.corpus.layout import Corpus
+from streamlearn.corpus.heldout import Constraints, load_constraints
+from streamlearn.corpus.questionbank import load_bank
+from streamlearn.core.files import sha256_file
 
 FLAGS = ("question", "ngram8", "ngram13")  # the audit's flags for a question's wording in a target
 
@@ -58,5 +58,5 @@ def bank_check(corpus: Corpus) -> BankCheck:
     check = BankCheck(load_constraints(qdir))
     for path in sorted(qdir.glob("*.jsonl")) if qdir.is_dir() else []:
         check.audits[path.stem] = BankAudit(load_bank(corpus, path.stem))
-        check.banks.append({"bank": path.stem, "sha256": file_sha256(path)})
+        check.banks.append({"bank": path.stem, "sha256": sha256_file(path)})
     return check

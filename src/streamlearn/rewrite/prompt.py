@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from streamlearn import description as D
+from streamlearn.corpus import description as D
 
 SYSTEM = (
     "You rewrite the facts of one part of a person's first-person livestream into many different documents, "

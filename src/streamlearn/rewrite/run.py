@@ -11,15 +11,17 @@ import json
 from functools import partial
 from pathlib import Path
 
-from streamlearn import console
-from streamlearn import description as D
-from streamlearn.corpus import Corpus, stream_order
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import DONE, SETTLED, atomic_write_text, status_of
-from streamlearn.paths import contained
+from streamlearn.core import console
+from streamlearn.corpus import description as D
+from streamlearn.corpus.layout import Corpus, stream_order
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.manifest import DONE, SETTLED, status_of
+from streamlearn.core.files import atomic_write_text
+from streamlearn.core.paths import contained
 from streamlearn.rewrite.backends import OpenAIRewriter, SignalsRewriter
 from streamlearn.rewrite.check import BankCheck, bank_check
-from streamlearn.rewrites import SCHEMA, file_sha256, load
+from streamlearn.core.files import sha256_file
+from streamlearn.corpus.rewrites import SCHEMA, load
 from streamlearn.runner import Stage, StageResult, run_stage, select
 
 BACKENDS = ("signals", "openai")
@@ -41,7 +43,7 @@ def rewrite_chunk(corpus: Corpus, c: dict, impl, n: int, force: bool, check: Ban
     cid = c["chunk_id"]
     desc = corpus.abs(c["description_path"])
     doc = D.load(desc, checked=True)
-    sha = file_sha256(desc)
+    sha = sha256_file(desc)
     path = rewrites_path(corpus, cid)
     old = _readable(path)
     if old and not force and old.get("description_sha256") == sha:  # only the banks changed: nothing is asked
@@ -72,7 +74,7 @@ def _stale(corpus: Corpus, c: dict, check: BankCheck) -> bool:
     """A done chunk whose rewrites no longer match its description, or were checked against other banks."""
     old = _readable(rewrites_path(corpus, c["chunk_id"]))
     try:
-        sha = file_sha256(corpus.abs(c["description_path"]))
+        sha = sha256_file(corpus.abs(c["description_path"]))
     except (OSError, TypeError):
         return True  # the worker says what is wrong with the description
     return old is None or old.get("description_sha256") != sha or old.get("checked_against") != check.banks

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 VOICES = {  # name -> (Debian package, folder under /usr/share/asterisk/sounds)

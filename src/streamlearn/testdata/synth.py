@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import console
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core import console
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
 from streamlearn.testdata.synth_plan import Day, TourPlan, Utterance, Word, plan_tour
 
 SPEECH_RATE = 22050

@@ -33,15 +33,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from streamlearn import console
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.heldout import Constraints
-from streamlearn.manifest import atomic_write_text
-from streamlearn.runrecord import read_heldout, start_heldout, write_day_targets
-from streamlearn.config import TrainConfig
+from streamlearn.core import console
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus.heldout import Constraints
+from streamlearn.core.files import atomic_write_text
+from streamlearn.corpus.runrecord import read_heldout, start_heldout, write_day_targets
+from streamlearn.core.config import TrainConfig
 from streamlearn.train.loss import TargetLossModel, peak_memory_gib, peak_tflops, sample_flops
-from streamlearn.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
+from streamlearn.corpus.targets import SampleSpec, build_specs, refuse_protected, sealed_constraints
 from streamlearn.train.profile import StepProfiler
 from streamlearn.train.safe_load import SafeLoadPlanner, check_checkpoint, read_rng, write_rng
 from streamlearn.train import packing
@@ -96,7 +96,9 @@ def params_on_meta():
 def model_config(model: str, layers: int = 0):
     from transformers import AutoConfig
 
-    from streamlearn.models import ARCHITECTURES, preset_config, resolve
+    from streamlearn.models.loading import resolve
+
+    from streamlearn.models.presets import ARCHITECTURES, preset_config
 
     target = resolve(model)
     if target in ARCHITECTURES:
@@ -112,7 +114,7 @@ def initial_state(target: str, config, seed: int, device: torch.device) -> dict:
     on the training device: billions of parameters initialise in seconds on a GPU, minutes on a CPU)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import ARCHITECTURES
+    from streamlearn.models.presets import ARCHITECTURES
 
     if target in ARCHITECTURES:
         torch.manual_seed(seed)
@@ -136,7 +138,11 @@ def build(cfg: TrainConfig, d: Dist):
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import ARCHITECTURES, build_tokenizer, quiet_transformers
+    from streamlearn.models.cache import quiet_transformers
+
+    from streamlearn.models.presets import ARCHITECTURES
+
+    from streamlearn.models.tokenizer import build_tokenizer
 
     quiet_transformers()
     target, config = model_config(cfg.model, cfg.preset_layers)
@@ -231,7 +237,7 @@ class Trainer:
         self.anchors = [[p.detach().clone() for p in g["params"]] for g in self.opt.param_groups] \
             if cfg.anchor_decay > 0 else None
         self.day_scale = 1.0
-        from streamlearn.vision_budget import geometry_from_config
+        from streamlearn.media.vision_budget import geometry_from_config
 
         geometry = geometry_from_config(self.config.vision_config.to_dict())
         # GPU: pixels travel in the compute dtype (half the bytes); a CPU keeps them as computed
@@ -316,7 +322,7 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
         from transformers import Qwen2_5_VLForConditionalGeneration
 
-        from streamlearn.models import write_processor_files
+        from streamlearn.models.cache import write_processor_files
 
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         out = self.export_dir / name
@@ -333,7 +339,7 @@ class Trainer:
             hf.save_pretrained(tmp, state_dict=sd)
             self.tok.save_pretrained(tmp)
             op = self.corpus.config.operating_point
-            write_processor_files(tmp, op.frame_min_pixels, op.frame_max_pixels, self.tok.chat_template)
+            write_processor_files(tmp, self.tok.chat_template, op.frame_min_pixels, op.frame_max_pixels)
             # safetensors writes through a private temp file (mode 0600): an export is for the group to read
             umask = os.umask(0)
             os.umask(umask)

@@ -11,25 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import atomic_write_text
-
-
-def parse_days(text: str | None) -> list[int] | None:
-    """"3" -> [3]; "1-3" -> [1, 2, 3]; "1,4-5" -> [1, 4, 5]; None -> all days."""
-    if not text:
-        return None
-    days: list[int] = []
-    try:
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            days += list(range(int(a), int(b or a) + 1))
-    except ValueError:
-        raise StreamlearnError(f"--days {text!r} is not a day list; use e.g. 3, 1-3 or 1,4-5") from None
-    if not days or min(days) < 0:
-        raise StreamlearnError(f"--days {text!r} is empty or negative")
-    return sorted(set(days))
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import atomic_write_text
+from streamlearn.train.worker import parse_days, train_worker
 
 
 def check_gpus(nproc: int) -> None:
@@ -108,10 +93,9 @@ def launch(corpus: Corpus, model=None, days=None, config_path=None, run=None, ma
            slurm: bool = False, nodes: int = 2, gpus_per_node: int = 8, partition=None, do_submit: bool = False,
            force: bool = False) -> int:
     """`streamlearn train`: here, under torchrun (`nproc` > 1) or as a SLURM script; the exit status."""
-    from streamlearn import console
-    from streamlearn.config import load_train_config
-    from streamlearn.forecast import check_room, gb, training_days
-    from streamlearn.train.worker import train_worker
+    from streamlearn.core import console
+    from streamlearn.core.config import load_train_config
+    from streamlearn.corpus.forecast import check_room, gb, training_days
 
     cfg = load_train_config(corpus.config.train, config_path, model=model, run=run)
     wanted = parse_days(days)

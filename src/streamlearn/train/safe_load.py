@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.distributed.checkpoint import DefaultLoadPlanner
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 
 METADATA_MODULES = ("torch.distributed.checkpoint.metadata",)
 METADATA_CLASSES = {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),

@@ -1,4 +1,4 @@
-"""Samples as the model sees them: encoded, one at a time (the targets come from `streamlearn.targets`).
+"""Samples as the model sees them: encoded, one at a time (the targets come from `streamlearn.corpus.targets`).
 
 INPUT  = chat prefix + <|vision_start|> video pads <|vision_end|> + instruction
 TARGET = the rendered description (or QA pairs, a paraphrase, a day summary) + <|im_end|>
@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.framecache import read_sample_frames
-from streamlearn.models import BLANK_FRAMES, VIDEO_PAD, rope_index
-from streamlearn.targets import SampleSpec
-from streamlearn.video_pixels import n_video_tokens, video_inputs
-from streamlearn.vision_budget import VisionGeometry
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus.framecache import read_sample_frames
+from streamlearn.models.inference import BLANK_FRAMES, rope_index
+from streamlearn.models.tokenizer import VIDEO_PAD
+from streamlearn.corpus.targets import SampleSpec
+from streamlearn.media.video_pixels import n_video_tokens, video_inputs
+from streamlearn.media.vision_budget import VisionGeometry
 
 
 def earlier_days_pool(by_day: dict[int, list[SampleSpec]], day: int, seed: int) -> list[SampleSpec]:

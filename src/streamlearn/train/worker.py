@@ -7,14 +7,29 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
+
+
+def parse_days(text: str | None) -> list[int] | None:
+    """"3" -> [3]; "1-3" -> [1, 2, 3]; "1,4-5" -> [1, 4, 5]; None -> all days."""
+    if not text:
+        return None
+    days: list[int] = []
+    try:
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            days += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise StreamlearnError(f"--days {text!r} is not a day list; use e.g. 3, 1-3 or 1,4-5") from None
+    if not days or min(days) < 0:
+        raise StreamlearnError(f"--days {text!r} is empty or negative")
+    return sorted(set(days))
 
 
 def train_worker(argv: list[str]) -> int:
-    from streamlearn.config import load_train_config
-    from streamlearn.corpus import Corpus
+    from streamlearn.core.config import load_train_config
+    from streamlearn.corpus.layout import Corpus
     from streamlearn.train.engine import train
-    from streamlearn.train.launch import parse_days
 
     ap = argparse.ArgumentParser(prog="streamlearn.train")
     ap.add_argument("corpus")

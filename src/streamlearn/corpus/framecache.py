@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.media import arg_path
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.media.probe import arg_path
 
 
 def keyframe_times(src: Path, start: float = 0.0, duration: float | None = None) -> list[float]:

@@ -11,10 +11,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from streamlearn import heldout as H
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.paths import contained
+from streamlearn.corpus import heldout as H
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import read_json_lines
+from streamlearn.core.paths import contained
 
 CATEGORIES = ("place", "time_order", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")
 ANSWER_TYPES = ("mc", "short", "numeric", "open")
@@ -75,17 +76,11 @@ def load_bank(corpus: Corpus, name: str = "main") -> list[dict]:
             raise StreamlearnError(f"the held-out split of question bank {name!r} ({sp.name}) changed since it was "
                                    "sealed; restore it, or build a new bank under another name")
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise StreamlearnError(f"{path.name} line {n}: not JSON ({exc.msg}); fix the line, or build the bank "
-                                       "again (`streamlearn questions --force`)") from None
-            if not isinstance(item, dict):
-                raise StreamlearnError(f"{path.name} line {n}: a JSON {type(item).__name__}, not an item object")
-            validate_item(item, f"{path.name} line {n}")
-            items.append(item)
+    for n, item in read_json_lines(path, "fix the line, or build the bank again (`streamlearn questions --force`)"):
+        if not isinstance(item, dict):
+            raise StreamlearnError(f"{path.name} line {n}: a JSON {type(item).__name__}, not an item object")
+        validate_item(item, f"{path.name} line {n}")
+        items.append(item)
     return items
 
 

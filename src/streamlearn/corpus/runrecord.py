@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text, read_json_lines
 
 
 def heldout_path(run_dir: Path) -> Path:
@@ -57,7 +57,6 @@ def read_targets(run_dir: Path) -> list[dict]:
     out = []
     for path in sorted((Path(run_dir) / "targets").glob("day-*.jsonl")):
         day = int(path.stem.split("-")[1])
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out.append({**json.loads(line), "trained_on": day})
+        fix = "the run's record is damaged; restore it, or train the run again"
+        out += [{**target, "trained_on": day} for _, target in read_json_lines(path, fix)]
     return out

@@ -11,17 +11,12 @@ A file whose `description_sha256` is not the description's is stale: made from a
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.jsonfile import read_object
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import read_object, sha256_file
 
 SCHEMA = "streamlearn.rewrites/1"
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load(path: Path) -> dict:
@@ -39,4 +34,4 @@ def load(path: Path) -> dict:
 
 def is_current(doc: dict, description: Path) -> bool:
     """Made from the description as it is now."""
-    return doc.get("description_sha256") == file_sha256(description)
+    return doc.get("description_sha256") == sha256_file(description)

@@ -12,9 +12,9 @@ import random
 import time
 from dataclasses import dataclass
 
-from streamlearn import console
-from streamlearn.errors import StreamlearnError
-from streamlearn.redact import excerpt, redact
+from streamlearn.core import console
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.redact import excerpt, redact
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.textnorm import normalize
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.textnorm import normalize
 
 TRAINED, HELDOUT = "trained", "heldout"
 MIN_QUESTION_WORDS = 4  # shorter questions ("Where?") are too generic to match against targets

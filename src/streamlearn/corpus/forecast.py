@@ -16,10 +16,10 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from streamlearn.config import TrainConfig
-from streamlearn.corpus import Corpus
-from streamlearn.errors import StreamlearnError
-from streamlearn.vision_budget import VisionGeometry, plan
+from streamlearn.core.config import TrainConfig
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.media.vision_budget import VisionGeometry, plan
 
 STATE_BYTES_PER_PARAM = 12
 NPY_HEADER = 128
@@ -33,7 +33,11 @@ def model_parameters(model: str) -> tuple[int, int]:
     import torch
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
-    from streamlearn.models import ARCHITECTURES, preset_config, quiet_transformers, resolve
+    from streamlearn.models.cache import quiet_transformers
+
+    from streamlearn.models.loading import resolve
+
+    from streamlearn.models.presets import ARCHITECTURES, preset_config
 
     quiet_transformers()
     config = preset_config(model) if model == "tiny" or model in ARCHITECTURES else AutoConfig.from_pretrained(
@@ -74,7 +78,7 @@ def training_bytes(counted: tuple[int, int], cfg: TrainConfig, n_days: int) -> d
 
 def forecast(corpus: Corpus, cfg: TrainConfig | None = None, systems: list[str] | None = None) -> dict:
     """The whole run's bytes and sizes: frames, training, evaluation, and the free space."""
-    from streamlearn import questionbank as QB
+    from streamlearn.corpus import questionbank as QB
 
     cfg = cfg or corpus.config.train
     chunks = corpus.chunks.read()
@@ -93,11 +97,24 @@ def forecast(corpus: Corpus, cfg: TrainConfig | None = None, systems: list[str] 
             "free": shutil.disk_usage(corpus.root).free}
 
 
+EXPENSIVE = ("video",)  # a pass re-reads every item's video: ~2.4 items/s for a 7B on an H200 (docs/benchmarks.md)
+EVERY_DAY_UP_TO = 6  # runs with at most this many Day-N exports evaluate every system at every one
+
+
+def expensive_days(days: list[int]) -> list[int]:
+    """The checkpoints an expensive system runs at when --checkpoints is not given: every one for a short run;
+    for a long one Day-0, the last, and log-spaced ones between (the 1st, 2nd, 4th, 8th, ... trained day), so
+    a 35-day run asks the video system at 8 checkpoints, not 36, while the cheap systems keep every day."""
+    trained = [d for d in days if d > 0]
+    if len(trained) <= EVERY_DAY_UP_TO:
+        return list(days)
+    keep = {days[0], trained[-1]} | {trained[(1 << k) - 1] for k in range(len(trained).bit_length())}
+    return [d for d in days if d in keep]
+
+
 def eval_passes(systems: list[str], days: list[int]) -> int:
     """Checkpoint passes `eval` makes by default: openai answers once, an expensive system (video) runs at
-    log-spaced checkpoints of a long run (`evaluate.run.expensive_days`), the others at Day-0 and every Day-N."""
-    from streamlearn.evaluate.run import EXPENSIVE, expensive_days
-
+    log-spaced checkpoints of a long run (`expensive_days`), the others at Day-0 and every Day-N."""
     every = [0, *days]
     return sum(1 if s == "openai" else len(expensive_days(every)) if s in EXPENSIVE else len(every) for s in systems)
 
@@ -121,12 +138,10 @@ def format_forecast(f: dict) -> str:
     ])
 
 
-def check_frames_room(corpus: Corpus, only: list[str] | None = None, force: bool = False) -> int:
-    """Before `frames`: the bytes of the chunks it would cache (those not cached yet; every one with --force),
-    against the free space of the corpus's filesystem; refused at once with the settings that shrink it."""
-    from streamlearn.runner import select
-
-    rows, _ = select(corpus.chunks, "frames", only=only, force=force)
+def check_frames_room(corpus: Corpus, rows: list[dict]) -> int:
+    """Before `frames`: the bytes of the chunk `rows` it would cache (the runner's selection: those not cached
+    yet, every one with --force), against the free space of the corpus's filesystem; refused at once with the
+    settings that shrink it."""
     need, _ = frame_cache_bytes(corpus, rows)
     free = shutil.disk_usage(Path(corpus.root)).free
     if need > free:

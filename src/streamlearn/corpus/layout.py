@@ -6,7 +6,7 @@
       videos.csv              one row per video: the spine
       videos/<video_id>/      media and per-video artifacts (info.json, captions, transcript, RTTM)
       chunks.csv              one row per chunk
-      *.csv.journal           records not yet folded into the CSV beside it (manifest.py)
+      *.csv.journal           records not yet folded into the CSV beside it (core/manifest.py)
       chunks.d/<node>.csv     per-node parts, merged into chunks.csv
       store/                  the default (local) chunk store
       frames/                 frame cache read by training
@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streamlearn.config import CONFIG_NAME, Config, load_config, save_config
-from streamlearn.errors import StreamlearnError
-from streamlearn.manifest import Manifest
-from streamlearn.paths import contained
-from streamlearn.tables import CHUNKS, VIDEOS
+from streamlearn.core.config import CONFIG_NAME, Config, load_config, save_config
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.manifest import Manifest
+from streamlearn.core.paths import contained
+from streamlearn.corpus.tables import CHUNKS, VIDEOS
 
 DATA_ROOT_ENV = "STREAMLEARN_DATA_ROOT"
 # where each artifact lives (docs/architecture.md, "Corpus layout"); modules ask `Corpus.folder`, never spell it
@@ -132,7 +132,7 @@ def stream_order(chunks: list[dict], videos: dict[str, dict]) -> list[dict]:
 def init_corpus(corpus: Path | None, subject: str | None = None, tz: str | None = None,
                 storage: str | None = None) -> str:
     """`streamlearn init`: a corpus folder (`corpus`, a path) with its config; says whether it was created."""
-    from streamlearn.config import CorpusSection, StorageSection
+    from streamlearn.core.config import CorpusSection, StorageSection
 
     cfg = Config()
     if subject or tz:

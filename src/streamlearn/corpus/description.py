@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.jsonfile import read_object
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import read_object
 
 SCHEMA = "streamlearn.description/1"
 QA_TYPES = ("place", "time", "people", "spoken", "ocr", "visual", "counting", "cross_day", "abstention")

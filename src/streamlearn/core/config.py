@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomli_w
 
-from streamlearn.errors import ConfigError
+from streamlearn.core.errors import ConfigError
 
 CONFIG_NAME = "streamlearn.toml"
 SCHEMA_VERSION = 1
@@ -386,7 +386,7 @@ def config_from_dict(data: dict) -> Config:
         if key in (data.get(section) or {}):
             value = data[section].pop(key)
             if value != written:
-                from streamlearn import console
+                from streamlearn.core import console
 
                 console.warn(f"{CONFIG_NAME}: {section}.{key} = {value!r} is not read; the setting is {live}")
     return _build(Config, data, "")
@@ -403,7 +403,7 @@ def load_config(path: Path) -> Config:
 
 
 def save_config(path: Path, config: Config) -> None:
-    from streamlearn.manifest import atomic_write_bytes
+    from streamlearn.core.files import atomic_write_bytes
 
     body = tomli_w.dumps(config.to_dict())
     atomic_write_bytes(Path(path), (HEADER + body).encode("utf-8"))

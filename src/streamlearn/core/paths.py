@@ -7,7 +7,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
+from streamlearn.core.errors import StreamlearnError
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 

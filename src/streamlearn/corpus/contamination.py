@@ -20,8 +20,8 @@ the targets' length: only the bank's own windows are indexed.
 
 from __future__ import annotations
 
-from streamlearn.heldout import TRAINED
-from streamlearn.textnorm import normalize
+from streamlearn.corpus.heldout import TRAINED
+from streamlearn.core.textnorm import normalize
 
 NS = (8, 13)
 MIN_QUESTION_WORDS = 4

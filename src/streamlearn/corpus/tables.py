@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamlearn.manifest import Column as C
-from streamlearn.manifest import Table
+from streamlearn.core.manifest import Column as C
+from streamlearn.core.manifest import Table
 
 VIDEOS = Table(
     name="videos",

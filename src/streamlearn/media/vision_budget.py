@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from streamlearn.config import OperatingPoint
+from streamlearn.core.config import OperatingPoint
 
 try:  # transformers >= 5.2x ships a torchvision-free copy of the model's resize rule
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from streamlearn.manifest import atomic_write_text
+from streamlearn.core.files import atomic_write_text
 
 SCHEMA = "streamlearn.transcript/1"
 

@@ -4,10 +4,10 @@ apply, e.g. no audio to transcribe: nothing to do)."""
 
 from __future__ import annotations
 
-from streamlearn.redact import redact
-from streamlearn.verdict import headline
-from streamlearn.corpus import Corpus
-from streamlearn.manifest import DONE, FAILED, SKIPPED, status_of
+from streamlearn.core.redact import redact
+from streamlearn.corpus.verdict import headline
+from streamlearn.corpus.layout import Corpus
+from streamlearn.core.manifest import DONE, FAILED, SKIPPED, status_of
 
 
 def _hours(row: dict) -> float:

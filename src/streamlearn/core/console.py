@@ -9,7 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from streamlearn.redact import redact
+from streamlearn.core.redact import redact
 
 VERBOSITY = {"level": 1}  # 0 quiet, 1 normal, 2 verbose
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlearn import console
-from streamlearn.errors import StreamlearnError
+from streamlearn.core import console
+from streamlearn.core.errors import StreamlearnError
 
 MEDIA_EXTENSIONS = {".mkv", ".mp4", ".webm", ".mov", ".m4v", ".avi", ".ts", ".flv", ".mts", ".m2ts", ".3gp",
                     ".m4a", ".opus", ".mp3", ".wav", ".flac", ".ogg"}
@@ -268,14 +268,6 @@ def check_decodes(path: Path, p: Probe) -> float | None:
     if proc.returncode != 0:
         raise MediaError(explain_failure(path, proc.stderr, "the end of the file does not decode; fetch it again"))
     return end
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def head_hash(path: Path, nbytes: int = 1 << 20) -> str:

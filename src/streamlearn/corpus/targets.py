@@ -3,7 +3,7 @@
 A described chunk gives its description as a target, and as configured (`train.targets`) its facts
 (varied wording and order), its generated rewrites (`streamlearn rewrite`), a paraphrase, its QA pairs
 with and without the video; a video gives its day summary over a montage of its chunks. `train`
-encodes these; `export` writes them in other tools' shapes. Held-out facts (`streamlearn.heldout`)
+encodes these; `export` writes them in other tools' shapes. Held-out facts (`streamlearn.corpus.heldout`)
 never become QA targets.
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from streamlearn import description as D
-from streamlearn import rewrites as R
-from streamlearn.config import TrainConfig
-from streamlearn.corpus import Corpus, stream_order
-from streamlearn.errors import StreamlearnError
-from streamlearn.heldout import Constraints, load_constraints
-from streamlearn.manifest import DONE, SKIPPED, status_of
+from streamlearn.corpus import description as D
+from streamlearn.corpus import rewrites as R
+from streamlearn.core.config import TrainConfig
+from streamlearn.corpus.layout import Corpus, stream_order
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.corpus.heldout import Constraints, load_constraints
+from streamlearn.core.manifest import DONE, SKIPPED, status_of
 
 INSTRUCTIONS = {
     "description": None,  # TrainConfig.instruction

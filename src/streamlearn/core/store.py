@@ -12,8 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from streamlearn.errors import StreamlearnError
-from streamlearn.media import sha256_file
+from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import sha256_file
 
 _EXTRA = {"s3": "s3", "gs": "gcs", "gcs": "gcs"}
 

@@ -45,8 +45,9 @@ from typing import Any, NamedTuple
 
 from filelock import FileLock
 
-from streamlearn.redact import redact
-from streamlearn.errors import ManifestError
+from streamlearn.core.redact import redact
+from streamlearn.core.errors import ManifestError
+from streamlearn.core.files import atomic_write_bytes, atomic_write_text
 
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 STATUSES = (PENDING, DONE, FAILED, SKIPPED)
@@ -616,30 +617,6 @@ def one_line(text: str, limit: int = 500) -> str:
     """A reason as the manifests record it: one line, secrets masked (`redact`), at most `limit` chars."""
     flat = " ".join(redact(str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to `path` so that a crash leaves the old or the new content, never a mix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or a kill mid-write: no partial temp file stays behind
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def merge_parts(parts: list[Path], target: Manifest) -> tuple[int, int]:
