@@ -108,3 +108,32 @@ def test_bank_split_and_audit_are_byte_identical_to_the_quadratic_code(corpus_ki
     else:
         corpus = described_corpus(tmp_path / "c", 300, per_day=24, seed=3)
     assert _digests(corpus) == GOLDEN[corpus_kind]
+
+
+def test_sample_order_is_random_sample_taken_lazily():
+    """The lazy shuffle behind the bank's distractors: the first elements of `random.sample(pool, len(pool))`
+    and the generator's state after it, for pools small (drawn one by one) and large (skipped in bulk, by
+    the vectorised solver and by the loop), whatever was drawn before."""
+    import random
+
+    import numpy as np
+
+    from streamlearn.evaluate import draws
+
+    assert draws.exact()
+    rng = random.Random(11)
+    for n in [0, 1, 2, 5, 47, 255, 256, 257, 300, 1000, 1500, 4097, 30000] + [rng.randrange(2, 9000) for _ in range(40)]:
+        take = min(n, rng.choice([0, 1, 3, 12]))
+        want, got, bits = random.Random(n), random.Random(n), rng.randrange(1, 90)
+        want.getrandbits(bits)  # the generator anywhere in its word array
+        got.getrandbits(bits)
+        full = want.sample(range(n), n)
+        order = draws.SampleOrder(got, n)
+        assert [order.take() for _ in range(take)] == full[:take]
+        order.skip()
+        assert got.getstate() == want.getstate(), n
+    for _ in range(60):  # the solver against the plain loop, on words of one width
+        m = rng.randrange(600, 70000)
+        low = 1 << (m.bit_length() - 1)
+        v = np.array([rng.getrandbits(m.bit_length()) for _ in range(rng.randrange(1, 3 * (m - low) + 2))])
+        assert draws._block(v, m, low) == draws._loop(v, m, low)
