@@ -120,7 +120,7 @@ def test_sample_order_is_random_sample_taken_lazily():
 
     from streamlearn.evaluate import draws
 
-    assert draws.exact()
+    assert draws.exact() and draws._bulk_exact()
     rng = random.Random(11)
     for n in [0, 1, 2, 5, 47, 255, 256, 257, 300, 1000, 1500, 4097, 30000] + [rng.randrange(2, 9000) for _ in range(40)]:
         take = min(n, rng.choice([0, 1, 3, 12]))

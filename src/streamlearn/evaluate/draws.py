@@ -10,15 +10,19 @@ but vectorised, at ~30 ns an element instead of `random.sample`'s ~230 ns (2-cor
 
 This follows CPython's `random.sample` (a partial Fisher-Yates over a copy of the pool when the whole
 pool is taken, `_randbelow` by `getrandbits` with rejection); `exact()` checks it against the running
-interpreter's `random` once, and callers fall back to `random.sample` where it differs.
+interpreter's `random` once, and callers fall back to `random.sample` where it differs. The bulk skip is
+checked against the draws one by one the first time it is needed (`_bulk_exact`), and not used where it
+differs. numpy is imported only then: a small bank never needs it.
 """
 
 from __future__ import annotations
 
 import random
 from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 SMALL = 256  # fewer draws are made one by one: below this the bulk skip's fixed costs outweigh it
 BLOCK = 512  # draws of one width from which the vectorised solver beats the plain loop
@@ -54,6 +58,8 @@ def _block(v: np.ndarray, m: int, low: int) -> tuple[int, int]:
     they meet in a few vectorised passes (3-4 on random words)."""
     n = len(v)
     room = m - v
+    import numpy as np
+
     lo = np.zeros(n + 1, dtype=np.int64)  # words taken before each word: at most the true number
     hi = np.zeros(n + 1, dtype=np.int64)  # at least the true number
     for _ in range(PASSES):
@@ -69,16 +75,24 @@ def _block(v: np.ndarray, m: int, low: int) -> tuple[int, int]:
 
 def _read(rng: random.Random, n: int) -> np.ndarray:
     """The next n 32-bit words of `rng`, in the order its draws would take them."""
+    import numpy as np
+
     return np.frombuffer(rng.getrandbits(32 * n).to_bytes(4 * n, "little"), dtype="<u4")  # word i: bits 32i..
 
 
 def skip_draws(rng: random.Random, top: int) -> None:
     """Leave `rng` where `_below(rng, m)` for m = top, top - 1, ..., 1 would: read the words ahead, find
     how many the draws take, then put the generator back and let it take exactly those."""
-    if top < SMALL:
+    if top < SMALL or not _bulk_exact():
         for m in range(top, 0, -1):
             _below(rng, m)
         return
+    _bulk(rng, top)
+
+
+def _bulk(rng: random.Random, top: int) -> None:
+    import numpy as np
+
     state = rng.getstate()
     words = _read(rng, top * 3 // 2 + 64)  # ~1.39 words a draw: these nearly always do
     m, base, taken = top, 0, 0  # words[i] is word base + i of the skip; taken: words the draws took
@@ -123,9 +137,23 @@ class SampleOrder:
 
 
 @cache
+def _bulk_exact() -> bool:
+    """Whether the bulk skip leaves the generator where the draws one by one do (checked once)."""
+    for seed, top in ((4, 300), (5, 3000), (6, 20000)):
+        one, bulk = random.Random(seed), random.Random(seed)
+        for m in range(top, 0, -1):
+            _below(one, m)
+        _bulk(bulk, top)
+        if one.getstate() != bulk.getstate():
+            return False
+    return True
+
+
+@cache
 def exact() -> bool:
-    """Whether SampleOrder gives this interpreter's `random.sample` order and state (checked once)."""
-    for seed, n, take in ((0, 5, 2), (1, 60, 3), (2, 1000, 7), (3, 20000, 1)):
+    """Whether SampleOrder gives this interpreter's `random.sample` order and state (checked once, on pools
+    whose skip draws one by one: the bulk skip is held to those draws by `_bulk_exact`)."""
+    for seed, n, take in ((0, 5, 2), (1, 60, 3), (2, 200, 7), (3, SMALL - 1, 0)):
         pool = list(range(n))
         want = random.Random(seed)
         full = want.sample(pool, n)
