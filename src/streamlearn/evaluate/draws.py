@@ -4,9 +4,10 @@ the generator left exactly where the whole sample leaves it.
 The question bank draws each multiple-choice item's distractors from its answer pool shuffled whole,
 and a bank's bytes depend on the generator's state after every shuffle, so the shuffle cannot simply
 become a draw of three. Taking only the elements an item looks at and skipping the rest of the
-shuffle's draws in bulk keeps every bank identical: the skip still reads about 1.4 random words an
-element of the pool (the draws' rejection sampling decides how many, so they cannot be jumped over),
-but vectorised, at ~30 ns an element instead of `random.sample`'s ~230 ns (2-core host of issue 28).
+shuffle's draws without their elements keeps every bank identical. The skip still reads about 1.4
+random words an element of the pool (the draws' rejection sampling decides how many, so they cannot be
+jumped over): one by one it costs ~110 ns a draw, vectorised for a large pool ~70 ns, against
+`random.sample`'s ~200 ns an element (2-core host of issue 28, busy).
 
 This follows CPython's `random.sample` (a partial Fisher-Yates over a copy of the pool when the whole
 pool is taken, `_randbelow` by `getrandbits` with rejection); `exact()` checks it against the running
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-SMALL = 256  # fewer draws are made one by one: below this the bulk skip's fixed costs outweigh it
+SMALL = 1024  # fewer draws are made one by one (~110 ns each here): the bulk skip's ~25 us of setup outweighs it
 BLOCK = 512  # draws of one width from which the vectorised solver beats the plain loop
 PASSES = 12  # of the block solver's bounds, before it hands the block to the plain loop
 
