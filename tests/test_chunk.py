@@ -226,6 +226,77 @@ def test_transcript_slices_are_chunk_relative(tour, tmp_path):
     assert rttm[1] == c1["chunk_id"] and rttm[3:5] == ["0.000", f"{12.0 - off:.3f}"]
 
 
+def _old_write_slices(corpus, row, chunk_id, start, end):
+    """write_slices as it was before issue 28 (the whole transcript and RTTM read for every chunk): the
+    reference the one-read slicing must match byte for byte."""
+    from streamlearn.corpus import transcript
+    from streamlearn.core.files import atomic_write_text
+
+    out = corpus.video_dir(row["video_id"]) / "chunks"
+    out.mkdir(exist_ok=True)
+    doc = transcript.slice_doc(transcript.load(corpus.abs(row["transcript_path"])), start, end)
+    doc["chunk_id"] = chunk_id
+    transcript.save(out / f"{chunk_id}.transcript.json", doc)
+    lines = []
+    for line in corpus.abs(row["rttm_path"]).read_text().splitlines():
+        parts = line.split()
+        a, b = float(parts[3]), float(parts[3]) + float(parts[4])
+        if b <= start or a >= end:
+            continue
+        a, b = max(a, start) - start, min(b, end) - start
+        parts[1], parts[3], parts[4] = chunk_id, f"{a:.3f}", f"{b - a:.3f}"
+        lines.append(" ".join(parts))
+    atomic_write_text(out / f"{chunk_id}.rttm", "".join(x + "\n" for x in lines))
+
+
+def test_slices_from_one_read_are_the_per_chunk_slices(tmp_path):
+    """Segments and turns across cuts, a segment without words, a segment whose words lie in another chunk
+    than its middle, segments out of order: every chunk's slices are the bytes the per-chunk code wrote."""
+    import random
+
+    from streamlearn.corpus import transcript
+    from streamlearn.chunk.chunking import Slices
+
+    corpus, _ = Corpus.init(tmp_path / "c", Config())
+    vid = "vid"
+    vdir = corpus.video_dir(vid)
+    vdir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(4)
+    segments = []
+    for k in range(120):
+        t0 = rng.uniform(0, 590)
+        n = rng.choice([0, 1, 3, 8])
+        words, t = [], t0
+        for j in range(n):
+            d = rng.uniform(0.1, 1.5)
+            words.append({"start": round(t, 3), "end": round(t + d, 3), "word": f"w{k}_{j}"})
+            t += d + rng.uniform(0, 0.4)
+        end = max(t, t0 + 0.5) if k % 7 else t0 + 40  # a long segment: its middle far from its words
+        segments.append({"start": round(t0, 3), "end": round(end, 3), "text": f"segment {k}",
+                         "speaker": f"SPEAKER_0{k % 2}", "words": words})
+    transcript.save(vdir / "transcript.json", {"video_id": vid, "source": "asr", "segments": segments})
+    turns = [f"SPEAKER {vid} 1 {rng.uniform(0, 600):.3f} {rng.uniform(0.2, 45):.3f} <NA> <NA> SPEAKER_0{k % 3} <NA> "
+             "<NA>" for k in range(200)]
+    (vdir / "diarization.rttm").write_text("\n".join(turns) + "\n")
+    row = {"video_id": vid, "transcript_path": corpus.rel(vdir / "transcript.json"),
+           "rttm_path": corpus.rel(vdir / "diarization.rttm")}
+    cuts = sorted({0.0, *(round(rng.uniform(1, 600), 6) for _ in range(40))})
+    spans = list(zip(cuts, cuts[1:] + [600.0]))
+    for i, (a, b) in enumerate(spans):
+        _old_write_slices(corpus, row, f"old{i:03d}", a, b)
+    slices = Slices(corpus, row, spans)
+    for i in range(len(spans)):
+        slices.write(i, f"new{i:03d}")
+    out = vdir / "chunks"
+    kept = 0
+    for i in range(len(spans)):
+        for ext in (".transcript.json", ".rttm"):
+            old = (out / f"old{i:03d}{ext}").read_bytes().replace(f"old{i:03d}".encode(), b"CHUNK")
+            assert (out / f"new{i:03d}{ext}").read_bytes().replace(f"new{i:03d}".encode(), b"CHUNK") == old
+        kept += len(json.loads((out / f"new{i:03d}.transcript.json").read_text())["segments"])
+    assert kept > len(segments)  # segments across cuts are in both chunks
+
+
 @pytest.fixture(scope="module")
 def s3_server():
     from moto.server import ThreadedMotoServer

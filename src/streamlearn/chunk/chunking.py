@@ -11,6 +11,7 @@ times relative to the chunk, are written beside the video.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 from functools import partial
@@ -125,32 +126,60 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat(timespec="seconds").replace("+00:00", "Z") if when else None
 
 
-def write_slices(corpus: Corpus, row: dict, chunk_id: str, start: float, end: float) -> tuple[str | None, str | None]:
-    """Transcript (speaker-attributed if available) and RTTM slices with chunk-relative times."""
-    vdir = corpus.video_dir(row["video_id"])
-    out = vdir / "chunks"
-    source = row.get("speaker_transcript_path") or row.get("transcript_path")
-    t_path = r_path = None
-    if source and corpus.abs(source).exists():
-        out.mkdir(exist_ok=True)
-        doc = transcript.slice_doc(transcript.load(corpus.abs(source)), start, end)
-        doc["chunk_id"] = chunk_id
-        transcript.save(out / f"{chunk_id}.transcript.json", doc)
-        t_path = corpus.rel(out / f"{chunk_id}.transcript.json")
-    if row.get("rttm_path") and corpus.abs(row["rttm_path"]).exists():
-        out.mkdir(exist_ok=True)
-        lines = []
-        for line in corpus.abs(row["rttm_path"]).read_text().splitlines():
-            parts = line.split()
-            a, b = float(parts[3]), float(parts[3]) + float(parts[4])
-            if b <= start or a >= end:
-                continue
-            a, b = max(a, start) - start, min(b, end) - start
-            parts[1], parts[3], parts[4] = chunk_id, f"{a:.3f}", f"{b - a:.3f}"
-            lines.append(" ".join(parts))
-        atomic_write_text(out / f"{chunk_id}.rttm", "".join(x + "\n" for x in lines))
-        r_path = corpus.rel(out / f"{chunk_id}.rttm")
-    return t_path, r_path
+class Slices:
+    """A video's transcript (speaker-attributed if available) and RTTM, each read once, cut into every
+    chunk's slices with chunk-relative times: a chunk no longer reads the whole files again, which made a
+    long video's slicing quadratic in its chunks. `spans` are the chunks' (start, end) in order."""
+
+    def __init__(self, corpus: Corpus, row: dict, spans: list[tuple[float, float]]):
+        self.corpus, self.out, self.spans = corpus, corpus.video_dir(row["video_id"]) / "chunks", spans
+        source = row.get("speaker_transcript_path") or row.get("transcript_path")
+        self.transcript = None
+        if source and corpus.abs(source).exists():
+            self.transcript = transcript.Slicer(transcript.load(corpus.abs(source)))
+        self.rttm = None
+        if row.get("rttm_path") and corpus.abs(row["rttm_path"]).exists():
+            self.rttm = _rttm_by_chunk(corpus.abs(row["rttm_path"]).read_text().splitlines(), spans)
+
+    def write(self, i: int, chunk_id: str) -> tuple[str | None, str | None]:
+        """Chunk i's slices, written beside the video; (transcript path, RTTM path), None where none."""
+        start, end = self.spans[i]
+        t_path = r_path = None
+        if self.transcript is not None:
+            self.out.mkdir(exist_ok=True)
+            doc = self.transcript.slice(start, end)
+            doc["chunk_id"] = chunk_id
+            transcript.save(self.out / f"{chunk_id}.transcript.json", doc)
+            t_path = self.corpus.rel(self.out / f"{chunk_id}.transcript.json")
+        if self.rttm is not None:
+            self.out.mkdir(exist_ok=True)
+            lines = []
+            for parts in self.rttm[i]:
+                a, b = float(parts[3]), float(parts[3]) + float(parts[4])
+                a, b = max(a, start) - start, min(b, end) - start
+                lines.append(" ".join([parts[0], chunk_id, parts[2], f"{a:.3f}", f"{b - a:.3f}", *parts[5:]]))
+            atomic_write_text(self.out / f"{chunk_id}.rttm", "".join(x + "\n" for x in lines))
+            r_path = self.corpus.rel(self.out / f"{chunk_id}.rttm")
+        return t_path, r_path
+
+
+def _rttm_by_chunk(lines: list[str], spans: list[tuple[float, float]]) -> list[list[list[str]]]:
+    """Each chunk's RTTM turns (split lines, in the file's order): those overlapping its span. Chunks are
+    contiguous and in order, so a turn's chunks are found by bisection, not by trying every chunk."""
+    out: list[list[list[str]]] = [[] for _ in spans]
+    starts, ends = [s for s, _ in spans], [e for _, e in spans]
+    ordered = starts == sorted(starts) and ends == sorted(ends)
+    for line in lines:
+        parts = line.split()
+        a, b = float(parts[3]), float(parts[3]) + float(parts[4])
+        if ordered:  # the chunks whose end is after the turn's start and whose start is before its end
+            candidates = range(bisect.bisect_right(ends, a), bisect.bisect_left(starts, b))
+        else:
+            candidates = range(len(spans))
+        for j in candidates:
+            if not (b <= spans[j][0] or a >= spans[j][1]):
+                out[j].append(parts)
+    return out
 
 
 def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, node: str | None,
@@ -172,6 +201,7 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
         pieces = exact_times(segment(media, staging, vid, chunk_seconds), media, p.start_s, end, p.has_video)
         start_at, time_source = stream_start(corpus, row)
         tz = ZoneInfo(row.get("timezone") or corpus.config.corpus.timezone)
+        slices = Slices(corpus, row, [(piece["start_s"], piece["end_s"]) for piece in pieces])
         n = len(pieces)
         rows = []
         for i, piece in enumerate(pieces):
@@ -186,7 +216,7 @@ def chunk_video(corpus: Corpus, row: dict, chunk_seconds: float, store: Store, n
             key = f"chunks/{vid}/{chunk_id}{path.suffix}"
             uri = store.put(path, key, sha256=digest, move=True)
             path.unlink(missing_ok=True)  # the store holds it now; local disk was only a staging area
-            t_path, r_path = write_slices(corpus, row, chunk_id, piece["start_s"], piece["end_s"])
+            t_path, r_path = slices.write(i, chunk_id)
             a = start_at + timedelta(seconds=piece["start_s"]) if start_at else None
             b = start_at + timedelta(seconds=piece["end_s"]) if start_at else None
             rows.append({

@@ -20,11 +20,10 @@ the targets' length: only the bank's own windows are indexed.
 
 from __future__ import annotations
 
-from streamlearn.corpus.heldout import TRAINED
+from streamlearn.corpus.heldout import TRAINED, QuestionIndex
 from streamlearn.core.textnorm import normalize
 
 NS = (8, 13)
-MIN_QUESTION_WORDS = 4
 
 
 def _marked_words(question: str) -> list[tuple[str, bool]]:
@@ -35,60 +34,60 @@ def _marked_words(question: str) -> list[tuple[str, bool]]:
     return out
 
 
-def _windows(item: dict, n: int) -> set[tuple[str, ...]]:
+def _windows(item: dict, n: int) -> set[str]:
+    """The item's n-word windows that hold a word of its question outside quotes, each as its words joined
+    by spaces (one string, not a tuple of n: a large bank's index is most of the audit's memory)."""
     q = _marked_words(item["question"])
     words = [w for w, _ in q] + normalize(item["answer"]).split()
     free = [f for _, f in q] + [False] * (len(words) - len(q))
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1) if any(free[i:i + n])}
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1) if any(free[i:i + n])}
 
 
 class BankAudit:
     """One bank's audit index, built once (its diagnostic windows and question openings), then asked about
     any number of targets: a caller that checks targets a few at a time (the rewrite stage, per chunk) does
-    not rebuild it for each."""
+    not rebuild it for each. Built and asked in time linear in the bank's and the targets' words."""
 
     def __init__(self, items: list[dict]):
         unit_of = {i["id"]: i.get("unit") or i["id"] for i in items}
-        windows = {n: {i["id"]: _windows(i, n) for i in items} for n in NS}
-        owners: dict[int, dict[tuple, set[str]]] = {n: {} for n in NS}
-        for n in NS:
-            for iid, ws in windows[n].items():
+        self.index: dict[int, dict[str, list[str]]] = {}  # diagnostic window -> items
+        for n in NS:  # one window length at a time: its windows are dropped once indexed
+            windows = {i["id"]: _windows(i, n) for i in items}
+            owner: dict[str, str | None] = {}  # window -> the one unit that has it, None when several do
+            for iid, ws in windows.items():
                 for w in ws:
-                    owners[n].setdefault(w, set()).add(unit_of[iid])
-        self.index: dict[int, dict[tuple, list[str]]] = {n: {} for n in NS}  # diagnostic window -> items
-        for n in NS:
-            for iid, ws in windows[n].items():
+                    if owner.setdefault(w, unit_of[iid]) != unit_of[iid]:
+                        owner[w] = None
+            self.index[n] = {}
+            for iid, ws in windows.items():
                 for w in ws:
-                    if len(owners[n][w]) == 1:
+                    if owner[w] is not None:
                         self.index[n].setdefault(w, []).append(iid)
-        self.questions: dict[tuple, list[tuple[list[str], str]]] = {}
-        for i in items:
-            q = normalize(i["question"]).split()
-            if len(q) >= MIN_QUESTION_WORDS:
-                self.questions.setdefault(tuple(q[:MIN_QUESTION_WORDS]), []).append((q, i["id"]))
+        self.questions = QuestionIndex([(normalize(i["question"]).split(), i["id"]) for i in items])
         self.answers = {i["id"]: f" {normalize(i['answer'])} " for i in items}
 
     def hits(self, targets: list[dict]) -> dict[str, dict]:
         """{item id: {"flags": set, "targets": [every key that hit it]}} for the items the targets hit."""
         result: dict[str, dict] = {}
+        keys: dict[str, set[str]] = {}  # item id -> its targets' keys, for the membership test
         for t in targets:
             text = f" {normalize(t['target'])} "
             hit_question: set[str] = set()
             for line in t["target"].splitlines():  # a window never joins the end of one statement to the next
                 words = normalize(line).split()
                 for i in range(len(words)):
-                    for q, iid in self.questions.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
-                        if words[i:i + len(q)] == q:
-                            result.setdefault(iid, {"flags": set(), "targets": []})["flags"].add("question")
-                            hit_question.add(iid)
+                    for iid in self.questions.at(words, i):
+                        result.setdefault(iid, {"flags": set(), "targets": []})["flags"].add("question")
+                        hit_question.add(iid)
                     for n in NS:
-                        for iid in self.index[n].get(tuple(words[i:i + n]), []):
+                        for iid in self.index[n].get(" ".join(words[i:i + n]), []):
                             result.setdefault(iid, {"flags": set(), "targets": []})["flags"].add(f"ngram{n}")
                             hit_question.add(iid)
             for iid in hit_question:
                 if self.answers[iid].strip() and self.answers[iid] in text:
                     result[iid]["flags"].add("answer_with_question")
-                if t["key"] not in result[iid]["targets"]:
+                if t["key"] not in keys.setdefault(iid, set()):
+                    keys[iid].add(t["key"])
                     result[iid]["targets"].append(t["key"])
         return result
 

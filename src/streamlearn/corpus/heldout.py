@@ -74,6 +74,33 @@ def split_facts(facts: list[dict], seed: int, heldout_fraction: float, heldout_c
     return {"assign": assign, "heldout_chunks": heldout_chunks}
 
 
+class QuestionIndex:
+    """Where whole questions (word lists) occur in a text, in time linear in the text's words: indexed by
+    their first MIN_QUESTION_WORDS words and, under those, by length, so a word that opens thousands of
+    questions ("what did the ...") costs one lookup per question length, not one comparison per question."""
+
+    def __init__(self, questions: list[tuple[list[str], object]]):
+        self.lengths: dict[tuple, list[int]] = {}  # first words -> lengths of the questions they open
+        self.whole: dict[tuple, list[tuple[int, object]]] = {}  # question -> (its order, its value), in order
+        for order, (q, value) in enumerate(questions):
+            if len(q) < MIN_QUESTION_WORDS:
+                continue
+            lengths = self.lengths.setdefault(tuple(q[:MIN_QUESTION_WORDS]), [])
+            if len(q) not in lengths:
+                lengths.append(len(q))
+            self.whole.setdefault(tuple(q), []).append((order, value))
+
+    def at(self, words: list[str], i: int) -> list:
+        """The values of the questions that start at words[i], in the order they were given."""
+        lengths = self.lengths.get(tuple(words[i:i + MIN_QUESTION_WORDS]))
+        if not lengths:
+            return []
+        found = [hit for n in lengths for hit in self.whole.get(tuple(words[i:i + n]), ())]
+        if len(lengths) > 1:
+            found.sort(key=lambda hit: hit[0])
+        return [value for _, value in found]
+
+
 def split_path(questions_dir: Path, bank: str) -> Path:
     return Path(questions_dir) / f"{bank}.split.json"
 
@@ -86,6 +113,7 @@ class Constraints:
     trained: set[str] = field(default_factory=set)  # fact keys recorded as trained by a sealed split
     heldout: set[str] = field(default_factory=set)  # fact keys recorded as held out by any sealed split
     protected: dict[str, tuple[str, str]] = field(default_factory=dict)  # normalized question -> (bank, item id)
+    _index: tuple[int, QuestionIndex] | None = field(default=None, init=False, repr=False, compare=False)
 
     def qa_trainable(self, chunk_id: str, question: str) -> bool:
         key = fact_key(chunk_id, question)
@@ -93,19 +121,18 @@ class Constraints:
 
     def violations(self, targets: list[tuple[str, str]]) -> list[str]:
         """`key: bank/item` for every (key, target text) containing a protected question verbatim
-        (after normalisation). Indexed by each question's first words, so a long corpus stays linear."""
-        index: dict[tuple, list[tuple[list[str], tuple[str, str]]]] = {}
-        for q, where in self.protected.items():
-            words = q.split()
-            if len(words) >= MIN_QUESTION_WORDS:
-                index.setdefault(tuple(words[:MIN_QUESTION_WORDS]), []).append((words, where))
+        (after normalisation); linear in the targets' words (`QuestionIndex`, built once, not per call:
+        the rewrite stage asks about one candidate at a time)."""
+        if self._index is None or self._index[0] != len(self.protected):  # protected is filled after creation
+            self._index = (len(self.protected), QuestionIndex([(q.split(), (" ".join(q.split()), where))
+                                                               for q, where in self.protected.items()]))
+        index = self._index[1]
         out = []
         for key, text in targets:
             words = normalize(text).split()
             for i in range(len(words) - MIN_QUESTION_WORDS + 1):
-                for q, (bank, item) in index.get(tuple(words[i:i + MIN_QUESTION_WORDS]), []):
-                    if words[i:i + len(q)] == q:
-                        out.append(f"{key}: item {item} of sealed bank {bank!r} (\"{' '.join(q)}\")")
+                for q, (bank, item) in index.at(words, i):
+                    out.append(f"{key}: item {item} of sealed bank {bank!r} (\"{q}\")")
         return sorted(set(out))
 
 

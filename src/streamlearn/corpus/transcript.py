@@ -8,6 +8,7 @@ Times are seconds from the start of the video (or of the chunk, for slices).
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from pathlib import Path
@@ -95,20 +96,50 @@ def _segment(words: list[dict]) -> dict:
     return {"start": words[0]["start"], "end": words[-1]["end"], "text": join_words(words), "words": words}
 
 
+def _slice_segment(seg: dict, start: float, end: float) -> dict | None:
+    """A segment's part inside [start, end), re-timed relative to `start`; None when it has none: no word
+    whose middle is inside and, without such words, a middle outside."""
+    words = [w for w in seg.get("words", []) if start <= (w["start"] + w["end"]) / 2 < end]
+    mid = (seg["start"] + seg["end"]) / 2
+    if not words and not (start <= mid < end):
+        return None
+    shifted = [{**w, "start": round(w["start"] - start, 3), "end": round(w["end"] - start, 3)} for w in words]
+    if words:
+        text = join_words(words)
+        s0, s1 = words[0]["start"], words[-1]["end"]
+    else:
+        text, s0, s1 = seg["text"], seg["start"], seg["end"]
+    return {**seg, "start": round(max(s0, start) - start, 3), "end": round(min(s1, end) - start, 3),
+            "text": text, "words": shifted}
+
+
+def _sliced(doc: dict, start: float, segments: list[dict]) -> dict:
+    return {**{k: v for k, v in doc.items() if k != "segments"}, "offset_s": start, "segments": segments}
+
+
 def slice_doc(doc: dict, start: float, end: float) -> dict:
     """The part of a transcript inside [start, end), re-timed relative to `start`."""
-    out = []
-    for seg in doc["segments"]:
-        words = [w for w in seg.get("words", []) if start <= (w["start"] + w["end"]) / 2 < end]
-        mid = (seg["start"] + seg["end"]) / 2
-        if not words and not (start <= mid < end):
-            continue
-        shifted = [{**w, "start": round(w["start"] - start, 3), "end": round(w["end"] - start, 3)} for w in words]
-        if words:
-            text = join_words(words)
-            s0, s1 = words[0]["start"], words[-1]["end"]
-        else:
-            text, s0, s1 = seg["text"], seg["start"], seg["end"]
-        out.append({**seg, "start": round(max(s0, start) - start, 3), "end": round(min(s1, end) - start, 3),
-                    "text": text, "words": shifted})
-    return {**{k: v for k, v in doc.items() if k != "segments"}, "offset_s": start, "segments": out}
+    out = [part for part in (_slice_segment(seg, start, end) for seg in doc["segments"]) if part]
+    return _sliced(doc, start, out)
+
+
+class Slicer:
+    """`slice_doc` for many spans of one transcript (a video's chunks): each span costs what it keeps,
+    not a pass over every segment. A segment belongs to a span holding one of its anchors (its words'
+    middles and its own), so the anchors are sorted once and a span's segments are a range of them."""
+
+    def __init__(self, doc: dict):
+        self.doc = doc
+        anchors = sorted((t, k) for k, seg in enumerate(doc["segments"])
+                         for t in [*((w["start"] + w["end"]) / 2 for w in seg.get("words", [])),
+                                   (seg["start"] + seg["end"]) / 2] if t == t)  # a NaN is in no span
+        self.times = [t for t, _ in anchors]
+        self.segments = [k for _, k in anchors]
+
+    def slice(self, start: float, end: float) -> dict:
+        """= slice_doc(doc, start, end)."""
+        first, last = bisect.bisect_left(self.times, start), bisect.bisect_left(self.times, end)
+        picked = sorted(set(self.segments[first:last]))  # in the transcript's order
+        segs = self.doc["segments"]
+        out = [part for part in (_slice_segment(segs[k], start, end) for k in picked) if part]
+        return _sliced(self.doc, start, out)

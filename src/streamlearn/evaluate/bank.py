@@ -20,6 +20,7 @@ import io
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from streamlearn.corpus import description as D
 from streamlearn.corpus import heldout as H
 from streamlearn.corpus.layout import Corpus, stream_order
 from streamlearn.core.errors import StreamlearnError
-from streamlearn.evaluate.guesser import cue
+from streamlearn.evaluate import draws
+from streamlearn.evaluate.guesser import content_words, cue, cue_of_words
 from streamlearn.core.manifest import DONE, status_of
 from streamlearn.core.files import atomic_write_text
 from streamlearn.corpus.questionbank import bank_path, load_bank, seal_path, sealed_sha, split_path, validate_item
@@ -50,19 +52,76 @@ def _same(text: str) -> str:
     return normalize(text).replace(" ", "")
 
 
-def _options(answer: str, question: str, day_pool: list[str], stream_pool: list[str], rng: random.Random,
+class _Pool:
+    """Option candidates of one form (of a day, or of the whole stream), with each distinct answer's
+    comparison key and content words made once: every item of the form draws from the pool."""
+
+    def __init__(self, answers: list[str]):
+        self.answers = answers
+        self.keys: list[str | None] = []  # per answer; None for a blank one, never an option
+        self.strings: Counter = Counter()  # comparison key -> how many distinct answers have it
+        self.total = 0  # distinct answers that are not blank
+        self._words: dict[str, frozenset[str]] = {}
+
+    def ready(self) -> _Pool:
+        """The pool with its keys made (once its answers are all in: they are gathered before any draw)."""
+        if len(self.keys) != len(self.answers):
+            key_of = {a: _same(a) if a.strip() else None for a in self.answers}
+            self.keys = [key_of[a] for a in self.answers]
+            self.strings = Counter(k for k in key_of.values() if k is not None)
+            self.total = sum(self.strings.values())
+        return self
+
+    def words(self, answer: str) -> frozenset[str]:
+        if answer not in self._words:
+            self._words[answer] = frozenset(content_words(answer))
+        return self._words[answer]
+
+
+def _options(answer: str, question: str, day_pool: _Pool, stream_pool: _Pool, rng: random.Random,
              k: int = 3, also_correct: list[str] = ()) -> list[str]:
     """Distractors of the answer's form: from the question's day first, then the rest of the stream;
-    never another right answer, never one the question's wording points to."""
+    never another right answer, never one the question's wording points to.
+
+    Each pool is shuffled whole, as `rng.sample(pool, len(pool))`, because the bank's bytes depend on
+    the generator's state after every shuffle; but only the candidates looked at are drawn, and the
+    rest of the shuffle's draws are made in bulk (`draws.SampleOrder`) once k are found or no distinct
+    answer is left that could be one."""
     seen = {_same(answer)} | {_same(a) for a in also_correct}
     out: list[str] = []
-    for pool in (day_pool, stream_pool):
-        for cand in rng.sample(pool, len(pool)):
+    asked = content_words(question)
+    for pool in (day_pool.ready(), stream_pool.ready()):
+        if not draws.exact():  # an interpreter whose random.sample draws differently: the plain shuffle
+            for cand in rng.sample(pool.answers, len(pool.answers)):
+                if len(out) == k:
+                    return out
+                if cand.strip() and _same(cand) not in seen and cue(question, cand) < LEAK:
+                    seen.add(_same(cand))
+                    out.append(cand)
+            continue
+        order = draws.SampleOrder(rng, len(pool.answers))
+        live = pool.total - sum(pool.strings.get(key, 0) for key in seen)  # answers that could still be options
+        refused: set[str] = set()
+        refused_keys: Counter = Counter()
+        while order.left:
             if len(out) == k:
+                order.skip()
                 return out
-            if cand.strip() and _same(cand) not in seen and cue(question, cand) < LEAK:
-                seen.add(_same(cand))
+            if not live:  # every distinct answer is taken or refused: the rest of the shuffle adds none
+                order.skip()
+                break
+            idx = order.take()
+            cand, key = pool.answers[idx], pool.keys[idx]
+            if key is None or key in seen or cand in refused:
+                continue
+            if cue_of_words(asked, pool.words(cand)) < LEAK:  # = cue(question, cand)
+                seen.add(key)
                 out.append(cand)
+                live -= pool.strings[key] - refused_keys[key]
+            else:
+                refused.add(cand)
+                refused_keys[key] += 1
+                live -= 1
     return out
 
 
@@ -75,18 +134,21 @@ def _facts(corpus: Corpus) -> tuple[list[dict], list[dict]]:
         raise StreamlearnError("no described chunks; run `streamlearn describe` first")
     facts: list[dict] = []
     by_question: dict[str, dict] = {}
-    for c in chunks:
+    answers: dict[str, set[str]] = {}  # question key -> comparison keys of its answer and aliases
+    for c in chunks:  # one description at a time: a fact keeps its QA pair and its city, not the document
         doc = D.load(corpus.abs(c["description_path"]), checked=True)
+        city = (doc.get("setting") or {}).get("city")
         for qa in doc.get("qa", []):
             key = normalize(qa["question"])
             if key in by_question:
-                fact = by_question[key]
-                if _same(qa["answer"]) not in {_same(a) for a in [fact["qa"]["answer"], *fact["also"]]}:
-                    fact["also"].append(qa["answer"])
+                if _same(qa["answer"]) not in answers[key]:
+                    by_question[key]["also"].append(qa["answer"])
+                    answers[key].add(_same(qa["answer"]))
                 continue
             fact = {"fact": H.fact_key(c["chunk_id"], qa["question"]), "chunk_id": c["chunk_id"],
-                    "day": c.get("day_index"), "qa": qa, "doc": doc, "also": []}
+                    "day": c.get("day_index"), "qa": qa, "city": city, "also": []}
             by_question[key] = fact
+            answers[key] = {_same(qa["answer"])}
             facts.append(fact)
     return facts, chunks
 
@@ -112,18 +174,20 @@ def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]
     facts, chunks = _facts(corpus)
     split = H.split_facts([{"fact": f["fact"], "chunk_id": f["chunk_id"], "day": f["day"]} for f in facts], seed,
                           cfg.heldout_fraction, cfg.heldout_chunk_fraction)
-    pools: dict[tuple, list[str]] = {}
+    pools: dict[tuple, _Pool] = {}
     frequencies: dict[str, Counter] = {}
     for f in facts:
         for v in _variants(f["qa"]):
             if v["variant"] == "paraphrase":
                 continue
-            pools.setdefault((v["form"], f["day"]), []).append(v["answer"])
-            pools.setdefault((v["form"], None), []).append(v["answer"])
+            pools.setdefault((v["form"], f["day"]), _Pool([])).answers.append(v["answer"])
+            pools.setdefault((v["form"], None), _Pool([])).answers.append(v["answer"])
             frequencies.setdefault(v["form"], Counter())[normalize(v["answer"])] += 1
     rng = random.Random(seed)
     items: list[dict] = []
     dropped: list[dict] = []
+    paraphrases: Counter = Counter()  # unit -> its paraphrases kept so far (they are numbered p, p1, p2, ...)
+    nothing = _Pool([])
     for n, f in enumerate(facts, start=1):
         qa, c = f["qa"], f["chunk_id"]
         cat = QA_TO_CATEGORY.get(qa["type"], "visual")
@@ -133,7 +197,7 @@ def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]
         for v in _variants(qa):
             qid = f"q{n:04d}" + {"original": "", "paraphrase": "p", "reverse": "r"}[v["variant"]]
             if v["variant"] == "paraphrase":
-                qid += str(sum(1 for i in items if i["unit"] == f["fact"] and i["variant"] == "paraphrase") or "")
+                qid += str(paraphrases[f["fact"]] or "")
             also = f["also"] if v["variant"] != "reverse" else []
             item = {"id": qid, **base, "question": v["question"], "answer": v["answer"],
                     "aliases": list(qa.get("aliases", [])) + also, "variant": v["variant"], "form": v["form"],
@@ -143,8 +207,8 @@ def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]
                                 "answer away"})
                 continue
             if v["variant"] == "reverse" or qa["type"] in MC_TYPES:
-                opts = [v["answer"]] + _options(v["answer"], v["question"], pools.get((v["form"], f["day"]), []),
-                                                 pools.get((v["form"], None), []), rng, also_correct=also)
+                opts = [v["answer"]] + _options(v["answer"], v["question"], pools.get((v["form"], f["day"]), nothing),
+                                                 pools.get((v["form"], None), nothing), rng, also_correct=also)
                 if len(opts) < 2:
                     dropped.append({"id": qid, "question": v["question"], "reason": "no distractor of the answer's "
                                     "form in the stream"})
@@ -154,16 +218,24 @@ def generate(corpus: Corpus, seed: int | None = None) -> tuple[list[dict], dict]
             else:
                 item.update(answer_type="numeric" if qa["type"] in ("counting", "people") else "short", options=None)
             items.append(item)
+            if v["variant"] == "paraphrase":
+                paraphrases[f["fact"]] += 1
     # a free-answer form whose most frequent answer is most of its answers: guessable without the stream
+    free_of: dict[str, list[dict]] = {}
+    for i in items:
+        if i["answer_type"] != "mc":
+            free_of.setdefault(i["form"], []).append(i)
+    guessable: set[str] = set()  # item ids (unique among generated items)
     for form, freq in frequencies.items():
         total = sum(freq.values())
         answer, top = freq.most_common(1)[0]
-        free = [i for i in items if i["form"] == form and i["answer_type"] != "mc"]
+        free = free_of.get(form, [])
         if free and total >= 2 and top / total >= MODAL:
             for i in free:
                 dropped.append({"id": i["id"], "question": i["question"], "reason": f"guessable: {answer!r} is the "
                                 f"answer to {top} of {total} {form} questions"})
-            items = [i for i in items if i not in free]
+                guessable.add(i["id"])
+    items = [i for i in items if i["id"] not in guessable]
     items += _stream_items(facts, chunks, rng)
     items = _one_answer_per_question(items, dropped)
     for it in items:
@@ -189,14 +261,31 @@ def _one_answer_per_question(items: list[dict], dropped: list[dict]) -> list[dic
             continue
         answers = {_same(i["answer"]) for i in same}
         if len(answers) > 1:
+            why = (f"ambiguous: {len(same)} items ask this question with {len(answers)} different answers "
+                   f"({', '.join(x['id'] for x in same)})")
             for i in same:
-                drop[i["id"]] = (f"ambiguous: {len(same)} items ask this question with {len(answers)} different "
-                                 f"answers ({', '.join(x['id'] for x in same)})")
+                drop[i["id"]] = why
         else:
             for i in same[1:]:
                 drop[i["id"]] = f"the same question and answer as {same[0]['id']}"
     dropped.extend({"id": i["id"], "question": i["question"], "reason": drop[i["id"]]} for i in items if i["id"] in drop)
     return [i for i in items if i["id"] not in drop]
+
+
+class _DaysBut(Sequence):
+    """["Day x" for x in days if x != days[skip]], made when indexed: `rng.sample` draws the same from it,
+    and a stream of many days does not build a list of every other day for each day."""
+
+    def __init__(self, days: list[int], skip: int):
+        self.days, self.skip = days, skip
+
+    def __len__(self) -> int:
+        return len(self.days) - 1
+
+    def __getitem__(self, j: int) -> str:
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        return f"Day {self.days[j if j < self.skip else j + 1]}"
 
 
 def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> list[dict]:
@@ -206,7 +295,7 @@ def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> 
     day_city: dict[int, str] = {}
     day_chunks: dict[int, list[str]] = {}
     for f in facts:
-        city = (f["doc"].get("setting") or {}).get("city")
+        city = f["city"]
         if city and f["day"] and f["day"] not in day_city:
             day_city[f["day"]] = city
     for c in chunks:
@@ -218,7 +307,7 @@ def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> 
     k = 0
     for i, d in enumerate(days):
         city = day_city[d]
-        others = [f"Day {x}" for x in days if x != d]
+        others = _DaysBut(days, i)
         opts = [f"Day {d}"] + rng.sample(others, min(3, len(others)))
         if len(opts) > 1:
             k += 1
@@ -231,7 +320,7 @@ def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> 
         if i + 1 < len(days) and day_city[days[i + 1]] != city:
             nxt = day_city[days[i + 1]]
             q = f"Where did the stream go right after {city}?"
-            opts = [nxt] + _options(nxt, q, [], [x for x in cities if x != city], rng)
+            opts = [nxt] + _options(nxt, q, _Pool([]), _Pool([x for x in cities if x != city]), rng)
             if len(opts) > 1:
                 k += 1
                 rng.shuffle(opts)
@@ -241,7 +330,8 @@ def _stream_items(facts: list[dict], chunks: list[dict], rng: random.Random) -> 
                               "evidence_day": days[i + 1], "unit": f"x:next:{d}", "form": "original:cross_day_next",
                               "key_facts": [nxt], **common})
     stream_days = sorted(day_chunks)
-    unvisited = [x for x in ELSEWHERE if normalize(x) not in {normalize(c) for c in cities}]
+    visited = {normalize(c) for c in cities}
+    unvisited = [x for x in ELSEWHERE if normalize(x) not in visited]
     for j, place in enumerate(rng.sample(unvisited, min(3, len(unvisited)))):
         opts = [NEVER] + [f"Day {x}" for x in rng.sample(stream_days, min(3, len(stream_days)))]
         if len(opts) < 2:
@@ -304,9 +394,9 @@ def write_bank(corpus: Corpus, name: str, items: list[dict], force: bool = False
     path = bank_path(corpus, name)
     if seal_path(corpus, name).exists() and not force:
         raise StreamlearnError(f"question bank {name!r} is sealed; write a new bank (--bank NAME) or pass --force")
-    ids = [i["id"] for i in items]
-    if len(set(ids)) != len(ids):
-        dup = next(x for x in ids if ids.count(x) > 1)
+    ids = Counter(i["id"] for i in items)
+    if len(ids) != len(items):
+        dup = next(x for x, n in ids.items() if n > 1)
         raise StreamlearnError(f"duplicate question id {dup!r}; ids must be unique in a bank")
     text = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
     sp = split_path(corpus, name)
@@ -344,25 +434,31 @@ def seal(corpus: Corpus, name: str) -> dict:
     return data
 
 
+def _make(corpus: Corpus, name: str, import_file: Path | None, force: bool, seed: int | None) -> None:
+    """Generate or import a bank and write it with its split; its items are let go on return, before
+    `run_questions` reads the bank back (two copies of a large bank at once would double the peak)."""
+    if seal_path(corpus, name).exists() and not force:  # before generating anything
+        raise StreamlearnError(f"question bank {name!r} is sealed; write a new bank (--bank NAME) or pass --force")
+    split = None
+    if import_file:
+        items = import_items(import_file)
+    else:
+        items, split = generate(corpus, seed)
+    write_bank(corpus, name, items, force=force, split=split)
+    cats = Counter(i["category"] for i in items)
+    console.info(f"questions: {len(items)} items in {name} ("
+                 + ", ".join(f"{k} {v}" for k, v in sorted(cats.items())) + ")")
+    if split:
+        n_held = sum(1 for f in split["facts"] if f["split"] == H.HELDOUT)
+        console.info(f"questions: {len(split['facts'])} facts, {n_held} held out ({len(split['heldout_chunks'])} "
+                     f"whole chunks), {len(split['facts']) - n_held} QA-trained; {len(split['dropped'])} items "
+                     "dropped as guessable or without distractors")
+
+
 def run_questions(corpus: Corpus, name: str = "main", import_file: Path | None = None, do_seal: bool = False,
                   force: bool = False, seed: int | None = None) -> dict:
     if import_file or not do_seal or not bank_path(corpus, name).exists():
-        if seal_path(corpus, name).exists() and not force:  # before generating anything
-            raise StreamlearnError(f"question bank {name!r} is sealed; write a new bank (--bank NAME) or pass --force")
-        split = None
-        if import_file:
-            items = import_items(import_file)
-        else:
-            items, split = generate(corpus, seed)
-        write_bank(corpus, name, items, force=force, split=split)
-        cats = Counter(i["category"] for i in items)
-        console.info(f"questions: {len(items)} items in {name} ("
-                     + ", ".join(f"{k} {v}" for k, v in sorted(cats.items())) + ")")
-        if split:
-            n_held = sum(1 for f in split["facts"] if f["split"] == H.HELDOUT)
-            console.info(f"questions: {len(split['facts'])} facts, {n_held} held out ({len(split['heldout_chunks'])} "
-                         f"whole chunks), {len(split['facts']) - n_held} QA-trained; {len(split['dropped'])} items "
-                         "dropped as guessable or without distractors")
+        _make(corpus, name, import_file, force, seed)
     out = {"bank": name, "items": len(load_bank(corpus, name))}
     if do_seal:
         out.update(seal(corpus, name))

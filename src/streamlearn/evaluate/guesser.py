@@ -22,8 +22,12 @@ def content_words(text: str) -> set[str]:
 
 def cue(question: str, option: str) -> float:
     """The share of an option's content words that the question also contains (0: no cue)."""
-    words = content_words(option)
-    return len(words & content_words(question)) / len(words) if words else 0.0
+    return cue_of_words(content_words(question), content_words(option))
+
+
+def cue_of_words(question_words: set[str], option_words: set[str] | frozenset[str]) -> float:
+    """`cue` from the content words (the question bank asks it of one question for many options)."""
+    return len(option_words & question_words) / len(option_words) if option_words else 0.0
 
 
 def form_of(item: dict) -> str:
