@@ -40,6 +40,29 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PHASES = ("questions", "audit", "check")
+# where each function lives: the package layout of issue 25 (corpus/, core/), else the flat one before it,
+# so one copy of this script measures the code of either
+WHERE = {"Corpus": ("streamlearn.corpus.layout", "streamlearn.corpus"),
+         "load_train_config": ("streamlearn.core.config", "streamlearn.config"),
+         "audit": ("streamlearn.corpus.contamination", "streamlearn.contamination"),
+         "contamination_summary": ("streamlearn.corpus.contamination", "streamlearn.contamination"),
+         "load_constraints": ("streamlearn.corpus.heldout", "streamlearn.heldout"),
+         "load_bank": ("streamlearn.corpus.questionbank", "streamlearn.questionbank"),
+         "build_specs": ("streamlearn.corpus.targets", "streamlearn.targets"),
+         "run_questions": ("streamlearn.evaluate.bank",)}
+
+
+def _get(name: str):
+    import importlib
+
+    for module in WHERE[name]:
+        try:
+            found = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if found is not None:
+            return found
+    raise SystemExit(f"{name} is in none of {', '.join(WHERE[name])}; add where it lives now to WHERE")
 
 
 def _targets_file(corpus_dir: Path) -> Path:
@@ -48,12 +71,9 @@ def _targets_file(corpus_dir: Path) -> Path:
 
 def run_phase(phase: str, corpus_dir: Path) -> dict:
     """One phase, timed, in this interpreter (the parent starts one per phase and size)."""
-    from streamlearn.corpus import Corpus
-
-    corpus = Corpus.open(corpus_dir)
+    corpus = _get("Corpus").open(corpus_dir)
     if phase == "questions":
-        from streamlearn.evaluate.bank import run_questions
-
+        run_questions = _get("run_questions")
         base = _rss_mb()
         t0 = time.perf_counter()
         out = run_questions(corpus, "bench", do_seal=True, force=True)
@@ -62,10 +82,8 @@ def run_phase(phase: str, corpus_dir: Path) -> dict:
         extra = {"items": out["items"], "base_mb": base, "bank_sha256": out["sha256"],
                  "split_sha256": hashlib.sha256(split.read_bytes()).hexdigest()}
     else:
-        from streamlearn.contamination import audit, contamination_summary
-        from streamlearn.heldout import load_constraints
-        from streamlearn.questionbank import load_bank
-
+        audit, contamination_summary = _get("audit"), _get("contamination_summary")
+        load_constraints, load_bank = _get("load_constraints"), _get("load_bank")
         targets = json.loads(_targets_file(corpus_dir).read_text(encoding="utf-8"))
         base = _rss_mb()
         t0 = time.perf_counter()
@@ -99,17 +117,12 @@ def build(corpus_dir: Path, chunks: int) -> None:
 
 def write_targets(corpus_dir: Path) -> None:
     """The training targets `train` would record for this corpus with its sealed bank (not timed)."""
-    from streamlearn.config import load_train_config
-    from streamlearn.corpus import Corpus
-    from streamlearn.heldout import load_constraints
-    from streamlearn.targets import build_specs
-
     path = _targets_file(corpus_dir)
     if path.exists():
         return
-    corpus = Corpus.open(corpus_dir)
-    cfg = load_train_config(corpus.config.train, targets=["description", "qa_text"])
-    by_day, _ = build_specs(corpus, cfg, None, load_constraints(corpus.folder("questions")))
+    corpus = _get("Corpus").open(corpus_dir)
+    cfg = _get("load_train_config")(corpus.config.train, targets=["description", "qa_text"])
+    by_day, _ = _get("build_specs")(corpus, cfg, None, _get("load_constraints")(corpus.folder("questions")))
     path.write_text(json.dumps([{"key": s.key, "target": s.target} for d in by_day.values() for s in d]),
                     encoding="utf-8")
 
