@@ -29,7 +29,7 @@ from streamlearn.corpus.framecache import extract, keyframe_times, samples_on_ke
 from streamlearn.core.files import atomic_write_bytes, atomic_write_text
 from streamlearn.media.probe import display_size, probe
 from streamlearn.core.paths import contained
-from streamlearn.runner import Stage, StageResult, run, select
+from streamlearn.runner import Stage, StageResult, run_stage, select
 from streamlearn.core.store import Store, store_for
 
 
@@ -111,9 +111,9 @@ def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None,
                geometry: vision_budget.VisionGeometry | None = None, executor=None) -> StageResult:
     from streamlearn.corpus.forecast import check_frames_room
 
-    g = geometry or vision_budget.VisionGeometry()
-    rows, _ = select(corpus.chunks, "frames", only=only, force=force)
+    stage = Stage("frames", "chunks", partial(_work, g=geometry or vision_budget.VisionGeometry()))
+    # one selection serves the room check and the run: the rows that will run are the rows counted
+    rows, _ = select(corpus.chunks, stage.name, stage.requires, only, force, stage.match)
     check_frames_room(corpus, rows)  # before any work: the cache must fit (issue 28)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return run(Stage("frames", "chunks", partial(_work, g=g)), corpus, only=only, force=force, parallel=parallel,
-               executor=executor)
+    return run_stage(stage, corpus, rows, parallel=parallel, force=force, executor=executor)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from streamlearn.core.errors import StreamlearnError
+from streamlearn.core.files import read_json_lines
 from streamlearn.corpus.framecache import read_sample_frames
 from streamlearn.models.inference import BLANK_FRAMES, rope_index
 from streamlearn.models.tokenizer import VIDEO_PAD
@@ -72,26 +73,18 @@ def general_specs(path: str) -> list[SampleSpec]:
     `path` is a JSONL of {"question", "answer"} lines, "" the packaged set."""
     from importlib import resources
 
-    if path:
-        source = Path(path)
-        if not source.is_file():
-            raise StreamlearnError(f"train.general_set {path} is not a file; give a JSONL of "
-                                   '{"question", "answer"} lines, or "" for the packaged set')
-        text = source.read_text(encoding="utf-8")
-    else:
-        source = Path("general_rehearsal.jsonl")
-        text = resources.files("streamlearn").joinpath("data/general_rehearsal.jsonl").read_text(encoding="utf-8")
+    if path and not Path(path).is_file():
+        raise StreamlearnError(f"train.general_set {path} is not a file; give a JSONL of "
+                               '{"question", "answer"} lines, or "" for the packaged set')
+    fix = "fix or delete the line"
+    with resources.as_file(resources.files("streamlearn").joinpath("data/general_rehearsal.jsonl")) as packaged:
+        source = Path(path) if path else packaged
+        lines = read_json_lines(source, fix, "save it as UTF-8")
     out = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            question, answer = str(item["question"]), str(item["answer"])
-        except (ValueError, KeyError, TypeError):
-            raise StreamlearnError(f"{source.name} line {n}: not a JSON object with \"question\" and \"answer\"; "
-                                   "fix or delete the line") from None
-        out.append(SampleSpec(f"general/{n}", "general", 0, [], answer, question))
+    for n, item in lines:
+        if not (isinstance(item, dict) and "question" in item and "answer" in item):
+            raise StreamlearnError(f"{source.name} line {n}: not a JSON object with \"question\" and \"answer\"; {fix}")
+        out.append(SampleSpec(f"general/{n}", "general", 0, [], str(item["answer"]), str(item["question"])))
     if not out:
         raise StreamlearnError(f"{source.name} has no question-answer lines; fill it or set train.general_replay = 0")
     return out
