@@ -5,7 +5,6 @@ Run: python -m pytest tests/test_manifest.py -q
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spawnkit import run_processes
 
 from streamlearn.core.errors import ManifestError
 from streamlearn.core.manifest import DONE, FAILED, Column, Manifest, Table, merge_parts, status_of
@@ -121,13 +121,7 @@ def test_two_processes_lose_nothing(tmp_path):
     m = Manifest(tmp_path / "items.csv", T)
     n = 60
     m.upsert([{"item_id": f"{p}{i}"} for p in "xy" for i in range(n)])
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(str(m.path), p, n)) for p in "xy"]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_processes(_worker, [(str(m.path), p, n) for p in "xy"])
     rows = m.read()
     assert len(rows) == 2 * n
     assert all(r["fetch_status"] == DONE and r["path"] == f"{r['item_id'][0]}-{r['item_id'][1:]}" for r in rows)

@@ -9,7 +9,6 @@ Run: python -m pytest tests/test_manifest_journal.py -q
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from spawnkit import run_processes
 
 import streamlearn.core.manifest as M
 from streamlearn.core.errors import ManifestError
@@ -308,15 +308,8 @@ def _process_writer(path: str, keys: list[str]) -> None:
 def test_processes_lose_nothing(tmp_path):
     n_procs, per = 4, 30
     m = items(tmp_path, n_procs * per)
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_process_writer, args=(str(m.path), [f"i{k}" for k in range(j, n_procs * per,
-                                                                                              n_procs)]))
-             for j in range(n_procs)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_processes(_process_writer, [(str(m.path), [f"i{k}" for k in range(j, n_procs * per, n_procs)])
+                                    for j in range(n_procs)])
     rows = m.read()
     assert len(rows) == n_procs * per and all(r["fetch_status"] == DONE for r in rows)
     assert len({r["path"] for r in rows}) == n_procs  # each row holds its own writer's values
