@@ -27,7 +27,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from streamlearn.models.inference import rope_index  # noqa: E402
-
 from streamlearn.models.presets import preset_config
 from streamlearn.train import fast_vision  # noqa: E402
 from streamlearn.train.loss import TargetLossModel, peak_tflops, sample_flops, targets_from_labels  # noqa: E402

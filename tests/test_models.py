@@ -58,9 +58,7 @@ def test_smol_preset_is_smollm2_in_a_qwen25vl():
     from transformers import AutoModelForCausalLM
 
     from streamlearn.models.inference import load_for_generation
-
     from streamlearn.models.gguf import smol_gguf
-
     from streamlearn.models.tokenizer import VIDEO_PAD
 
     gguf = smol_gguf()

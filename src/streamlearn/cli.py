@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 
 from streamlearn import __version__
-
 from streamlearn.core import console
 from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from streamlearn.core import console
-
 from streamlearn.corpus import transcript
 from streamlearn.corpus.layout import Corpus
 from streamlearn.core.config import DiarizeSection

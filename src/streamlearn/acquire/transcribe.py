@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from streamlearn.core import console
-
 from streamlearn.corpus import transcript
 from streamlearn.acquire.captions import CaptionError, load_captions
 from streamlearn.core.config import ModelsSection

@@ -22,7 +22,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from streamlearn.core import console
-
 from streamlearn.corpus import transcript
 from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError

@@ -34,9 +34,7 @@ def model_parameters(model: str) -> tuple[int, int]:
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
     from streamlearn.models.cache import quiet_transformers
-
     from streamlearn.models.loading import resolve
-
     from streamlearn.models.presets import ARCHITECTURES, preset_config
 
     quiet_transformers()

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from streamlearn.core import console
-
 from streamlearn.media import vision_budget
 from streamlearn.corpus.layout import Corpus
 from streamlearn.core.errors import StreamlearnError

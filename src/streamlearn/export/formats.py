@@ -21,7 +21,6 @@ import numpy as np
 
 from streamlearn.corpus.framecache import read_sample_frames
 from streamlearn.core.files import atomic_write_text
-
 from streamlearn.export.samples import Sample
 
 

@@ -97,7 +97,6 @@ def model_config(model: str, layers: int = 0):
     from transformers import AutoConfig
 
     from streamlearn.models.loading import resolve
-
     from streamlearn.models.presets import ARCHITECTURES, preset_config
 
     target = resolve(model)
@@ -139,9 +138,7 @@ def build(cfg: TrainConfig, d: Dist):
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     from streamlearn.models.cache import quiet_transformers
-
     from streamlearn.models.presets import ARCHITECTURES
-
     from streamlearn.models.tokenizer import build_tokenizer
 
     quiet_transformers()
