@@ -89,6 +89,20 @@ def test_keyframe_only_decoding_is_used_only_when_identical(tmp_path):
     assert np.array_equal(fast, full)
 
 
+def test_vp9_keyframes_come_from_packet_flags_not_from_decoding(tmp_path):
+    """The seed's codec: libavcodec's VP9 decoder ignores skip_frame, so a frame-based keyframe probe
+    lists every frame. keyframe_times must list the keyframes only, and with 2 s keyframes and 1 fps
+    samples the frames stage must not take the keyframe path (it would give other frames)."""
+    src = tmp_path / "gop2s.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=6", "-c:v", "libvpx-vp9",
+                    "-deadline", "realtime", "-cpu-used", "8", "-g", "60", "-keyint_min", "60", str(src)], check=True)
+    keys = keyframe_times(src)
+    assert len(keys) == 3 and [round(k - keys[0], 3) for k in keys] == [0.0, 2.0, 4.0]
+    times = [keys[0] + i for i in range(6)]
+    assert not samples_on_keyframes(times, keys, tolerance=0.5 / 30)
+    assert samples_on_keyframes(times[::2], keys, tolerance=0.5 / 30)
+
+
 def test_missing_chunk_file_fails_with_reason(framed):
     chunk = framed.chunks.read()[0]
     path = framed.root / chunk["media_uri"]

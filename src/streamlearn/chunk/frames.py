@@ -103,15 +103,18 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return bio.getvalue()
 
 
-def _work(corpus: Corpus, row: dict, g: vision_budget.VisionGeometry) -> dict:
-    return frames_chunk(corpus, row, corpus.videos.get(row["video_id"]) or {}, store_for(corpus), g)
+def _work(corpus: Corpus, row: dict, g: vision_budget.VisionGeometry, videos: dict[str, dict]) -> dict:
+    return frames_chunk(corpus, row, videos.get(row["video_id"]) or {}, store_for(corpus), g)
 
 
 def run_frames(corpus: Corpus, parallel: int = 1, only: list[str] | None = None, force: bool = False,
                geometry: vision_budget.VisionGeometry | None = None, executor=None) -> StageResult:
     from streamlearn.corpus.forecast import check_frames_room
 
-    stage = Stage("frames", "chunks", partial(_work, g=geometry or vision_budget.VisionGeometry()))
+    # videos.csv is read once for the run, not once a chunk (a stage's per-item cost stays independent of
+    # the corpus's size, issue 26); the rows travel with the work to Ray tasks
+    stage = Stage("frames", "chunks", partial(_work, g=geometry or vision_budget.VisionGeometry(),
+                                              videos=corpus.videos.rows_by_key()))
     # one selection serves the room check and the run: the rows that will run are the rows counted
     rows, _ = select(corpus.chunks, stage.name, stage.requires, only, force, stage.match)
     check_frames_room(corpus, rows)  # before any work: the cache must fit (issue 28)

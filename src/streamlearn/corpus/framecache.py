@@ -15,14 +15,21 @@ from streamlearn.media.probe import arg_path
 
 
 def keyframe_times(src: Path, start: float = 0.0, duration: float | None = None) -> list[float]:
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries",
-           "frame=pts_time,best_effort_timestamp_time", "-of", "csv=p=0"]
+    """Presentation times of the keyframes, from the container's packet flags: demuxing only, nothing
+    is decoded. (Asking ffprobe for frames with `-skip_frame nokey` decodes every frame of a VP9 stream,
+    whose native decoder ignores skip_frame, and then lists every frame as if it were a keyframe:
+    the cost of a full decode, and a wrong answer, on the seed's codec; issue 26.)"""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,dts_time,flags",
+           "-of", "csv=p=0"]
     if start or duration:
         cmd += ["-read_intervals", f"{start}%{'+' + str(duration) if duration else ''}"]
     out = subprocess.run(cmd + [arg_path(src)], capture_output=True, text=True)
     times = []
     for line in out.stdout.splitlines():
-        for field in line.split(","):
+        fields = line.split(",")
+        if "K" not in fields[-1]:
+            continue
+        for field in fields[:-1]:  # pts, else dts where a muxer left pts out
             try:
                 times.append(float(field))
                 break
