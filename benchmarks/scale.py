@@ -48,11 +48,17 @@ STAGES = [  # (name, argv after `streamlearn`, with {c} the corpus)
 
 
 def encode(path: Path, hours: float) -> None:
-    seconds = int(hours * 3600)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=64x36:rate=1:duration={seconds}",
-                    "-f", "lavfi", "-i", f"anullsrc=r=16000:cl=mono:d={seconds}", "-c:v", "libvpx-vp9",
-                    "-deadline", "realtime", "-cpu-used", "8", "-g", "60", "-c:a", "libopus", "-b:a", "6k",
-                    "-shortest", str(path)], check=True)
+    """HOURS of the cheap recording: one hour encoded, then stream-copied end to end and cut."""
+    hour = path.parent / "hour.mkv"
+    if not hour.exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x36:rate=1:duration=3600",
+                        "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=3600", "-c:v", "libvpx-vp9",
+                        "-deadline", "realtime", "-cpu-used", "8", "-g", "60", "-c:a", "libopus", "-b:a", "6k",
+                        "-shortest", str(hour)], check=True)
+    listing = path.parent / "hours.txt"
+    listing.write_text(f"file '{hour.name}'\n" * math.ceil(hours))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-t",
+                    f"{hours * 3600:.0f}", "-c", "copy", str(path)], check=True)
 
 
 def recording(folder: Path, base: Path, i: int, t0: int) -> None:

@@ -414,3 +414,25 @@ def test_an_endpoint_answering_html_is_named_with_the_fix(media_corpus):
     reason = next(iter(result.failed.values()))
     assert "answered HTTP 200 with something that is not JSON ('<html><body>Please sign in</body></html>')" in reason
     assert "point describe.endpoint at an OpenAI-compatible base URL" in reason
+
+
+def test_ocr_reads_a_picture_once_while_it_holds_still(monkeypatch):
+    """The signals backend's OCR gate (issue 26): a frame within `ocr_same_picture` of the last frame
+    read keeps that frame's text; a changed picture is read again; 0 reads every frame."""
+    import numpy as np
+
+    from streamlearn.describe import signals
+
+    calls = []
+    monkeypatch.setattr(signals, "ocr", lambda f: calls.append(int(f.mean())) or [(f"text {int(f.mean())}", 10.0)])
+    still = np.full((54, 96, 3), 100, np.uint8)
+    noisy = still.copy()
+    noisy[0, 0] = 255  # one pixel: far below a level on the thumbnail
+    sign = still.copy()
+    sign[10:30, 20:70] = 0  # a dark sign over ~20 % of the picture
+    frames = [still, noisy, still, sign, sign, still]
+    reads = signals.read_text(frames, same_picture=2.0)
+    assert len(calls) == 3  # still, sign, still again
+    assert reads[1] == reads[0] and reads[4] == reads[3] and reads[3] != reads[0]
+    calls.clear()
+    assert len(signals.read_text(frames, same_picture=0)) == 6 and len(calls) == 6

@@ -155,6 +155,9 @@ class DescribeSection:
     ocr_interval_s: float = 5.0  # signals backend
     ocr_width: int = 960
     ocr_max_frames: int = 400
+    # a frame within this mean difference (8-bit levels, 32x18 grey thumbnail) of the last frame read is
+    # the same picture and keeps its text without another OCR pass; 0 reads every frame
+    ocr_same_picture: float = 2.0
 
     def __post_init__(self):
         _check(self.backend in ("signals", "openai", "transformers", "batch"), "describe.backend",
@@ -162,6 +165,7 @@ class DescribeSection:
         _check(self.n_frames >= 1, "describe.n_frames", "must be >= 1")
         _check(self.max_retries >= 0 and self.repairs >= 0, "describe.max_retries", "and repairs must be >= 0")
         _check(self.ocr_interval_s > 0, "describe.ocr_interval_s", "must be > 0")
+        _check(self.ocr_same_picture >= 0, "describe.ocr_same_picture", "must be >= 0 (0 reads every frame)")
 
 
 @dataclass
