@@ -427,12 +427,12 @@ def test_ocr_reads_a_picture_once_while_it_holds_still(monkeypatch):
     monkeypatch.setattr(signals, "ocr", lambda f: calls.append(int(f.mean())) or [(f"text {int(f.mean())}", 10.0)])
     still = np.full((54, 96, 3), 100, np.uint8)
     noisy = still.copy()
-    noisy[0, 0] = 255  # one pixel: far below a level on the thumbnail
-    sign = still.copy()
-    sign[10:30, 20:70] = 0  # a dark sign over ~20 % of the picture
-    frames = [still, noisy, still, sign, sign, still]
-    reads = signals.read_text(frames, same_picture=2.0)
-    assert len(calls) == 3  # still, sign, still again
+    noisy[::2, ::2] = 103  # grain of 3 levels on a quarter of the pixels: under a level a block
+    word = still.copy()
+    word[20:24, 40:44] = 0  # a few dark pixels (a letter): the mean barely moves, one block moves a lot
+    frames = [still, noisy, still, word, word, still]
+    reads = signals.read_text(frames, same_picture=8.0)
+    assert len(calls) == 3  # still, word, still again
     assert reads[1] == reads[0] and reads[4] == reads[3] and reads[3] != reads[0]
     calls.clear()
     assert len(signals.read_text(frames, same_picture=0)) == 6 and len(calls) == 6

@@ -155,9 +155,9 @@ class DescribeSection:
     ocr_interval_s: float = 5.0  # signals backend
     ocr_width: int = 960
     ocr_max_frames: int = 400
-    # a frame within this mean difference (8-bit levels, 32x18 grey thumbnail) of the last frame read is
-    # the same picture and keeps its text without another OCR pass; 0 reads every frame
-    ocr_same_picture: float = 2.0
+    # a frame none of whose 64x36 grey thumbnail blocks moved this many 8-bit levels since the last frame
+    # read is the same picture and keeps its text without another OCR pass; 0 reads every frame
+    ocr_same_picture: float = 8.0
 
     def __post_init__(self):
         _check(self.backend in ("signals", "openai", "transformers", "batch"), "describe.backend",
