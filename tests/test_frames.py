@@ -89,6 +89,33 @@ def test_keyframe_only_decoding_is_used_only_when_identical(tmp_path):
     assert np.array_equal(fast, full)
 
 
+def test_sparse_samples_by_seeking_are_the_frames_a_straight_decode_gives(tmp_path, monkeypatch):
+    """Samples SEEK_GAP_S or more apart are fetched by one seek each (issue 26): the very frames a
+    decode from the start picks, on a video whose frames carry their index, in H.264 and VP9."""
+    from streamlearn.corpus import framecache
+
+    real, gap = framecache._extract_seeking, framecache.SEEK_GAP_S
+    for codec, name in ((["libx264", "-crf", "1", "-pix_fmt", "yuv444p"], "indexed.mp4"),
+                        (["libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-crf", "4", "-b:v", "0"],
+                         "indexed.mkv")):
+        src = tmp_path / name
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=320x180:r=30:d=40",
+                        "-vf", "format=rgb24,geq=r='mod(N,64)*4':g=0:b=0", "-c:v", *codec, "-g", "60",
+                        str(src)], check=True)
+        calls = []
+        monkeypatch.setattr(framecache, "SEEK_GAP_S", gap)
+        monkeypatch.setattr(framecache, "_extract_seeking", lambda *a: calls.append(1) or real(*a))
+        n = 7  # a sample every 5.7 s, off the 2 s keyframe grid
+        seeking = extract(src, 0.0, 40.0, n, 112, 56, source_fps=30.0)
+        assert calls == [1]
+        for i in range(n):
+            got = int(round(seeking[i, ..., 0].mean() / 4)) % 64
+            want = round(i * 40.0 / n * 30) % 64
+            assert min((got - want) % 64, (want - got) % 64) <= 1, (name, i, got, want)
+        monkeypatch.setattr(framecache, "SEEK_GAP_S", 1e9)
+        assert np.array_equal(seeking, extract(src, 0.0, 40.0, n, 112, 56, source_fps=30.0)), name
+
+
 def test_vp9_keyframes_come_from_packet_flags_not_from_decoding(tmp_path):
     """The seed's codec: libavcodec's VP9 decoder ignores skip_frame, so a frame-based keyframe probe
     lists every frame. keyframe_times must list the keyframes only, and with 2 s keyframes and 1 fps
