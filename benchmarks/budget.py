@@ -2,7 +2,9 @@
 by the product's own commands, on 1080p60 VP9/Opus at the seed's bitrate (~3.2 Mb/s: 1.1 TB for
 752.8 h), extrapolated to the seed's 752.8 h on this machine and on 8 nodes of 16 cores.
 
-    python benchmarks/budget.py --out benchmarks/results/budget_cpu2.json
+    python benchmarks/budget.py --work W --out benchmarks/results/budget_cpu2.json
+    python benchmarks/budget.py --work W --out ... --only-describe      # describe + questions again
+    python benchmarks/budget.py --work W --out ... --speech allison_en  # ASR + diarization of one voice
 
 Media: MINUTES of 1920x1080 at 60 fps (ffmpeg's testsrc2 pattern under changing street-sign text and
 a clock, so OCR has text to read) with a real two-person conversation as the sound (Debian's
@@ -80,6 +82,44 @@ def make_media(work: Path, minutes: float, repeat: int) -> dict[str, Path]:
     return out
 
 
+def speech_media(work: Path, minutes: float, repeat: int, voices: tuple[str, ...]) -> Path:
+    """REPEAT x MINUTES of a conversation of VOICES under a 64x36 picture: ASR and diarization read only
+    the sound, so the picture is kept cheap."""
+    from streamlearn.testdata import realdata as R
+
+    name = "speech_" + "+".join(voices)
+    full = work / name / f"{name}.mkv"
+    if full.exists():
+        return full
+    full.parent.mkdir(parents=True, exist_ok=True)
+    seconds = int(minutes * 60)
+    wav, piece = work / f"{name}.wav", work / f"{name}_piece.mkv"
+    conv = R.conversation(voices, seconds=seconds + 2, seed=1)
+    R.write_wav(wav, conv.audio[: seconds * conv.rate], conv.rate)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s=64x36:r=1:d={seconds}",
+                    "-i", str(wav), "-c:v", "libvpx-vp9", "-g", "60", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000",
+                    "-shortest", str(piece)], check=True)
+    listing = work / f"{name}.txt"
+    listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(repeat)))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                    "-metadata", f"title=budget {name}", str(full)], check=True)
+    os.utime(full, (1_700_000_000, 1_700_000_000))
+    return full
+
+
+def run_speech(work: Path, video: Path) -> dict:
+    """playlist, download, transcribe and diarize of one speech file; keys '<name>: <stage>'."""
+    name, log, out = video.parent.name, work / "log.txt", {}
+    c = str(corpus_for(work, name))
+    for stage, argv in (("playlist", ["playlist", c, "--from-dir", str(video.parent)]), ("download", ["download", c]),
+                        ("transcribe", ["transcribe", c]), ("diarize", ["diarize", c])):
+        secs, mb, rc = timed(argv, log)
+        out[f"{name}: {stage}"] = {"seconds": round(secs, 2), "peak_mb": round(mb, 1), "rc": rc}
+        print(f"  {name}: {stage:<24} {secs:8.1f} s  {mb:7.0f} MB" + (f"  (exit {rc}; see {log})" if rc else ""),
+              flush=True)
+    return out
+
+
 GOOD = {
     "setting": {"city": "Testville", "region": None, "venue": "Main Street", "indoor": False},
     "time_of_day": "afternoon", "lighting": "daylight",
@@ -131,7 +171,9 @@ def corpus_for(work: Path, name: str) -> Path:
     return corpus
 
 
-def run(work: Path, media: dict[str, Path]) -> dict:
+def run(work: Path, media: dict[str, Path], only_describe: bool = False) -> dict:
+    """Every stage, or with `only_describe` the describe and questions stages again (--force) on the
+    corpora an earlier run in the same WORK left."""
     from streamlearn.core.config import DescribeSection
     from streamlearn.corpus.layout import Corpus
 
@@ -143,7 +185,7 @@ def run(work: Path, media: dict[str, Path]) -> dict:
         out[key] = {"seconds": round(secs, 2), "peak_mb": round(mb, 1), "rc": rc}
         print(f"  {key:<34} {secs:8.1f} s  {mb:7.0f} MB" + (f"  (exit {rc}; see {log})" if rc else ""), flush=True)
 
-    for name in ("gop2", "gop1", "r360"):
+    for name in () if only_describe else ("gop2", "gop1", "r360"):
         c = str(corpus_for(work, name))
         stage(f"{name}: playlist", ["playlist", c, "--from-dir", str(media[name].parent)])
         stage(f"{name}: download", ["download", c])
@@ -161,7 +203,7 @@ def run(work: Path, media: dict[str, Path]) -> dict:
     corpus.config.describe = DescribeSection(backend="openai", model="budget-vlm", endpoint=endpoint.url,
                                              api_key_env="BUDGET_KEY")
     corpus.save_config()
-    stage("gop2: describe --backend openai", ["describe", c])
+    stage("gop2: describe --backend openai", ["describe", c, "--force"])
     out["gop2: describe --backend openai"].update(requests=endpoint.requests, request_bytes=endpoint.bytes)
     corpus.config.describe = DescribeSection(backend="signals")
     corpus.save_config()
@@ -208,14 +250,29 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("budget.json"))
     ap.add_argument("--report", type=Path, help="only print the table of this result file")
+    ap.add_argument("--speech", help="only ASR and diarization of a conversation of these voices (comma-separated, "
+                    "from testdata.realdata.VOICES), added to OUT")
+    ap.add_argument("--only-describe", action="store_true",
+                    help="run describe and questions again in WORK and update their lines in OUT")
     args = ap.parse_args()
     if args.report:
         print(table(json.loads(args.report.read_text())))
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="budget-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.speech:
+        video = speech_media(work, args.minutes, args.repeat, tuple(args.speech.split(",")))
+        res = {**(json.loads(args.out.read_text()) if args.out.exists() else {}), **run_speech(work, video)}
+        args.out.write_text(json.dumps(res, indent=1))
+        print(table(res))
+        return
     media = make_media(work, args.minutes, args.repeat)
-    res = run(work, media)
+    if args.only_describe and not ((work / "corpus_gop2").exists() and args.out.exists()):
+        sys.exit(f"error: --only-describe needs an earlier run's {work}/corpus_gop2 and {args.out}; "
+                 "run without --only-describe first")
+    res = run(work, media, args.only_describe)
+    if args.only_describe:
+        res = {**json.loads(args.out.read_text()), **res}
     args.out.write_text(json.dumps(res, indent=1))
     print(table(res))
 
