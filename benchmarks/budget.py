@@ -51,6 +51,15 @@ def picture(seconds: int, w: int, h: int) -> str:
             f"fontsize={h // 18}:fontcolor=white:x=w-tw-20:y=20")
 
 
+def repeated(piece: Path, repeat: int, full: Path, name: str) -> None:
+    """FULL: REPEAT copies of PIECE end to end by stream copy, titled and dated as one recording."""
+    listing = piece.parent / f"{name}.txt"
+    listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(repeat)))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                    "-metadata", f"title=budget {name}", str(full)], check=True)
+    os.utime(full, (1_700_000_000, 1_700_000_000))
+
+
 def make_media(work: Path, minutes: float, repeat: int) -> dict[str, Path]:
     """{'gop2', 'gop1', 'r360'}: one file each, REPEAT x MINUTES long."""
     from streamlearn.testdata import realdata as R
@@ -71,11 +80,7 @@ def make_media(work: Path, minutes: float, repeat: int) -> dict[str, Path]:
                             "-c:v", "libvpx-vp9", "-b:v", rate, "-deadline", "realtime", "-cpu-used", "8",
                             "-row-mt", "1", "-g", str(gop), "-keyint_min", str(gop), "-c:a", "libopus", "-b:a", "96k",
                             "-ar", "48000", "-shortest", str(piece)], check=True)
-            listing = work / f"{name}.txt"
-            listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(repeat)))
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                            "-c", "copy", "-metadata", f"title=budget {name}", str(full)], check=True)
-            os.utime(full, (1_700_000_000, 1_700_000_000))
+            repeated(piece, repeat, full, name)
             print(f"media {name}: {w}x{h}, {full.stat().st_size / 1e6:.0f} MB, "
                   f"{time.perf_counter() - t0:.0f} s to make", flush=True)
         out[name] = full
@@ -99,11 +104,7 @@ def speech_media(work: Path, minutes: float, repeat: int, voices: tuple[str, ...
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s=64x36:r=1:d={seconds}",
                     "-i", str(wav), "-c:v", "libvpx-vp9", "-g", "60", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000",
                     "-shortest", str(piece)], check=True)
-    listing = work / f"{name}.txt"
-    listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(repeat)))
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
-                    "-metadata", f"title=budget {name}", str(full)], check=True)
-    os.utime(full, (1_700_000_000, 1_700_000_000))
+    repeated(piece, repeat, full, name)
     return full
 
 
@@ -113,11 +114,15 @@ def run_speech(work: Path, video: Path) -> dict:
     c = str(corpus_for(work, name))
     for stage, argv in (("playlist", ["playlist", c, "--from-dir", str(video.parent)]), ("download", ["download", c]),
                         ("transcribe", ["transcribe", c]), ("diarize", ["diarize", c])):
-        secs, mb, rc = timed(argv, log)
-        out[f"{name}: {stage}"] = {"seconds": round(secs, 2), "peak_mb": round(mb, 1), "rc": rc}
-        print(f"  {name}: {stage:<24} {secs:8.1f} s  {mb:7.0f} MB" + (f"  (exit {rc}; see {log})" if rc else ""),
-              flush=True)
+        record(out, log, f"{name}: {stage}", argv)
     return out
+
+
+def record(out: dict, log: Path, key: str, argv: list[str]) -> None:
+    """Run one product command, timed; its seconds, peak MB and exit status go to out[key] and a line."""
+    secs, mb, rc = timed(argv, log)
+    out[key] = {"seconds": round(secs, 2), "peak_mb": round(mb, 1), "rc": rc}
+    print(f"  {key:<34} {secs:8.1f} s  {mb:7.0f} MB" + (f"  (exit {rc}; see {log})" if rc else ""), flush=True)
 
 
 GOOD = {
@@ -181,9 +186,7 @@ def run(work: Path, media: dict[str, Path], only_describe: bool = False) -> dict
     out: dict = {}
 
     def stage(key: str, argv: list[str]) -> None:
-        secs, mb, rc = timed(argv, log)
-        out[key] = {"seconds": round(secs, 2), "peak_mb": round(mb, 1), "rc": rc}
-        print(f"  {key:<34} {secs:8.1f} s  {mb:7.0f} MB" + (f"  (exit {rc}; see {log})" if rc else ""), flush=True)
+        record(out, log, key, argv)
 
     for name in () if only_describe else ("gop2", "gop1", "r360"):
         c = str(corpus_for(work, name))
@@ -260,16 +263,18 @@ def main() -> None:
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="budget-"))
     work.mkdir(parents=True, exist_ok=True)
+    if (args.speech or args.only_describe) and not args.out.exists():
+        sys.exit(f"error: --speech and --only-describe add to an earlier run's {args.out}, which does not exist; "
+                 "run without them first")
     if args.speech:
         video = speech_media(work, args.minutes, args.repeat, tuple(args.speech.split(",")))
-        res = {**(json.loads(args.out.read_text()) if args.out.exists() else {}), **run_speech(work, video)}
+        res = {**json.loads(args.out.read_text()), **run_speech(work, video)}
         args.out.write_text(json.dumps(res, indent=1))
         print(table(res))
         return
     media = make_media(work, args.minutes, args.repeat)
-    if args.only_describe and not ((work / "corpus_gop2").exists() and args.out.exists()):
-        sys.exit(f"error: --only-describe needs an earlier run's {work}/corpus_gop2 and {args.out}; "
-                 "run without --only-describe first")
+    if args.only_describe and not (work / "corpus_gop2").exists():
+        sys.exit(f"error: --only-describe needs an earlier run's {work}/corpus_gop2; run without it first")
     res = run(work, media, args.only_describe)
     if args.only_describe:
         res = {**json.loads(args.out.read_text()), **res}

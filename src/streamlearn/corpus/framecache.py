@@ -71,12 +71,12 @@ def extract(src: Path, start: float, duration: float, n: int, width: int, height
 
     times = [start + i * duration / n for i in range(n)]
     half = 0.5 / source_fps
-    out: list[np.ndarray | None] = [None] * n
-    k = 0
     if not keyframes_only and n and duration / n >= SEEK_GAP_S:
         sparse = _extract_seeking(src, times, half, width, height, rotation)
         if sparse is not None:
             return sparse
+    out: list[np.ndarray | None] = [None] * n
+    k = 0
     try:
         with av.open(str(src)) as container:
             stream = container.streams.video[0]
@@ -108,12 +108,7 @@ def extract(src: Path, start: float, duration: float, n: int, width: int, height
             for t, frame in decoded():
                 if t < times[k] - half:
                     continue
-                if rotation is None:
-                    rotation = int(getattr(frame, "rotation", 0) or 0)
-                quarter = int(round(rotation / 90.0)) % 2
-                cw, ch = (height, width) if quarter else (width, height)
-                rgb = upright(frame.reformat(width=cw, height=ch, format="rgb24",
-                                             interpolation="BICUBIC").to_ndarray(), rotation)
+                rgb, rotation = _rgb(frame, width, height, rotation)
                 while k < n and t >= times[k] - half:  # a sparse source fills several samples
                     out[k] = rgb
                     k += 1
@@ -136,6 +131,8 @@ SEEK_GAP_S = 4.0
 
 
 def _rgb(frame, width: int, height: int, rotation: int | None) -> tuple[np.ndarray, int]:
+    """One decoded frame as upright RGB of width x height, and the rotation used (the frame's own when
+    `rotation` is None, so a caller passes it on to the next frame)."""
     if rotation is None:
         rotation = int(getattr(frame, "rotation", 0) or 0)
     quarter = int(round(rotation / 90.0)) % 2
